@@ -1,0 +1,3 @@
+"""netprov: declarative provisioning of diskless machines booting from a NAS over iSCSI."""
+
+__version__ = "0.1.0"

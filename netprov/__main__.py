@@ -1,0 +1,3 @@
+from netprov.cli.app import main
+
+main()
