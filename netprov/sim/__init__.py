@@ -1,0 +1,1 @@
+"""Simulators that stand in for external systems (TrueNAS middleware, ...) in tests and demos."""

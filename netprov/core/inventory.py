@@ -1,0 +1,556 @@
+"""The inventory: netprov's desired state as the user writes it (YAML, ``version: 1``).
+
+``parse_inventory(text, filename)`` turns YAML text into a validated, normalised
+``Inventory`` or raises ``InventoryError`` listing *every* problem as
+``file:line:col: field.path: what is wrong``. It is pure: it never reads the
+environment or the filesystem; secrets are referenced (env var name, file path),
+never held. ``resolve(inventory)`` applies defaults and returns one fully
+specified ``Machine`` per entry.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+
+from netprov.core import names
+from netprov.core.units import normalise_mac, parse_size, parse_volblocksize
+from netprov.errors import InventoryError
+
+DEFAULT_BASENAME = "iqn.2005-10.org.freenas.ctl"
+DEFAULT_INITIATOR_BASENAME = "iqn.2010-04.org.ipxe"
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+ -]*(/[A-Za-z0-9_.:+ -]+)*$")
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors (a typo like ``mca:`` must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- reusable field types ------------------------------------------------------------
+
+def _mac(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("a MAC address is a string like 52:54:00:12:34:56")
+    return normalise_mac(v)
+
+
+def _size(v: Any) -> int:
+    return parse_size(v)
+
+
+def _abs_path(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError("must be an absolute path")
+    if not v.startswith("/") or "\x00" in v or any(p == ".." for p in v.split("/")):
+        raise ValueError(f"{v!r} must be an absolute path without '..'")
+    if not _SAFE_PATH_RE.match(v):
+        raise ValueError(f"{v!r} may contain only letters, digits and . _ / + -")
+    return v.rstrip("/") or "/"
+
+
+def _env_name(v: Any) -> str:
+    if not isinstance(v, str) or not _ENV_RE.match(v):
+        raise ValueError(f"{v!r} is not an environment variable name")
+    return v
+
+
+Mac = Annotated[str, BeforeValidator(_mac)]
+Size = Annotated[int, BeforeValidator(_size)]
+AbsPath = Annotated[str, BeforeValidator(_abs_path)]
+EnvName = Annotated[str, BeforeValidator(_env_name)]
+VolBlockSize = Annotated[str, BeforeValidator(parse_volblocksize)]
+
+
+def _no_shell(v: str, what: str) -> str:
+    if any(c in v for c in "\x00\n\r"):
+        raise ValueError(f"{what} must be a single line")
+    return v
+
+
+class Firmware(str, Enum):
+    BIOS = "bios"
+    UEFI = "uefi"
+    AUTO = "auto"
+
+
+class Arch(str, Enum):
+    X86_64 = "x86_64"
+    ARM64 = "arm64"
+
+
+class BootAction(str, Enum):
+    SANBOOT = "sanboot"
+    INSTALL = "install"
+    EXIT = "exit"
+
+
+class PxeMode(str, Enum):
+    DHCP = "dhcp"
+    PROXY = "proxy"
+
+
+class Fallback(str, Enum):
+    """What boot.ipxe does for a MAC it has no script for."""
+
+    EXIT = "exit"        # return to the firmware: next boot device (local disk)
+    SHELL = "shell"      # drop to the iPXE shell
+    RETRY = "retry"      # wait and try DHCP/chain again
+    REBOOT = "reboot"
+    POWEROFF = "poweroff"
+
+
+# --- storage -------------------------------------------------------------------------
+
+class Storage(Strict):
+    """A FreeNAS/TrueNAS box reached through its websocket API."""
+
+    url: str = Field(description="wss://HOST/api/current (25.04+) or wss://HOST/websocket "
+                                 "(FreeNAS 11.3, CORE, SCALE <= 24.10); ws:// only for loopback")
+    api_key_env: EnvName | None = Field(None, description="environment variable holding the API key")
+    api_key_file: AbsPath | None = Field(None, description="file holding the API key (mode 0600)")
+    username: str | None = Field(None, description="user for password login (instead of an API key)")
+    password_env: EnvName | None = None
+    password_file: AbsPath | None = None
+    ca_file: AbsPath | None = Field(None, description="CA bundle to verify the NAS's TLS certificate")
+    parent: str = Field(description="dataset the zvols are created under, e.g. tank/netboot")
+    portal: str = Field(description="address[:port] the machines reach the iSCSI portal on")
+    basename: str = Field(DEFAULT_BASENAME, description="the NAS's iSCSI base name (iscsi.global)")
+    portal_listen: str = Field("0.0.0.0", description="IP the portal listens on, if netprov must create one")
+    initiator_basename: str = Field(DEFAULT_INITIATOR_BASENAME,
+                                    description="machines' initiator IQNs are <initiator_basename>:<machine>")
+    target_prefix: str = Field("", description="prefix for target/extent names (several inventories on one NAS)")
+    lun: int = Field(0, ge=0, le=16382, description="LUN the disk is mapped at (TrueNAS uses 0)")
+    max_zvol_path: int = Field(255, ge=16, le=255,
+                               description="limit on len('zvol/<parent>/<name>'): 63 on FreeNAS 11.x / CORE 12")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        m = re.match(r"^(wss?)://([^/\s]+)(/.*)?$", v)
+        if not m:
+            raise ValueError(f"{v!r} is not a ws:// or wss:// URL")
+        scheme, host, path = m.groups()
+        if path not in (None, "", "/", "/api/current", "/websocket") and not re.match(r"^/api/v[\d.]+$", path):
+            raise ValueError(f"{v!r}: the path must be /api/current (TrueNAS 25.04+) or /websocket (older)")
+        hostname = host.rsplit(":", 1)[0].strip("[]") if not host.startswith("[") else host[1:host.index("]")]
+        if scheme == "ws" and not _is_loopback(hostname):
+            raise ValueError(f"{v!r}: plain ws:// is only allowed to loopback (TrueNAS 25.04+ revokes an "
+                             "API key sent over it); use wss://")
+        return v
+
+    @field_validator("parent")
+    @classmethod
+    def _parent(cls, v: str) -> str:
+        v = v.strip("/")
+        if not _DATASET_RE.match(v) or "//" in v or ".." in v:
+            raise ValueError(f"{v!r} is not a ZFS dataset path like tank/netboot")
+        return v
+
+    @field_validator("portal")
+    @classmethod
+    def _portal(cls, v: str) -> str:
+        host, port = split_host_port(v, 3260)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
+        return f"{host}:{port}"
+
+    @field_validator("basename", "initiator_basename")
+    @classmethod
+    def _iqn(cls, v: str) -> str:
+        if not re.match(r"^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[-a-z0-9.:]+)?|eui\.[0-9a-f]{16}|naa\.[0-9a-f]+)$", v):
+            raise ValueError(f"{v!r} is not an iSCSI qualified name like iqn.2005-10.org.freenas.ctl")
+        return v
+
+    @field_validator("target_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if v and not re.match(r"^[a-z0-9][-a-z0-9]*$", v):
+            raise ValueError("target_prefix may use only a-z, 0-9 and '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> Storage:
+        sources = [s for s in (self.api_key_env, self.api_key_file) if s]
+        pw = [s for s in (self.password_env, self.password_file) if s]
+        if len(sources) > 1 or len(pw) > 1:
+            raise ValueError("give one of api_key_env / api_key_file (or password_env / password_file), not both")
+        if sources and self.username:
+            raise ValueError("give either an API key source or username + password, not both")
+        if not sources and not (self.username and pw):
+            raise ValueError("say where the API key comes from: api_key_env or api_key_file "
+                             "(or username with password_env / password_file)")
+        return self
+
+    @property
+    def portal_host(self) -> str:
+        return split_host_port(self.portal, 3260)[0]
+
+    @property
+    def portal_port(self) -> int:
+        return split_host_port(self.portal, 3260)[1]
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":") or str(default_port)
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, str(default_port)
+    if not port.isdigit():
+        raise ValueError(f"{value!r}: port must be a number")
+    if not host or not re.match(r"^[A-Za-z0-9.:-]+$", host):
+        raise ValueError(f"{value!r} is not a host[:port]")
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- PXE servers ---------------------------------------------------------------------
+
+class Ssh(Strict):
+    host: str = Field(description="host name or address (an alias from ~/.ssh/config works)")
+    port: int | None = Field(None, ge=1, le=65535, description="default: ~/.ssh/config, else 22")
+    user: str | None = Field(None, description="default: ~/.ssh/config, else root")
+    identity_file: str | None = Field(None, description="private key file; else agent / ~/.ssh/config")
+    known_hosts: str | None = Field(None, description="known_hosts file; default ~/.ssh/known_hosts")
+    sudo: bool | None = Field(None, description="run dnsmasq test/reload via sudo -n; default: when user is not root")
+
+    @field_validator("host", "user")
+    @classmethod
+    def _plain(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9._@:-]+$", v):
+            raise ValueError(f"{v!r} contains characters not allowed in a host or user name")
+        return v
+
+
+class Range(Strict):
+    start: ipaddress.IPv4Address
+    end: ipaddress.IPv4Address
+    lease_time: str = Field("12h", pattern=r"^(\d+[smhdw]?|infinite)$")
+
+
+class Http(Strict):
+    """Serve iPXE scripts over HTTP from a docroot on the PXE server (faster than TFTP)."""
+
+    root: AbsPath = Field(description="web server docroot directory netprov writes scripts into")
+    base_url: str = Field(description="URL of that directory as machines see it, e.g. http://10.0.0.5/netprov")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v.rstrip("/")
+
+
+class Ipxe(Strict):
+    """Which iPXE binaries dnsmasq hands to firmware, and where they come from."""
+
+    bios: str = Field("undionly.kpxe", description="for BIOS PXE (arch 0)")
+    uefi: str = Field("snponly.efi", description="for x86-64 UEFI (arch 7 and 9): snponly.efi or ipxe.efi")
+    arm64: str = Field("snponly-arm64.efi", description="for ARM64 UEFI (arch 11)")
+    source: AbsPath | None = Field("/usr/lib/ipxe", description="directory on the PXE server to copy the "
+                                   "binaries from into tftp_root (Debian's ipxe package); null: don't copy")
+
+    @field_validator("bios", "uefi", "arm64")
+    @classmethod
+    def _fname(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", v):
+            raise ValueError(f"{v!r} must be a plain file name")
+        return v
+
+
+class PxeServer(Strict):
+    ssh: Ssh
+    mode: PxeMode = Field(PxeMode.PROXY, description="proxy: beside the router's DHCP; dhcp: netprov's "
+                          "dnsmasq leases addresses")
+    interface: str = Field(description="interface dnsmasq serves on")
+    address: ipaddress.IPv4Address = Field(description="the PXE server's own address on that network")
+    subnet: ipaddress.IPv4Network
+    range: Range | None = Field(None, description="dhcp mode: the address pool")
+    router: ipaddress.IPv4Address | None = Field(None, description="dhcp mode: default gateway handed out")
+    dns: list[ipaddress.IPv4Address] = Field(default_factory=list, description="dhcp mode: DNS servers")
+    domain: str | None = Field(None, pattern=r"^[a-z0-9.-]+$")
+    tftp_root: AbsPath = "/srv/tftp"
+    dnsmasq_dir: AbsPath = Field("/etc/dnsmasq.d", description="dnsmasq's conf-dir; netprov writes netprov.conf")
+    hosts_dir: AbsPath | None = Field(None, description="dhcp-hostsdir for per-machine host lines "
+                                      "(re-read on SIGHUP); default /etc/netprov/dnsmasq-hosts")
+    conf_name: str = Field("netprov.conf", pattern=r"^[A-Za-z0-9._-]+\.conf$")
+    http: Http | None = None
+    ipxe: Ipxe = Field(default_factory=Ipxe)
+    only_known: bool = Field(False, description="dhcp-ignore=tag:!known: answer only inventory MACs")
+    unknown: Fallback = Field(Fallback.EXIT, description="what boot.ipxe does for an unknown MAC")
+    log_dhcp: bool = False
+    test_command: str | None = Field(None, description="validates a config; {conf} is the file. "
+                                     "default: dnsmasq --test --conf-file={conf}")
+    reload_command: str | None = Field(None, description="SIGHUP (hosts changed). default: systemctl reload dnsmasq")
+    restart_command: str | None = Field(None, description="config changed. default: systemctl restart dnsmasq")
+
+    @field_validator("interface")
+    @classmethod
+    def _iface(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z0-9._@-]{1,15}$", v):
+            raise ValueError(f"{v!r} is not an interface name")
+        return v
+
+    @field_validator("test_command", "reload_command", "restart_command")
+    @classmethod
+    def _cmd(cls, v: str | None) -> str | None:
+        return _no_shell(v, "a command") if v is not None else v
+
+    @model_validator(mode="after")
+    def _mode(self) -> PxeServer:
+        if self.address not in self.subnet:
+            raise ValueError(f"address {self.address} is outside subnet {self.subnet}")
+        if self.mode is PxeMode.DHCP:
+            if self.range is None:
+                raise ValueError("dhcp mode needs a range: {start: ..., end: ...}")
+            for ip in (self.range.start, self.range.end):
+                if ip not in self.subnet:
+                    raise ValueError(f"range address {ip} is outside subnet {self.subnet}")
+            if int(self.range.start) > int(self.range.end):
+                raise ValueError("range start is after range end")
+            if self.router is not None and self.router not in self.subnet:
+                raise ValueError(f"router {self.router} is outside subnet {self.subnet}")
+        elif self.range is not None or self.router is not None or self.dns:
+            raise ValueError("range, router and dns are for dhcp mode; in proxy mode the router's DHCP hands "
+                             "out addresses")
+        return self
+
+    @property
+    def effective_hosts_dir(self) -> str:
+        return self.hosts_dir or "/etc/netprov/dnsmasq-hosts"
+
+
+# --- machines ------------------------------------------------------------------------
+
+class Disk(Strict):
+    size: Size | None = Field(None, description="64G, 1T, 500M (binary units) or bytes")
+    sparse: bool | None = Field(None, description="thin-provisioned zvol")
+    volblocksize: VolBlockSize | None = Field(None, description="512 .. 128K; fixed once created (default 16K)")
+    clone_from: str | None = Field(None, description="golden snapshot to clone, e.g. tank/golden/debian@v1")
+
+    @field_validator("clone_from")
+    @classmethod
+    def _snap(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:/+-]*@[A-Za-z0-9_.:+-]+$", v):
+            raise ValueError(f"{v!r} is not a snapshot name like tank/golden/debian@v1")
+        return v
+
+
+class Chap(Strict):
+    """CHAP for the iSCSI login. The secret comes from the environment or a file, never the inventory."""
+
+    enabled: bool = True
+    username: str | None = Field(None, description="default: the machine name")
+    secret_env: EnvName | None = None
+    secret_file: AbsPath | None = None
+
+    @field_validator("username")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[A-Za-z0-9._:-]{1,64}$", v):
+            raise ValueError("CHAP username may use only letters, digits and . _ : -")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> Chap:
+        if self.enabled and not (self.secret_env or self.secret_file):
+            raise ValueError("CHAP needs secret_env or secret_file (the secret never goes in the inventory)")
+        if self.secret_env and self.secret_file:
+            raise ValueError("give secret_env or secret_file, not both")
+        return self
+
+
+def _chap(v: Any) -> Any:
+    if v is False or v is None:
+        return {"enabled": False}
+    if v is True:
+        raise ValueError("chap: true needs a secret source; write chap: {secret_env: NAME}")
+    return v
+
+
+class Install(Strict):
+    """boot: install — attach the disk with sanhook, then boot an installer."""
+
+    kernel: str = Field(description="kernel URL or a path relative to the script (TFTP/HTTP)")
+    initrd: list[str] = Field(description="initrd URL(s) or paths")
+    cmdline: str = Field("", description="kernel command line")
+
+    @field_validator("initrd", mode="before")
+    @classmethod
+    def _one(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("kernel", "cmdline")
+    @classmethod
+    def _line(cls, v: str) -> str:
+        return _no_shell(v, "this field")
+
+    @field_validator("initrd")
+    @classmethod
+    def _lines(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("install needs at least one initrd")
+        return [_no_shell(x, "an initrd") for x in v]
+
+
+class Extra(Strict):
+    """Per-machine additions that don't need a template fork."""
+
+    kernel_args: str = Field("", description="appended to the installer's kernel command line")
+    ipxe: list[str] = Field(default_factory=list, description="iPXE lines run before the boot action")
+    dnsmasq: list[str] = Field(default_factory=list, description="extra dhcp-host tags (set:NAME)")
+
+    @field_validator("ipxe", "dnsmasq")
+    @classmethod
+    def _lines(cls, v: list[str]) -> list[str]:
+        return [_no_shell(x, "each line") for x in v]
+
+
+class Defaults(Strict):
+    storage: str | None = None
+    pxe_server: str | None = None
+    firmware: Firmware = Firmware.BIOS
+    arch: Arch = Arch.X86_64
+    boot: BootAction = BootAction.SANBOOT
+    disk: Disk = Field(default_factory=Disk)
+    chap: Annotated[Chap, BeforeValidator(_chap)] | None = None
+    install: Install | None = None
+    extra: Extra | None = None
+
+
+class MachineSpec(Strict):
+    """A machine as written; unset fields fall back to ``defaults``."""
+
+    mac: Mac
+    ip: ipaddress.IPv4Address | None = Field(None, description="fixed address (dhcp mode)")
+    firmware: Firmware | None = None
+    arch: Arch | None = None
+    disk: Disk = Field(default_factory=Disk)
+    chap: Annotated[Chap, BeforeValidator(_chap)] | None = None
+    boot: BootAction | None = None
+    install: Install | None = None
+    storage: str | None = None
+    pxe_server: str | None = None
+    initiator_iqn: str | None = Field(None, description="default: <storage.initiator_basename>:<name>")
+    extra: Extra | None = None
+    description: str | None = Field(None, max_length=120)
+
+    @field_validator("initiator_iqn")
+    @classmethod
+    def _iqn(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[-a-z0-9.:]+)?$", v):
+            raise ValueError(f"{v!r} is not an iSCSI qualified name (lower-case iqn.YYYY-MM.domain:name)")
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _desc(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[\w .,:()/+-]*$", v):
+            raise ValueError("description may use letters, digits, spaces and . , : ( ) / + -")
+        return v
+
+
+class Inventory(Strict):
+    version: Literal[1]
+    storage: dict[str, Storage] = Field(default_factory=dict)
+    pxe_servers: dict[str, PxeServer] = Field(default_factory=dict)
+    defaults: Defaults = Field(default_factory=Defaults)
+    templates: str | None = Field(None, description="folder of template overrides, relative to the inventory")
+    machines: dict[str, MachineSpec] = Field(default_factory=dict)
+
+    @field_validator("templates")
+    @classmethod
+    def _tpl(cls, v: str | None) -> str | None:
+        if v is not None and ("\x00" in v or not re.match(r"^[A-Za-z0-9._/-]+$", v)):
+            raise ValueError("templates must be a plain relative or absolute folder path")
+        return v
+
+
+# --- the resolved view ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChapRef:
+    username: str
+    secret_env: str | None
+    secret_file: str | None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine with defaults applied: everything the core needs, nothing optional by accident."""
+
+    name: str
+    mac: str
+    ip: str | None
+    firmware: Firmware
+    arch: Arch
+    size: int
+    sparse: bool
+    volblocksize: str
+    clone_from: str | None
+    chap: ChapRef | None
+    boot: BootAction
+    install: Install | None
+    storage: str
+    pxe_server: str
+    initiator_iqn: str
+    extra: Extra
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding, located in the source file when possible."""
+
+    file: str
+    line: int | None
+    col: int | None
+    path: str
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}:{self.col or 1}"
+        prefix = "warning: " if self.severity == "warning" else ""
+        path = f"{self.path}: " if self.path else ""
+        return f"{where}: {prefix}{path}{self.message}"
+
+
+@dataclass(frozen=True)
+class LoadedInventory:
+    """A validated inventory plus where it came from (for messages and template lookup)."""
+
+    inventory: Inventory
+    machines: tuple[Machine, ...]
+    filename: str
+    locate: Any = field(default=None, compare=False, repr=False)
+
+    def machine(self, name: str) -> Machine:
+        for m in self.machines:
+            if m.name == name:
+                return m
+        raise KeyError(name)

@@ -1,0 +1,344 @@
+"""YAML text -> validated ``LoadedInventory``, with every problem located by file and line.
+
+Pure: the caller reads the file; secrets are resolved separately (``secrets.py``).
+All problems are collected before raising, so a user fixes an inventory in one pass.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError
+
+from netprov.core import names
+from netprov.core.inventory import (Arch, BootAction, ChapRef, Extra, Firmware, Inventory, LoadedInventory,
+                                    Machine, PxeMode, Problem)
+from netprov.errors import InventoryError
+
+DEFAULT_VOLBLOCKSIZE = "16K"
+_VBS = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096, "8K": 8192, "16K": 16384, "32K": 32768,
+        "64K": 65536, "128K": 131072}
+
+
+class Locator:
+    """Maps a field path (tuple of keys/indexes) to a 1-based (line, col) in the YAML source."""
+
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+
+    def __call__(self, loc: tuple, key: bool = False) -> tuple[int | None, int | None]:
+        node = self.tree
+        best: tuple[int | None, int | None] = (1, 1)
+        if hasattr(node, "lc"):
+            best = (node.lc.line + 1, node.lc.col + 1)
+        for i, part in enumerate(loc):
+            last = i == len(loc) - 1
+            try:
+                if isinstance(node, dict) and part in node:
+                    pos = node.lc.key(part) if (key and last) else node.lc.value(part)
+                    best = (pos[0] + 1, pos[1] + 1)
+                    node = node[part]
+                elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                    pos = node.lc.item(part)
+                    best = (pos[0] + 1, pos[1] + 1)
+                    node = node[part]
+                else:
+                    break
+            except (AttributeError, KeyError, TypeError):
+                break
+        return best
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip types -> plain Python (so pydantic sees ordinary values)."""
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, (int, bool)) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def _fmt_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _clean_message(err: dict) -> str:
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        return "unknown key (check the spelling; see `netprov schema`)"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if msg.startswith("Assertion failed, "):
+        msg = msg[len("Assertion failed, "):]
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "literal_error" and err["loc"] == ("version",):
+        return "this netprov understands inventory version 1 (write `version: 1`)"
+    return msg
+
+
+def _pydantic_loc(loc: tuple) -> tuple:
+    """Drop pydantic's union/validator tags from a location (e.g. 'function-before[...]')."""
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p and "]" in p) and "(" not in p))
+
+
+def parse_inventory(text: str, filename: str = "<inventory>") -> LoadedInventory:
+    """Parse and validate inventory YAML. Raises ``InventoryError`` listing every problem."""
+    yaml = YAML(typ="rt")
+    try:
+        tree = yaml.load(io.StringIO(text))
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = mark.column + 1 if mark else None
+        what = (exc.problem or str(exc)).strip()
+        if "duplicate key" in what:
+            what = f"{what} (each name may appear only once)"
+        raise InventoryError([Problem(filename, line, col, "", f"YAML error: {what}")]) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors on odd input
+        raise InventoryError([Problem(filename, None, None, "", f"YAML error: {exc}")]) from None
+    if tree is None:
+        raise InventoryError([Problem(filename, 1, 1, "", "the inventory is empty (expected `version: 1` ...)")])
+    if not isinstance(tree, dict):
+        raise InventoryError([Problem(filename, 1, 1, "", "the inventory must be a mapping with `version: 1`")])
+    locate = Locator(tree)
+    try:
+        inv = Inventory.model_validate(_plain(tree))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = _pydantic_loc(tuple(err["loc"]))
+            line, col = locate(loc, key=err["type"] == "extra_forbidden")
+            problems.append(Problem(filename, line, col, _fmt_loc(loc), _clean_message(err)))
+        # Report cross-entry problems (duplicates, references) in the same pass, using
+        # the entries that are valid on their own.
+        problems += _name_problems(tree, filename, locate)
+        salvaged = _salvage(_plain(tree))
+        if salvaged is not None:
+            problems += _resolve(salvaged, filename, locate, tree)[1]
+        raise InventoryError(_dedupe(problems)) from None
+    problems = _name_problems(tree, filename, locate)
+    machines, more = _resolve(inv, filename, locate, tree)
+    problems += more
+    if problems:
+        raise InventoryError(_dedupe(problems))
+    return LoadedInventory(inventory=inv, machines=tuple(machines), filename=filename, locate=locate)
+
+
+def _salvage(data: dict) -> Inventory | None:
+    """The inventory minus every entry that is invalid on its own (for a second-pass check)."""
+    from netprov.core.inventory import Defaults, MachineSpec, PxeServer, Storage
+    out: dict[str, Any] = {"version": 1}
+    for key, model in (("storage", Storage), ("pxe_servers", PxeServer), ("machines", MachineSpec)):
+        entries = data.get(key)
+        if isinstance(entries, dict):
+            keep = {}
+            for name, body in entries.items():
+                try:
+                    model.model_validate(body)
+                    keep[name] = body
+                except ValidationError:
+                    pass
+            out[key] = keep
+    try:
+        Defaults.model_validate(data.get("defaults") or {})
+        out["defaults"] = data.get("defaults") or {}
+    except ValidationError:
+        pass
+    try:
+        return Inventory.model_validate(out)
+    except ValidationError:
+        return None
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in sorted(problems, key=lambda p: (p.line or 0, p.col or 0, p.path, p.message)):
+        key = (p.line, p.path, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _name_problems(tree: dict, filename: str, locate: Locator) -> list[Problem]:
+    problems = []
+    for section in ("machines", "storage", "pxe_servers"):
+        entries = tree.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name in entries:
+            name_s = str(name)
+            why = (names.check_machine_name(name_s) if section == "machines"
+                   else _check_ref_name(name_s))
+            if why:
+                line, col = locate((section, name), key=True)
+                problems.append(Problem(filename, line, col, f"{section}.{name_s}", why))
+    return problems
+
+
+def _check_ref_name(name: str) -> str | None:
+    import re
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", name):
+        return "names may use only letters, digits, '_' and '-'"
+    return None
+
+
+def _resolve(inv: Inventory, filename: str, locate: Locator,
+             tree: dict) -> tuple[list[Machine], list[Problem]]:
+    """Apply defaults, check references and cross-machine rules. Pure.
+
+    A reference to an entry that exists in ``tree`` but failed validation is not
+    reported again (its own error already was).
+    """
+    problems: list[Problem] = []
+    written = {sec: set(map(str, tree.get(sec) or {})) if isinstance(tree.get(sec), dict) else set()
+               for sec in ("storage", "pxe_servers")}
+    d = inv.defaults
+
+    def err(loc: tuple, msg: str, key: bool = False) -> None:
+        line, col = locate(loc, key=key)
+        problems.append(Problem(filename, line, col, _fmt_loc(loc), msg))
+
+    for ref, table in (("storage", inv.storage), ("pxe_server", inv.pxe_servers)):
+        val = getattr(d, ref)
+        if val is not None and val not in table:
+            err(("defaults", ref), f"{ref} {val!r} is not defined" + _known(table))
+
+    machines: list[Machine] = []
+    by_mac: dict[str, list[str]] = defaultdict(list)
+    by_ip: dict[str, list[str]] = defaultdict(list)
+    by_target: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for name in sorted(inv.machines):
+        spec = inv.machines[name]
+        if names.check_machine_name(name):
+            continue  # already reported
+        loc = ("machines", name)
+        storage_name = spec.storage or d.storage or _only(inv.storage)
+        pxe_name = spec.pxe_server or d.pxe_server or _only(inv.pxe_servers)
+        ok = True
+        if storage_name in written["storage"] and storage_name not in inv.storage:
+            ok = False
+        elif storage_name is None or storage_name not in inv.storage:
+            where = loc + (("storage",) if spec.storage else ())
+            err(where, f"storage {storage_name!r} is not defined" + _known(inv.storage)
+                if storage_name else "no storage given (set defaults.storage or machines.<name>.storage)")
+            ok = False
+        if pxe_name in written["pxe_servers"] and pxe_name not in inv.pxe_servers:
+            ok = False
+        elif pxe_name is None or pxe_name not in inv.pxe_servers:
+            where = loc + (("pxe_server",) if spec.pxe_server else ())
+            err(where, f"pxe_server {pxe_name!r} is not defined" + _known(inv.pxe_servers)
+                if pxe_name else "no pxe_server given (set defaults.pxe_server or machines.<name>.pxe_server)")
+            ok = False
+
+        size = spec.disk.size if spec.disk.size is not None else d.disk.size
+        sparse = spec.disk.sparse if spec.disk.sparse is not None else (d.disk.sparse or False)
+        vbs = spec.disk.volblocksize or d.disk.volblocksize or DEFAULT_VOLBLOCKSIZE
+        clone = spec.disk.clone_from if spec.disk.clone_from is not None else d.disk.clone_from
+        if size is None and clone is None:
+            err(loc + ("disk",), "disk.size is required (here or in defaults.disk), e.g. size: 64G")
+            ok = False
+        elif size is not None and size % _VBS[vbs]:
+            err(loc + ("disk", "size") if spec.disk.size is not None else loc,
+                f"disk size {size} bytes is not a multiple of volblocksize {vbs} (TrueNAS refuses it)")
+
+        firmware = spec.firmware or d.firmware
+        arch = spec.arch or d.arch
+        if arch is Arch.ARM64 and firmware is Firmware.BIOS:
+            err(loc + (("firmware",) if spec.firmware else ("arch",)),
+                "arm64 machines boot UEFI: set firmware: uefi (or auto)")
+        boot = spec.boot or d.boot
+        install = spec.install or d.install
+        if boot is BootAction.INSTALL and install is None:
+            err(loc + ("boot",) if spec.boot else loc,
+                "boot: install needs install: {kernel: ..., initrd: ...} (here or in defaults)")
+
+        chap_spec = spec.chap if spec.chap is not None else d.chap
+        chap = None
+        if chap_spec is not None and chap_spec.enabled:
+            chap = ChapRef(username=chap_spec.username or name, secret_env=chap_spec.secret_env,
+                           secret_file=chap_spec.secret_file)
+
+        mac = spec.mac
+        by_mac[mac].append(name)
+        ip = str(spec.ip) if spec.ip is not None else None
+        if ip is not None:
+            by_ip[ip].append(name)
+
+        if not ok:
+            continue
+        st = inv.storage[storage_name]
+        px = inv.pxe_servers[pxe_name]
+        if ip is not None:
+            if px.mode is PxeMode.PROXY:
+                err(loc + ("ip",), f"a fixed ip needs pxe_server {pxe_name!r} in dhcp mode; in proxy mode "
+                                   "the router assigns addresses (reserve it there)")
+            elif spec.ip not in px.subnet:
+                err(loc + ("ip",), f"{ip} is outside pxe_server {pxe_name!r}'s subnet {px.subnet}")
+            elif spec.ip == px.address or (px.router is not None and spec.ip == px.router):
+                err(loc + ("ip",), f"{ip} is the address of the PXE server or router")
+        zpath = names.zvol_device(st.parent, name)
+        if len(zpath) > st.max_zvol_path:
+            err(loc, f"'{zpath}' is {len(zpath)} characters; storage {storage_name!r} allows "
+                     f"{st.max_zvol_path} (FreeNAS 11.x / CORE 12: 63). Use a shorter name or parent",
+                key=True)
+        if len(names.zvol_path(st.parent, name)) > 200:
+            err(loc, "the zvol's dataset name would exceed ZFS's 200 characters", key=True)
+        by_target[(storage_name, names.target_name(name, st.target_prefix))].append(name)
+        extra = spec.extra or d.extra or Extra()
+        initiator = spec.initiator_iqn or names.initiator_iqn(st.initiator_basename, name)
+        machines.append(Machine(
+            name=name, mac=mac, ip=ip, firmware=firmware, arch=arch, size=size or 0, sparse=sparse,
+            volblocksize=vbs, clone_from=clone, chap=chap, boot=boot, install=install,
+            storage=storage_name, pxe_server=pxe_name, initiator_iqn=initiator, extra=extra,
+            description=spec.description))
+
+    for mac, owners in by_mac.items():
+        if len(owners) > 1:
+            for n in owners[1:]:
+                err(("machines", n, "mac"), f"MAC {mac} is also used by {owners[0]!r}")
+    for ip, owners in by_ip.items():
+        if len(owners) > 1:
+            for n in owners[1:]:
+                err(("machines", n, "ip"), f"ip {ip} is also used by {owners[0]!r}")
+    for (st, tname), owners in by_target.items():
+        if len(owners) > 1:
+            for n in owners[1:]:
+                err(("machines", n), f"iSCSI target name {tname!r} on storage {st!r} is also "
+                                     f"derived for {owners[0]!r}", key=True)
+    seen_iqn: dict[str, str] = {}
+    for m in machines:
+        if m.initiator_iqn in seen_iqn:
+            err(("machines", m.name, "initiator_iqn"),
+                f"initiator IQN {m.initiator_iqn} is also used by {seen_iqn[m.initiator_iqn]!r}")
+        seen_iqn.setdefault(m.initiator_iqn, m.name)
+    return machines, problems
+
+
+def _only(table: dict) -> str | None:
+    return next(iter(table)) if len(table) == 1 else None
+
+
+def _known(table: dict) -> str:
+    return f" (defined: {', '.join(sorted(table))})" if table else " (none are defined)"
