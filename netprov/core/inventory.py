@@ -300,6 +300,10 @@ class PxeServer(Strict):
     ipxe: Ipxe = Field(default_factory=Ipxe)
     only_known: bool = Field(False, description="dhcp-ignore=tag:!known: answer only inventory MACs")
     unknown: Fallback = Field(Fallback.EXIT, description="what boot.ipxe does for an unknown MAC")
+    on_failure: Fallback = Field(Fallback.EXIT, description="what a machine script does when its disk "
+                                 "can't be booted (after the message)")
+    sanboot_attempts: int = Field(3, ge=1, le=20, description="sanboot tries before giving up")
+    retry_delay: int = Field(3, ge=0, le=300, description="seconds between sanboot tries")
     log_dhcp: bool = False
     test_command: str | None = Field(None, description="validates a config; {conf} is the file. "
                                      "default: dnsmasq --test --conf-file={conf}")

@@ -1,0 +1,889 @@
+"""TrueNAS middleware API client: one persistent, authenticated websocket.
+
+Speaks both wire protocols of the middleware (see ``docs/truenas-api.md`` §3, §4):
+
+* JSON-RPC 2.0 at ``/api/current`` (or a pinned ``/api/vX``), TrueNAS 25.04 and later;
+* the legacy DDP-like protocol at ``/websocket``, FreeNAS 11.3, CORE 12/13, SCALE <= 24.10
+  (still served later).
+
+A bare ``wss://host`` (or ``probe=True``) tries ``/api/current`` first and falls back to
+``/websocket`` when the handshake is answered with an HTTP status instead of an upgrade.
+
+Design:
+
+* one ``websockets`` sync connection per :meth:`TrueNASClient.connect`; a daemon reader thread
+  owns ``recv()`` and hands each reply to the caller waiting on its id, so calls from any number
+  of threads, and the pipelined :meth:`TrueNASClient.call_many`, share the socket;
+* a semaphore caps calls in flight at ``max_inflight`` (<= 20, the middleware's per-connection
+  limit). A slot is freed only when the NAS answers (or the socket dies), never on a client-side
+  timeout, so the NAS never sees more than ``max_inflight`` outstanding calls;
+* every failure becomes a :mod:`netprov.errors` exception with a one-line message that names the
+  method. Call parameters (which may hold CHAP secrets) and credentials never reach a message or a
+  log line; secret-looking parameter values and credentials are also scrubbed from any text the
+  NAS sends back.
+
+This module is the only place that imports ``websockets``/``ssl`` for TrueNAS; nothing above the
+adapter layer sees their exceptions.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno as errno_mod
+import inspect
+import ipaddress
+import itertools
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import websockets.exceptions as wsexc
+from pydantic import SecretStr
+from websockets.sync.client import connect as _ws_connect
+
+from netprov.errors import (
+    ApiError,
+    ApiValidationError,
+    AuthError,
+    CallTimeout,
+    ConnectError,
+    MethodNotFound,
+    RemoteError,
+    TLSVerifyError,
+)
+
+__all__ = ["Credentials", "TrueNASClient", "MAX_INFLIGHT", "MAX_MESSAGE_BYTES"]
+
+logger = logging.getLogger("netprov.truenas")
+
+#: Calls the middleware admits per connection (SoftHardSemaphore(10, 20), doc §3.5).
+MAX_INFLIGHT = 20
+#: The middleware closes the socket (1009) on an authenticated message over 64 KiB (doc §3.5).
+MAX_MESSAGE_BYTES = 64 * 1024
+
+# Middleware errnos (truenas_api_client exc.py ErrnoMixin; doc §3.2).
+ENOMETHOD = 201
+ENOTAUTHENTICATED = 207
+EACCES = errno_mod.EACCES
+EBUSY = errno_mod.EBUSY
+
+# JSON-RPC error codes (doc §3.2).
+JSONRPC_METHOD_NOT_FOUND = -32601
+JSONRPC_INVALID_PARAMS = -32602
+JSONRPC_TOO_MANY_CALLS = -32000
+JSONRPC_CALL_ERROR = -32001
+
+_JOB_DONE = {"SUCCESS", "FAILED", "ABORTED"}
+_SECRET_KEY = re.compile(r"secret|passw|api_?key|token|private|otp", re.IGNORECASE)
+_REASON_PREFIX = re.compile(r"^\[E[A-Z0-9_]*\]\s*")
+_VALIDATION_LINE = re.compile(r"^\[(E[A-Z0-9_]+)\]\s+([\w\-\[\]*]+(?:\.[\w\-\[\]*]+)+):\s*(.+)$")
+_MAX_REASON = 400
+_HAS_LEGACY_FLAG = "legacy" in inspect.signature(_ws_connect).parameters
+
+
+# --------------------------------------------------------------------------------------------
+# Credentials
+# --------------------------------------------------------------------------------------------
+
+def _secret(value: Any) -> SecretStr | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value
+    if hasattr(value, "get_secret_value"):
+        return SecretStr(value.get_secret_value())
+    return SecretStr(str(value))
+
+
+@dataclass(frozen=True, repr=False)
+class Credentials:
+    """How to log in: an API key, or a username and password.
+
+    Secrets are held as :class:`pydantic.SecretStr` (plain ``str`` is converted), so ``repr`` and
+    ``str`` mask them. ``username`` may accompany an API key; it is used only for
+    ``auth.login_ex`` on servers that no longer offer ``auth.login_with_api_key`` (27+).
+    """
+
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "api_key", _secret(self.api_key))
+        object.__setattr__(self, "password", _secret(self.password))
+        if self.api_key is None and not (self.username and self.password is not None):
+            raise ValueError("Credentials need an api_key, or a username and a password")
+
+    def secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.api_key, self.password) if s is not None]
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.api_key is not None:
+            parts.append("api_key='**********'")
+        if self.username is not None:
+            parts.append(f"username={self.username!r}")
+        if self.password is not None:
+            parts.append("password='**********'")
+        return f"Credentials({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _one_line(text: Any, limit: int = _MAX_REASON) -> str:
+    s = " ".join(str(text).split()) if text is not None else ""
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _collect_secrets(obj: Any, out: list[str], key: str = "") -> None:
+    """Values under secret-looking keys (CHAP secret, password, key...) anywhere in ``obj``."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _collect_secrets(v, out, str(k))
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _collect_secrets(v, out, key)
+    elif isinstance(obj, str) and key and _SECRET_KEY.search(key) and len(obj) >= 4:
+        out.append(obj)
+    elif hasattr(obj, "get_secret_value"):
+        v = obj.get_secret_value()
+        if isinstance(v, str) and len(v) >= 4:
+            out.append(v)
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for s in sorted(set(secrets), key=len, reverse=True):
+        if s:
+            text = text.replace(s, "********")
+    return text
+
+
+def _plain(obj: Any) -> Any:
+    """Make params JSON-serialisable: tuples→lists, SecretStr→its value (never logged)."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "get_secret_value"):
+        return obj.get_secret_value()
+    return obj
+
+
+def _errname(code: Any) -> str:
+    if isinstance(code, int):
+        return errno_mod.errorcode.get(code, {ENOMETHOD: "ENOMETHOD", ENOTAUTHENTICATED: "ENOTAUTHENTICATED"}
+                                        .get(code, str(code)))
+    return str(code)
+
+
+def _norm_triples(extra: Any) -> list[tuple[str, str, int | None]]:
+    out: list[tuple[str, str, int | None]] = []
+    if not isinstance(extra, list):
+        return out
+    for item in extra:
+        if isinstance(item, (list, tuple)) and len(item) >= 2:
+            attr = item[0]
+            msg = item[1]
+            code = item[2] if len(item) > 2 and isinstance(item[2], int) else None
+            out.append(("" if attr is None else str(attr), _one_line(msg, 200), code))
+    return out
+
+
+def _parse_validation_text(text: str) -> list[tuple[str, str, int | None]] | None:
+    """Turn ``str(ValidationErrors)`` (``[EINVAL] attr: msg`` per line) back into triples."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    if not lines:
+        return None
+    out = []
+    for ln in lines:
+        m = _VALIDATION_LINE.match(ln)
+        if not m:
+            return None
+        code = getattr(errno_mod, m.group(1), None)
+        out.append((m.group(2), _one_line(m.group(3), 200), code if isinstance(code, int) else None))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The client
+# --------------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class _Pending:
+    method: str
+    secrets_src: Any
+    event: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: Any = None            # the raw error object from the NAS
+    dropped: str | None = None   # set when the socket died before the reply
+    abandoned: bool = False      # caller timed out; reply (if any) is discarded
+
+
+class TrueNASClient:
+    """A logged-in session with a TrueNAS/FreeNAS middleware. Create with :meth:`connect`."""
+
+    def __init__(self, *, creds: Credentials, timeout: float, max_inflight: int) -> None:
+        self._creds = creds
+        self.timeout = float(timeout)
+        self.max_inflight = max(1, min(int(max_inflight), MAX_INFLIGHT))
+        self.protocol: str = ""
+        self.version: str = ""
+        self.url: str = ""
+        self.host: str = ""
+        self.round_trips: collections.Counter[str] = collections.Counter()
+        #: Highest number of calls simultaneously awaiting a reply (for tests and benchmarks).
+        self.peak_inflight = 0
+        self._ws: Any = None
+        self._reader: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._pending: dict[Any, _Pending] = {}
+        self._pings: dict[str, threading.Event] = {}
+        self._slots = threading.BoundedSemaphore(self.max_inflight)
+        self._ids = itertools.count(1)
+        self._closed = False
+        self._close_reason = ""
+
+    # ---------------------------------------------------------------- connect / close
+
+    @classmethod
+    def connect(cls, url: str, creds: Credentials, *, ca_file: str | None = None, insecure: bool = False,
+                timeout: float = 30.0, max_inflight: int = MAX_INFLIGHT, probe: bool = False) -> "TrueNASClient":
+        """Open, (for legacy) handshake, log in and read ``system.version``.
+
+        ``url``: ``wss://host/api/current`` (JSON-RPC), ``wss://host/websocket`` (legacy), or a
+        bare ``wss://host`` to probe. ``http(s)://`` is accepted as ``ws(s)://``.
+        """
+        if not isinstance(creds, Credentials):
+            raise TypeError("creds must be a netprov.adapters.truenas.rpc.Credentials")
+        self = cls(creds=creds, timeout=timeout, max_inflight=max_inflight)
+        candidates, ssl_ctx, host = self._plan_urls(url, probe=probe, ca_file=ca_file, insecure=insecure)
+        self.host = host
+        try:
+            self._open(candidates, ssl_ctx)
+            self._login()
+            self.version = str(self.call("system.version"))
+        except BaseException:
+            self.close()
+            raise
+        logger.debug("connected to %s (%s, %s)", self.host, self.protocol, self.version)
+        return self
+
+    def _plan_urls(self, url: str, *, probe: bool, ca_file: str | None,
+                   insecure: bool) -> tuple[list[str], ssl.SSLContext | None, str]:
+        raw = url.strip()
+        if "://" not in raw:
+            raw = "wss://" + raw
+        parts = urlsplit(raw)
+        scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
+        if scheme not in ("ws", "wss"):
+            raise ConnectError(f"unsupported TrueNAS URL scheme {parts.scheme!r}: use wss://HOST")
+        host = parts.hostname or ""
+        if not host:
+            raise ConnectError("TrueNAS URL has no host name: use wss://HOST")
+        netloc = parts.netloc.rsplit("@", 1)[-1]   # never carry userinfo into a URL we print
+        if self._creds.api_key is not None and scheme == "ws" and not _is_loopback(host):
+            raise ConnectError(
+                f"refusing to send an API key over unencrypted ws:// to {host}: use wss://{netloc} "
+                "(TrueNAS 25.04+ revokes API keys that cross plain ws://)")
+        path = parts.path.rstrip("/")
+        base = urlunsplit((scheme, netloc, "", "", ""))
+        if probe or not path:
+            candidates = [base + "/api/current", base + "/websocket"]
+        else:
+            candidates = [urlunsplit((scheme, netloc, path, parts.query, ""))]
+
+        ctx = None
+        if scheme == "wss":
+            if insecure:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                msg = (f"TLS certificate verification is disabled for {host} (insecure): "
+                       "anyone on the path can read and alter this session")
+                warnings.warn(msg, stacklevel=3)
+                logger.warning(msg)
+            else:
+                try:
+                    ctx = ssl.create_default_context(cafile=ca_file)
+                except (OSError, ssl.SSLError) as e:
+                    raise TLSVerifyError(
+                        f"cannot load CA file {ca_file!r} to verify {host}: {e.strerror or e}") from None
+        return candidates, ctx, host
+
+    def _open(self, candidates: list[str], ctx: ssl.SSLContext | None) -> None:
+        for i, candidate in enumerate(candidates):
+            last = i == len(candidates) - 1
+            try:
+                kwargs: dict[str, Any] = dict(
+                    ssl=ctx, open_timeout=self.timeout, max_size=None, compression=None,
+                    ping_interval=20, ping_timeout=max(20.0, self.timeout), close_timeout=2,
+                    user_agent_header="netprov",
+                )
+                if _HAS_LEGACY_FLAG:
+                    kwargs["legacy"] = True
+                self._ws = _ws_connect(candidate, **kwargs)
+            except wsexc.InvalidStatus as e:
+                status = e.response.status_code
+                if not last:
+                    logger.debug("%s answered HTTP %s; trying the next endpoint", candidate, status)
+                    continue
+                raise ConnectError(
+                    f"{self.host} refused the websocket upgrade on {urlsplit(candidate).path} (HTTP {status}): "
+                    "is this a TrueNAS API endpoint? use wss://HOST/api/current (25.04+), "
+                    "wss://HOST/websocket (older), or wss://HOST to probe") from None
+            except ssl.SSLCertVerificationError as e:
+                raise TLSVerifyError(
+                    f"TLS certificate of {self.host} could not be verified ({e.verify_message or e.reason}): "
+                    "pass the NAS's CA certificate as ca_file, or use insecure to skip verification") from None
+            except ssl.SSLError as e:
+                raise ConnectError(f"TLS handshake with {self.host} failed ({e.reason or e}): "
+                                   "check the URL scheme and port") from None
+            except (TimeoutError, wsexc.InvalidHandshake, wsexc.InvalidURI, OSError, EOFError) as e:
+                raise ConnectError(f"cannot reach TrueNAS at {self.host}: {_one_line(e, 200) or type(e).__name__}"
+                                   ) from None
+            self.url = candidate
+            break
+        self.protocol = "legacy" if urlsplit(self.url).path.rstrip("/").endswith("/websocket") else "jsonrpc"
+        if self.protocol == "legacy":
+            self._legacy_handshake()
+        self._reader = threading.Thread(target=self._read_loop, name=f"netprov-truenas-{self.host}",
+                                        daemon=True)
+        self._reader.start()
+
+    def _legacy_handshake(self) -> None:
+        self.round_trips["connect"] += 1
+        deadline = time.monotonic() + self.timeout
+        try:
+            self._ws.send(_dumps({"msg": "connect", "version": "1", "support": ["1"]}))
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                msg = json.loads(self._ws.recv(timeout=remaining))
+                kind = msg.get("msg") if isinstance(msg, dict) else None
+                if kind == "connected":
+                    return
+                if kind == "failed":
+                    raise ConnectError(f"{self.host} refused the legacy websocket protocol (version 1)")
+        except TimeoutError:
+            raise ConnectError(f"{self.host} did not answer the legacy websocket handshake "
+                               f"within {self.timeout:g} s") from None
+        except wsexc.ConnectionClosed as e:
+            raise ConnectError(f"{self.host} closed the connection during the handshake{self._close_detail(e)}"
+                               ) from None
+        except ValueError:
+            raise ConnectError(f"{self.host} sent a non-JSON handshake reply: not a TrueNAS endpoint?") from None
+
+    def close(self) -> None:
+        """Close the socket; pending calls fail with :class:`ConnectError`. Idempotent."""
+        with self._lock:
+            already = self._closed
+            self._closed = True
+            if not self._close_reason:
+                self._close_reason = "the client closed the connection"
+        ws = self._ws
+        if ws is not None and not already:
+            try:
+                ws.close()
+            except Exception:  # noqa: BLE001 - closing a broken socket may fail; nothing to do
+                pass
+        if self._reader is not None and self._reader is not threading.current_thread():
+            self._reader.join(timeout=5)
+        self._fail_all(self._close_reason)
+
+    def __enter__(self) -> "TrueNASClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<TrueNASClient {self.host} {self.protocol} {self.version or '?'}>"
+
+    # ---------------------------------------------------------------- login
+
+    def _login(self) -> None:
+        c = self._creds
+        if c.api_key is not None:
+            key = c.api_key.get_secret_value()
+            try:
+                ok = self.call("auth.login_with_api_key", key)
+            except MethodNotFound:
+                if not c.username:
+                    raise AuthError(f"{self.host} has no auth.login_with_api_key (TrueNAS 27+?): "
+                                    "give the API key's username too") from None
+                resp = self.call("auth.login_ex", {"mechanism": "API_KEY_PLAIN", "username": c.username,
+                                                   "api_key": key})
+                self._check_login_ex(resp, what="API key")
+                return
+            if ok is not True:
+                raise AuthError(f"{self.host} refused the API key (auth.login_with_api_key): "
+                                "check that it is correct and not expired or revoked")
+            return
+        password = c.password.get_secret_value() if c.password is not None else ""
+        if self.protocol == "jsonrpc":
+            try:
+                resp = self.call("auth.login_ex", {"mechanism": "PASSWORD_PLAIN", "username": c.username,
+                                                   "password": password})
+            except MethodNotFound:
+                pass
+            else:
+                self._check_login_ex(resp, what=f"password of user {c.username!r}")
+                return
+        ok = self.call("auth.login", c.username, password)
+        if ok is not True:
+            raise AuthError(f"{self.host} refused the username/password for user {c.username!r} (auth.login)")
+
+    def _check_login_ex(self, resp: Any, *, what: str) -> None:
+        kind = resp.get("response_type") if isinstance(resp, dict) else None
+        if kind == "SUCCESS":
+            return
+        hints = {
+            "OTP_REQUIRED": "the account requires a one-time password, which netprov does not support: "
+                            "use an API key",
+            "EXPIRED": "the credentials have expired (an API key sent over plain ws:// is revoked by 25.04+)",
+            "REDIRECT": "log in to the active storage controller instead"
+                        + (f" ({', '.join(map(str, resp.get('urls') or []))})" if isinstance(resp, dict) else ""),
+        }
+        raise AuthError(f"{self.host} refused the {what} (auth.login_ex: {kind or 'unexpected reply'})"
+                        + (f": {hints[kind]}" if kind in hints else ""))
+
+    # ---------------------------------------------------------------- calls
+
+    def call(self, method: str, *params: Any, timeout: float | None = None, resource: str | None = None) -> Any:
+        """Call ``method`` with positional ``params``; return its result or raise a RemoteError."""
+        t = self.timeout if timeout is None else float(timeout)
+        deadline = time.monotonic() + t
+        pending = self._submit(method, params, deadline, t)
+        return self._wait(pending, deadline, t, resource)
+
+    def query(self, namespace: str, filters: Sequence[Any] | None = None, *, select: Sequence[Any] | None = None,
+              order_by: Sequence[str] | None = None, get: bool = False, limit: int | None = None,
+              offset: int | None = None, count: bool = False, extra: dict | None = None,
+              timeout: float | None = None, resource: str | None = None) -> Any:
+        """``<namespace>.query(filters, options)`` sending only the options that are set (doc §7)."""
+        method = namespace if namespace.endswith(".query") else namespace + ".query"
+        options: dict[str, Any] = {}
+        if select:
+            options["select"] = list(select)
+        if order_by:
+            options["order_by"] = list(order_by)
+        if count:
+            options["count"] = True
+        if get:
+            options["get"] = True
+        if limit:
+            options["limit"] = int(limit)
+        if offset:
+            options["offset"] = int(offset)
+        if extra:
+            options["extra"] = dict(extra)
+        return self.call(method, list(filters or []), options, timeout=timeout, resource=resource)
+
+    def call_many(self, calls: Iterable[Sequence[Any]], *, timeout: float | None = None) -> list[Any]:
+        """Pipeline many calls on the one socket; return results in input order.
+
+        Each item is ``(method, params_tuple)`` or ``(method, params_tuple, resource)``. At most
+        ``max_inflight`` calls are outstanding at once; replies are matched by id. An item the NAS
+        rejects yields its :class:`ApiError` (validation errors included) in place of a result
+        instead of raising. :class:`ConnectError`, :class:`CallTimeout`, :class:`MethodNotFound`
+        and :class:`AuthError` are raised (the first one, after every submitted call settled).
+        """
+        t = self.timeout if timeout is None else float(timeout)
+        submitted: list[tuple[_Pending | ApiError, float, str | None]] = []
+        for item in calls:
+            method = item[0]
+            raw = item[1] if len(item) > 1 else ()
+            params = tuple(raw) if isinstance(raw, (list, tuple)) else (() if raw is None else (raw,))
+            resource = item[2] if len(item) > 2 else None
+            deadline = time.monotonic() + t
+            try:
+                submitted.append((self._submit(method, params, deadline, t), deadline, resource))
+            except ApiError as e:
+                submitted.append((e, deadline, resource))
+        results: list[Any] = []
+        first_fatal: RemoteError | None = None
+        for pending, deadline, resource in submitted:
+            if isinstance(pending, ApiError):
+                results.append(pending)
+                continue
+            try:
+                results.append(self._wait(pending, deadline, t, resource))
+            except ApiError as e:
+                results.append(e)
+            except RemoteError as e:
+                results.append(e)
+                first_fatal = first_fatal or e
+        if first_fatal is not None:
+            raise first_fatal
+        return results
+
+    def ping(self, timeout: float | None = None) -> bool:
+        """Round trip without side effects: legacy ``ping`` message, or ``core.ping`` on JSON-RPC."""
+        t = self.timeout if timeout is None else float(timeout)
+        if self.protocol != "legacy":
+            return self.call("core.ping", timeout=t) == "pong"
+        pid = f"p{next(self._ids)}"
+        ev = threading.Event()
+        with self._lock:
+            self._check_open("ping")
+            self._pings[pid] = ev
+            self.round_trips["ping"] += 1
+        self._send_raw("ping", _dumps({"msg": "ping", "id": pid}))
+        try:
+            if not ev.wait(t):
+                raise CallTimeout(f"ping: no pong from {self.host} within {t:g} s")
+        finally:
+            with self._lock:
+                self._pings.pop(pid, None)
+        if self._closed and not getattr(ev, "ponged", False):
+            raise ConnectError(f"ping: connection to {self.host} dropped ({self._close_reason})")
+        return True
+
+    # ---------------------------------------------------------------- jobs / bulk
+
+    def call_job(self, method: str, *params: Any, timeout: float | None = None,
+                 resource: str | None = None) -> Any:
+        """Call a job method and wait for the job; ``timeout`` bounds the call plus the wait."""
+        t = self.timeout if timeout is None else float(timeout)
+        start = time.monotonic()
+        job_id = self.call(method, *params, timeout=t, resource=resource)
+        if isinstance(job_id, bool) or not isinstance(job_id, int):
+            return job_id   # 25.10+ new-style jobs answer with the result itself
+        return self.wait_job(job_id, max(0.0, t - (time.monotonic() - start)), method=method, resource=resource)
+
+    def wait_job(self, job_id: int, timeout: float | None = None, *, method: str | None = None,
+                 resource: str | None = None) -> Any:
+        """Poll ``core.get_jobs`` until job ``job_id`` ends; return its result or raise."""
+        t = self.timeout if timeout is None else float(timeout)
+        deadline = time.monotonic() + t
+        delay = 0.02
+        state = "unknown"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CallTimeout(f"{method or 'job'}: job {job_id} on {self.host} still {state} "
+                                  f"after {t:g} s")
+            jobs = self.call("core.get_jobs", [["id", "=", job_id]], timeout=remaining)
+            if not jobs:
+                raise ApiError(method or "core.get_jobs", f"{method or 'job'}: job {job_id} not found on {self.host}",
+                               resource=resource)
+            job = jobs[0]
+            method = method or job.get("method") or "job"
+            state = job.get("state") or "unknown"
+            if state == "SUCCESS":
+                return job.get("result")
+            if state in _JOB_DONE:
+                raise self._job_error(method, job_id, job, resource)
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.5)
+
+    def _job_error(self, method: str, job_id: int, job: dict, resource: str | None) -> ApiError:
+        exc_info = job.get("exc_info") or {}
+        where = f"{method}" + (f" ({resource})" if resource else "")
+        if exc_info.get("type") == "VALIDATION":
+            triples = _norm_triples(exc_info.get("extra"))
+            if triples:
+                return self._validation_error(method, triples, resource, secrets=[])
+        if job.get("state") == "ABORTED":
+            return ApiError(method, f"{where}: job {job_id} was aborted on {self.host}", resource=resource)
+        reason = self._clean_reason(job.get("error") or "job failed", [])
+        code = exc_info.get("errno") if isinstance(exc_info.get("errno"), int) else None
+        return ApiError(method, f"{where}: job {job_id} failed: {reason}", errno=code, resource=resource)
+
+    def bulk(self, method: str, params_list: Iterable[Sequence[Any]], *, timeout: float | None = None) -> list[Any]:
+        """Run ``method`` once per params tuple through ``core.bulk`` jobs.
+
+        Items are packed greedily into ``core.bulk`` calls whose messages stay under 64 KiB, run
+        one after another (in input order). Returns, in input order, each item's result or an
+        :class:`ApiError` (an :class:`ApiValidationError` when the NAS's flattened error text is a
+        list of ``[ERRNO] attribute: message`` lines). ``timeout`` applies per chunk.
+        """
+        items = [_plain(list(p)) for p in params_list]
+        results: list[Any] = [None] * len(items)
+        overhead = len(_dumps(self._envelope(10**12, "core.bulk", [method, []]))) + 16
+        budget = MAX_MESSAGE_BYTES - 1
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        size = overhead
+        for i, item in enumerate(items):
+            n = len(_dumps(item).encode()) + 1
+            if overhead + n > budget:
+                results[i] = ApiError(method, f"{method}: bulk item {i} is {n} bytes, over the NAS's 64 KiB "
+                                              "message limit")
+                continue
+            if current and size + n > budget:
+                chunks.append(current)
+                current, size = [], overhead
+            current.append(i)
+            size += n
+        if current:
+            chunks.append(current)
+        for chunk in chunks:
+            out = self.call_job("core.bulk", method, [items[i] for i in chunk], timeout=timeout)
+            if not isinstance(out, list) or len(out) != len(chunk):
+                raise ApiError(method, f"core.bulk({method}): unexpected job result from {self.host}")
+            for i, entry in zip(chunk, out):
+                err = entry.get("error") if isinstance(entry, dict) else None
+                if err:
+                    secrets: list[str] = []
+                    _collect_secrets(items[i], secrets)
+                    triples = _parse_validation_text(err)
+                    if triples:
+                        results[i] = self._validation_error(method, triples, None, secrets)
+                    else:
+                        results[i] = ApiError(method, f"{method}: {self._clean_reason(err, secrets)}")
+                else:
+                    results[i] = entry.get("result") if isinstance(entry, dict) else entry
+        return results
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _envelope(self, call_id: Any, method: str, params: list) -> dict:
+        if self.protocol == "legacy":
+            return {"msg": "method", "id": call_id, "method": method, "params": params}
+        return {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
+
+    def _check_open(self, method: str) -> None:
+        if self._closed:
+            raise ConnectError(f"{method}: connection to {self.host} is closed ({self._close_reason})")
+
+    def _submit(self, method: str, params: tuple, deadline: float, t: float) -> _Pending:
+        n = next(self._ids)
+        call_id: Any = f"n{n}" if self.protocol == "legacy" else n
+        data = _dumps(self._envelope(call_id, method, _plain(list(params))))
+        if len(data.encode()) >= MAX_MESSAGE_BYTES:
+            raise ApiError(method, f"{method}: request is {len(data.encode())} bytes, over the NAS's 64 KiB "
+                                   "message limit (use bulk() or smaller batches)")
+        self._check_open(method)
+        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise CallTimeout(f"{method}: {self.max_inflight} calls to {self.host} already in flight "
+                              f"and none finished within {t:g} s")
+        pending = _Pending(method, params)
+        with self._lock:
+            if self._closed:
+                self._slots.release()
+                raise ConnectError(f"{method}: connection to {self.host} is closed ({self._close_reason})")
+            self._pending[call_id] = pending
+            self.round_trips[method] += 1
+            self.peak_inflight = max(self.peak_inflight, len(self._pending))
+        logger.debug("call %s id=%s", method, call_id)
+        self._send_raw(method, data, call_id)
+        return pending
+
+    def _send_raw(self, method: str, data: str, call_id: Any = None) -> None:
+        try:
+            self._ws.send(data)
+        except (wsexc.ConnectionClosed, OSError, RuntimeError) as e:
+            detail = self._close_detail(e) if isinstance(e, wsexc.ConnectionClosed) else f": {_one_line(e, 120)}"
+            if call_id is not None:
+                with self._lock:
+                    if self._pending.pop(call_id, None) is not None:
+                        self._slots.release()
+            raise ConnectError(f"{method}: connection to {self.host} dropped while sending{detail}") from None
+
+    def _wait(self, pending: _Pending, deadline: float, t: float, resource: str | None) -> Any:
+        if not pending.event.wait(max(0.0, deadline - time.monotonic())):
+            pending.abandoned = True
+            raise CallTimeout(f"{pending.method}: no answer from {self.host} within {t:g} s"
+                              + (f" ({resource})" if resource else ""))
+        if pending.dropped is not None:
+            raise ConnectError(f"{pending.method}: connection to {self.host} dropped before the NAS answered "
+                               f"({pending.dropped}); the call may or may not have been applied")
+        if pending.error is not None:
+            raise self._map_error(pending.method, pending.error, resource, pending.secrets_src)
+        return pending.result
+
+    def _read_loop(self) -> None:
+        reason = "connection closed"
+        try:
+            while True:
+                raw = self._ws.recv()
+                self._handle(raw)
+        except wsexc.ConnectionClosed as e:
+            reason = "closed by the NAS" + self._close_detail(e) if not self._closed else self._close_reason
+        except Exception as e:  # noqa: BLE001 - the reader must never die silently
+            reason = f"reader failed: {type(e).__name__}"
+            logger.warning("truenas reader for %s stopped: %s", self.host, type(e).__name__)
+        with self._lock:
+            self._closed = True
+            if not self._close_reason:
+                self._close_reason = reason
+        self._fail_all(self._close_reason)
+
+    @staticmethod
+    def _close_detail(e: wsexc.ConnectionClosed) -> str:
+        frame = e.rcvd or e.sent
+        if frame is None:
+            return " (no close frame)"
+        return f" (code {frame.code}{': ' + _one_line(frame.reason, 120) if frame.reason else ''})"
+
+    def _fail_all(self, reason: str) -> None:
+        with self._lock:
+            pendings = list(self._pending.values())
+            self._pending.clear()
+            pings = list(self._pings.values())
+        for p in pendings:
+            p.dropped = reason
+            self._slots.release()
+            p.event.set()
+        for ev in pings:
+            ev.set()
+
+    def _handle(self, raw: str | bytes) -> None:
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            logger.warning("ignoring a non-JSON message from %s", self.host)
+            return
+        if not isinstance(msg, dict):
+            logger.warning("ignoring a non-object message from %s", self.host)
+            return
+        if self.protocol == "legacy":
+            kind = msg.get("msg")
+            if kind == "result":
+                self._dispatch(msg.get("id"), msg.get("result"), msg.get("error"))
+            elif kind == "ping":
+                pong = {"msg": "pong"} | ({"id": msg["id"]} if "id" in msg else {})
+                try:
+                    self._ws.send(_dumps(pong))
+                except Exception:  # noqa: BLE001 - the read loop notices a dead socket next
+                    pass
+            elif kind == "pong":
+                with self._lock:
+                    ev = self._pings.get(msg.get("id"))
+                if ev is not None:
+                    ev.ponged = True  # type: ignore[attr-defined]
+                    ev.set()
+            else:
+                logger.debug("ignoring legacy %r message", kind)
+            return
+        if "id" in msg and ("result" in msg or "error" in msg) and "method" not in msg:
+            if msg["id"] is None:
+                err = msg.get("error") or {}
+                logger.warning("%s reported a connection-level error: %s %s", self.host,
+                               err.get("code"), _one_line(err.get("message"), 120))
+                return
+            self._dispatch(msg["id"], msg.get("result"), msg.get("error"))
+        else:
+            logger.debug("ignoring notification %r", msg.get("method"))
+
+    def _dispatch(self, call_id: Any, result: Any, error: Any) -> None:
+        with self._lock:
+            pending = self._pending.pop(call_id, None)
+        if pending is None:
+            logger.debug("ignoring reply for unknown id %r", call_id)
+            return
+        self._slots.release()
+        if pending.abandoned:
+            logger.debug("late reply for %s id=%s after its timeout", pending.method, call_id)
+        if error is not None:
+            pending.error = error
+        pending.result = result
+        logger.debug("reply %s id=%s %s", pending.method, call_id, "error" if pending.error is not None else "ok")
+        pending.event.set()
+
+    # ---------------------------------------------------------------- error mapping
+
+    def _clean_reason(self, text: Any, secrets: list[str]) -> str:
+        s = _one_line(text)
+        s = _REASON_PREFIX.sub("", s)
+        if s in ("MatchNotFound()", "MatchNotFound"):
+            s = "no matching object (a query with get=True matched nothing)"
+        return _scrub(s, list(secrets) + self._creds.secrets())
+
+    def _validation_error(self, method: str, triples: list[tuple[str, str, int | None]], resource: str | None,
+                          secrets: list[str]) -> ApiValidationError:
+        clean = [(a, self._clean_reason(m, secrets), c) for a, m, c in triples]
+        head = method + (f" ({resource})" if resource else "")
+        body = "; ".join(f"{a}: {m}" if a else m for a, m, _ in clean)
+        return ApiValidationError(method, f"{head}: {body}", errno=errno_mod.EINVAL, errors=clean,
+                                  resource=resource)
+
+    def _not_found(self, method: str) -> MethodNotFound:
+        nas = f"{self.host} ({self.version})" if self.version else self.host
+        return MethodNotFound(f"{method}: the NAS {nas} does not offer this API method; "
+                              "this TrueNAS version may not be supported")
+
+    def _map_error(self, method: str, error: Any, resource: str | None, params: Any) -> RemoteError:
+        secrets: list[str] = []
+        _collect_secrets(params, secrets)
+        head = method + (f" ({resource})" if resource else "")
+        if self.protocol == "legacy":
+            if not isinstance(error, dict):
+                return ApiError(method, f"{head}: the NAS returned an unreadable error", resource=resource)
+            code = error.get("error")
+            reason = error.get("reason") or error.get("errname") or "call failed"
+            extra = error.get("extra")
+            if error.get("type") == "VALIDATION":
+                triples = _norm_triples(extra) or _parse_validation_text(reason) or [("", _one_line(reason), code)]
+                return self._validation_error(method, triples, resource, secrets)
+        else:
+            if not isinstance(error, dict):
+                return ApiError(method, f"{head}: the NAS returned an unreadable error", resource=resource)
+            rpc_code = error.get("code")
+            data = error.get("data") if isinstance(error.get("data"), dict) else {}
+            if rpc_code == JSONRPC_METHOD_NOT_FOUND:
+                return self._not_found(method)
+            if rpc_code == JSONRPC_INVALID_PARAMS:
+                triples = (_norm_triples(data.get("extra")) or _parse_validation_text(data.get("reason") or "")
+                           or [("", _one_line(data.get("reason") or error.get("message") or "Invalid params"),
+                                data.get("error"))])
+                return self._validation_error(method, triples, resource, secrets)
+            if rpc_code == JSONRPC_TOO_MANY_CALLS:
+                return ApiError(method, f"{head}: {self.host} refused the call: too many concurrent calls",
+                                errno=errno_mod.ETOOMANYREFS, resource=resource)
+            if not data:
+                return ApiError(method, f"{head}: {self._clean_reason(error.get('message') or rpc_code, secrets)}",
+                                resource=resource)
+            code = data.get("error")
+            reason = data.get("reason") or error.get("message") or "call failed"
+            extra = data.get("extra")
+        # Shared TrueNAS error-object handling (legacy top level / JSON-RPC data).
+        text = self._clean_reason(reason, secrets)
+        if code == ENOMETHOD or "Method does not exist" in str(reason):
+            return self._not_found(method)
+        if code == ENOTAUTHENTICATED or (code == EACCES and "not authenticated" in str(reason).lower()):
+            return AuthError(f"{head}: {self.host} says the session is not authenticated: "
+                             "check the credentials")
+        if code == EACCES:
+            return AuthError(f"{head}: not authorized on {self.host}: the account lacks the role this "
+                             "method needs")
+        if code == EBUSY and method.startswith("auth."):
+            return ApiError(method, f"{head}: {text}: too many logins from this address; wait up to 10 minutes",
+                            errno=code, resource=resource)
+        triples = _norm_triples(extra) if isinstance(extra, list) and extra and isinstance(extra[0], list) else []
+        if triples and code == errno_mod.EINVAL:
+            return self._validation_error(method, triples, resource, secrets)
+        return ApiError(method, f"{head}: {text}", errno=code if isinstance(code, int) else None,
+                        resource=resource)

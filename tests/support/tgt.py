@@ -1,0 +1,203 @@
+"""A private tgtd (Linux SCSI target framework) standing in for TrueNAS's iSCSI target.
+
+tgtd runs in the lab's server namespace, listening only on the portal address given, with its
+management socket under the lab's work directory (``TGT_IPC_SOCKET`` + a private control port),
+so it never talks to (or is confused with) a host tgtd from the ``tgt`` package.
+
+Mapping used by :meth:`Tgtd.configure`, one :class:`Target` per iSCSI target:
+
+* target IQN -> ``tgtadm --op new --mode target --targetname IQN``;
+* the disk -> a logical unit backed by an image file. **tgt reserves LUN 0 for its controller**,
+  so the disk is LUN 1 (iPXE URI ``iscsi:<ip>:::1:<iqn>``); TrueNAS would put it at LUN 0;
+* allowed initiators -> ``--op bind --initiator-name IQN`` for each (plus ``--initiator-address
+  ALL``, without which tgt lets nobody in). An empty tuple means "any initiator" (TrueNAS: a target
+  without an initiator group, or a group with no names);
+* CHAP -> an account (``--mode account --op new``) bound to the target; ``mutual`` adds an
+  outgoing account (``--outgoing``) for mutual CHAP.
+
+tgtd ignores SIGTERM: :meth:`Tgtd.stop` deletes the targets, then ``--mode system --op delete``,
+and SIGKILLs the PID if it is still there after that.
+
+Public API: :class:`Target`, :class:`Tgtd` (``start``, ``configure``, ``add_target``,
+``remove_target``, ``show``, ``connected_initiators``, ``log_text``, ``stop``), :func:`missing`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def missing() -> list[str]:
+    """Binaries this module needs that are not installed."""
+    return [b for b in ("tgtd", "tgtadm") if shutil.which(b) is None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One iSCSI target as the lab's tgtd should serve it."""
+
+    iqn: str
+    backing: Path
+    lun: int = 1
+    initiators: tuple[str, ...] = ()           # empty: any initiator
+    chap: tuple[str, str] | None = None        # (user, secret): forward (incoming) CHAP
+    mutual: tuple[str, str] | None = None      # (user, secret): the target's own (outgoing) CHAP
+
+
+class TgtError(RuntimeError):
+    pass
+
+
+class Tgtd:
+    """A tgtd process in network namespace ``netns`` (None: the current one)."""
+
+    def __init__(self, workdir: Path, portal_ip: str, netns: str | None = None, port: int = 3260):
+        self.workdir = Path(workdir)
+        self.portal_ip = portal_ip
+        self.port = port
+        self.netns = netns
+        self.control_port = 20000 + (os.getpid() * 7 + id(self)) % 20000
+        self.sock_prefix = str(self.workdir / "tgtd.sock")
+        self.log_path = self.workdir / "tgtd.log"
+        self.proc: subprocess.Popen | None = None
+        self._tids: dict[str, int] = {}
+        self._accounts: set[str] = set()
+        self._next_tid = 1
+
+    # ---- process ------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "TGT_IPC_SOCKET": self.sock_prefix}
+
+    def _ns(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns else []
+
+    def start(self, timeout: float = 10.0) -> "Tgtd":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [*self._ns(), "tgtd", "-f", "-C", str(self.control_port),
+             "--iscsi", f"portal={self.portal_ip}:{self.port}"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self._env(),
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise TgtError(f"tgtd exited with {self.proc.returncode}: {self.log_text()[-2000:]}")
+            r = subprocess.run(self._adm("--mode", "system", "--op", "show"), capture_output=True,
+                               text=True, env=self._env())
+            if r.returncode == 0:
+                return self
+            time.sleep(0.05)
+        raise TgtError(f"tgtd did not answer on its management socket: {self.log_text()[-2000:]}")
+
+    def _adm(self, *args: str) -> list[str]:
+        return ["tgtadm", "-C", str(self.control_port), "--lld", "iscsi", *args]
+
+    def adm(self, *args: str, check: bool = True) -> str:
+        """Run one ``tgtadm`` command against this tgtd; return its stdout."""
+        r = subprocess.run(self._adm(*args), capture_output=True, text=True, env=self._env())
+        if check and r.returncode != 0:
+            raise TgtError(f"tgtadm {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
+        return r.stdout
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        """Delete all targets, ask tgtd to exit, SIGKILL it if needed. Idempotent."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            for iqn in list(self._tids):
+                try:
+                    self.remove_target(iqn)
+                except TgtError:
+                    pass
+            subprocess.run(self._adm("--mode", "system", "--op", "delete"), capture_output=True,
+                           env=self._env())
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    # ---- configuration ------------------------------------------------------------------
+    def configure(self, targets: list[Target] | tuple[Target, ...]) -> None:
+        """Serve exactly ``targets`` (previous ones are removed)."""
+        for iqn in list(self._tids):
+            self.remove_target(iqn)
+        for t in targets:
+            self.add_target(t)
+
+    def add_target(self, t: Target) -> int:
+        if t.iqn in self._tids:
+            raise TgtError(f"target {t.iqn} already configured")
+        if t.lun == 0:
+            raise TgtError("tgt reserves LUN 0 for its controller: use LUN >= 1")
+        tid = self._next_tid
+        self._next_tid += 1
+        self.adm("--mode", "target", "--op", "new", "--tid", str(tid), "--targetname", t.iqn)
+        self._tids[t.iqn] = tid
+        self.adm("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(t.lun),
+                 "--backing-store", str(t.backing))
+        self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-address", "ALL")
+        for name in t.initiators:
+            self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-name", name)
+        if t.chap:
+            self._account(t.chap)
+            self.adm("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", t.chap[0])
+        if t.mutual:
+            self._account(t.mutual)
+            self.adm("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", t.mutual[0],
+                     "--outgoing")
+        return tid
+
+    def _account(self, cred: tuple[str, str]) -> None:
+        user, secret = cred
+        if user in self._accounts:
+            self.adm("--mode", "account", "--op", "delete", "--user", user)
+        self.adm("--mode", "account", "--op", "new", "--user", user, "--password", secret)
+        self._accounts.add(user)
+
+    def remove_target(self, iqn: str) -> None:
+        tid = self._tids.pop(iqn)
+        self.adm("--mode", "target", "--op", "delete", "--force", "--tid", str(tid))
+
+    def tid(self, iqn: str) -> int:
+        return self._tids[iqn]
+
+    # ---- inspection ---------------------------------------------------------------------
+    def show(self) -> str:
+        """``tgtadm --mode target --op show`` output (targets, I_T nexus, LUNs, ACLs, accounts)."""
+        return self.adm("--mode", "target", "--op", "show")
+
+    def connected_initiators(self, iqn: str) -> list[str]:
+        """Initiator IQNs with an I_T nexus (a logged-in session) on target ``iqn``."""
+        out = self.show()
+        names: list[str] = []
+        current = None
+        for line in out.splitlines():
+            m = re.match(r"Target \d+: (\S+)", line)
+            if m:
+                current = m.group(1)
+                continue
+            m = re.match(r"\s+Initiator: (\S+)", line)
+            if m and current == iqn:
+                names.append(m.group(1))
+        return names
