@@ -63,7 +63,7 @@ class Tgtd:
         self.portal_ip = portal_ip
         self.port = port
         self.netns = netns
-        self.control_port = 20000 + (os.getpid() * 7 + id(self)) % 20000
+        self.control_port = 2000 + (os.getpid() * 7 + id(self) // 16) % 30000  # tgtd accepts up to 32767
         self.sock_prefix = str(self.workdir / "tgtd.sock")
         self.log_path = self.workdir / "tgtd.log"
         self.proc: subprocess.Popen | None = None

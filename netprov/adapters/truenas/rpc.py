@@ -59,7 +59,7 @@ from netprov.errors import (
     TLSVerifyError,
 )
 
-__all__ = ["Credentials", "TrueNASClient", "MAX_INFLIGHT", "MAX_MESSAGE_BYTES"]
+__all__ = ["Credentials", "TrueNASClient", "MAX_INFLIGHT", "MAX_MESSAGE_BYTES", "plan_bulk_chunks"]
 
 logger = logging.getLogger("netprov.truenas")
 
@@ -226,6 +226,42 @@ def _parse_validation_text(text: str) -> list[tuple[str, str, int | None]] | Non
         code = getattr(errno_mod, m.group(1), None)
         out.append((m.group(2), _one_line(m.group(3), 200), code if isinstance(code, int) else None))
     return out
+
+
+def _envelope(protocol: str, call_id: Any, method: str, params: list) -> dict:
+    if protocol == "legacy":
+        return {"msg": "method", "id": call_id, "method": method, "params": params}
+    return {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
+
+
+def plan_bulk_chunks(method: str, items: Sequence[Any], *, protocol: str = "jsonrpc",
+                     limit: int = MAX_MESSAGE_BYTES) -> tuple[list[list[int]], list[int]]:
+    """Split ``items`` (each a params list) into ``core.bulk`` calls whose messages stay under ``limit``.
+
+    Returns ``(chunks, too_large)``: chunks are lists of item indexes in input order, packed
+    greedily; ``too_large`` lists the items that cannot fit in any message on their own. The size
+    counted is the exact serialised envelope (with room for a 12-character id).
+    """
+    overhead = len(_dumps(_envelope(protocol, "n" + "9" * 11, "core.bulk", [method, []])).encode())
+    budget = limit - 1
+    chunks: list[list[int]] = []
+    too_large: list[int] = []
+    current: list[int] = []
+    size = overhead
+    for i, item in enumerate(items):
+        n = len(_dumps(item).encode()) + (1 if current else 0)
+        if overhead + n > budget:
+            too_large.append(i)
+            continue
+        if current and size + n > budget:
+            chunks.append(current)
+            current, size = [], overhead
+            n -= 1
+        current.append(i)
+        size += n
+    if current:
+        chunks.append(current)
+    return chunks, too_large
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,24 +667,10 @@ class TrueNASClient:
         """
         items = [_plain(list(p)) for p in params_list]
         results: list[Any] = [None] * len(items)
-        overhead = len(_dumps(self._envelope(10**12, "core.bulk", [method, []]))) + 16
-        budget = MAX_MESSAGE_BYTES - 1
-        chunks: list[list[int]] = []
-        current: list[int] = []
-        size = overhead
-        for i, item in enumerate(items):
-            n = len(_dumps(item).encode()) + 1
-            if overhead + n > budget:
-                results[i] = ApiError(method, f"{method}: bulk item {i} is {n} bytes, over the NAS's 64 KiB "
-                                              "message limit")
-                continue
-            if current and size + n > budget:
-                chunks.append(current)
-                current, size = [], overhead
-            current.append(i)
-            size += n
-        if current:
-            chunks.append(current)
+        chunks, too_large = plan_bulk_chunks(method, items, protocol=self.protocol)
+        for i in too_large:
+            results[i] = ApiError(method, f"{method}: bulk item {i} is {len(_dumps(items[i]).encode())} bytes, "
+                                          "over the NAS's 64 KiB message limit")
         for chunk in chunks:
             out = self.call_job("core.bulk", method, [items[i] for i in chunk], timeout=timeout)
             if not isinstance(out, list) or len(out) != len(chunk):
@@ -669,11 +691,6 @@ class TrueNASClient:
 
     # ---------------------------------------------------------------- plumbing
 
-    def _envelope(self, call_id: Any, method: str, params: list) -> dict:
-        if self.protocol == "legacy":
-            return {"msg": "method", "id": call_id, "method": method, "params": params}
-        return {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
-
     def _check_open(self, method: str) -> None:
         if self._closed:
             raise ConnectError(f"{method}: connection to {self.host} is closed ({self._close_reason})")
@@ -681,7 +698,7 @@ class TrueNASClient:
     def _submit(self, method: str, params: tuple, deadline: float, t: float) -> _Pending:
         n = next(self._ids)
         call_id: Any = f"n{n}" if self.protocol == "legacy" else n
-        data = _dumps(self._envelope(call_id, method, _plain(list(params))))
+        data = _dumps(_envelope(self.protocol, call_id, method, _plain(list(params))))
         if len(data.encode()) >= MAX_MESSAGE_BYTES:
             raise ApiError(method, f"{method}: request is {len(data.encode())} bytes, over the NAS's 64 KiB "
                                    "message limit (use bulk() or smaller batches)")

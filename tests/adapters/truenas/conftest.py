@@ -62,6 +62,13 @@ class StubNAS:
     connections: int = 0
     paths: list[str] = field(default_factory=list)
 
+    # error helpers for handlers: raise nas.Raw({...}) / nas.Validation([...]) / nas.CallError(...)
+    Raw = Raw
+    Validation = Validation
+    CallError = CallError
+    API_KEY = API_KEY
+    USERS = USERS
+
     def __post_init__(self) -> None:
         self._inflight = 0
         self._jobs: dict[int, dict] = {}
@@ -88,7 +95,10 @@ class StubNAS:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._main())
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
 
     async def _main(self) -> None:
         self._stop = self._loop.create_future()
@@ -200,6 +210,8 @@ class StubNAS:
             return state["authed"]
         if method == "core.ping":
             return "pong"
+        if method not in ("system.version", "core.get_jobs", "core.bulk") and method not in self.methods:
+            raise KeyError(method)
         if not state["authed"]:
             raise CallError(207, "ENOTAUTHENTICATED", "Not authenticated")
         if method == "system.version":

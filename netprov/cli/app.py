@@ -1,0 +1,144 @@
+"""The Typer application: thin argument handling over plain functions.
+
+``main()`` is the console script. It maps every ``NetprovError`` to one line on
+stderr and exit code 1 (``--debug`` adds the traceback), usage errors to 64,
+Ctrl-C to 130. Heavy libraries (paramiko, websockets, jinja2) are imported only
+inside the commands that need them, so ``netprov --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from netprov import __version__
+from netprov.cli import console
+from netprov.cli.exit_codes import ExitCode
+
+app = typer.Typer(
+    name="netprov",
+    help="Declarative provisioning for diskless machines that boot over iSCSI from a FreeNAS/TrueNAS NAS.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+sim_app = typer.Typer(help="Run simulators (a TrueNAS stand-in for demos, tests and CI).", no_args_is_help=True)
+state_app = typer.Typer(help="Snapshot the actual state for offline plans.", no_args_is_help=True)
+app.add_typer(sim_app, name="sim")
+app.add_typer(state_app, name="state")
+
+
+class Options:
+    debug = False
+    verbose = 0
+    quiet = False
+    config: Path | None = None
+
+
+OPTS = Options()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"netprov {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output (repeat for more).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and data.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs (never secrets).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML); default "
+                                                   "~/.config/netprov/config.toml if it exists.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    OPTS.verbose, OPTS.quiet, OPTS.debug, OPTS.config = verbose, quiet, debug, config
+    if debug or verbose > 1:
+        import logging
+        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
+                            format="%(levelname)s %(name)s: %(message)s")
+
+
+InventoryArg = Annotated[Path, typer.Argument(help="Inventory YAML file.", show_default=True)]
+DEFAULT_INVENTORY = Path("inventory.yaml")
+
+
+@app.command()
+def validate(
+    inventories: Annotated[Optional[list[Path]], typer.Argument(help="Inventory files (default: inventory.yaml).")] = None,
+) -> None:
+    """Check inventories: every problem at once, as file:line:col: field: message. Contacts nothing."""
+    from netprov.cli.commands import validate as cmd
+    raise typer.Exit(cmd.run(inventories or [DEFAULT_INVENTORY], quiet=OPTS.quiet))
+
+
+@app.command()
+def render(
+    inventory: InventoryArg = DEFAULT_INVENTORY,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the files into.")] = Path("rendered"),
+) -> None:
+    """Render every PXE server's boot files into a local directory (offline)."""
+    from netprov.cli.commands import render as cmd
+    raise typer.Exit(cmd.run(inventory, out, quiet=OPTS.quiet))
+
+
+@app.command()
+def schema() -> None:
+    """Print the inventory's JSON Schema (for yaml-language-server and editors)."""
+    import json
+
+    from netprov.core.inventory import Inventory
+    print(json.dumps(Inventory.model_json_schema(), indent=2, sort_keys=True))
+
+
+def _register_more() -> None:
+    """Commands defined in their own modules (plan, apply, demo, sim, state)."""
+    from netprov.cli.commands import register
+    register(app, sim_app, state_app, OPTS)
+
+
+_register_more()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and map errors to exit codes."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    from netprov.errors import InventoryError, NetprovError
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="netprov")
+        code = rv if isinstance(rv, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        console.error("aborted")
+        code = ExitCode.INTERRUPTED
+    except NoArgsIsHelpError as exc:
+        exc.show(file=sys.stderr)
+        code = ExitCode.OK
+    except ClickException as exc:
+        exc.show(file=sys.stderr)
+        code = ExitCode.USAGE
+    except InventoryError as exc:
+        for p in exc.problems:
+            console.problem(p)
+        if OPTS.debug:
+            import traceback
+            traceback.print_exc()
+        code = ExitCode.ERROR
+    except NetprovError as exc:
+        console.error(str(exc))
+        if OPTS.debug:
+            import traceback
+            traceback.print_exc()
+        code = ExitCode.ERROR
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        code = ExitCode.INTERRUPTED
+    sys.exit(int(code or 0))

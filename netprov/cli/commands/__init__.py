@@ -1,0 +1,15 @@
+"""One module per command; each exposes ``run(...) -> exit code`` over plain values."""
+
+import importlib
+
+
+def register(app, sim_app, state_app, opts) -> None:
+    """Attach the commands that live in their own modules."""
+    for name, target in (("plan_apply", app), ("sim", sim_app), ("state", state_app)):
+        try:
+            module = importlib.import_module(f"netprov.cli.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"netprov.cli.commands.{name}":
+                raise
+            continue
+        module.register(target, app, opts) if name == "sim" else module.register(target, opts)

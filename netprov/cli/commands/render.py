@@ -1,0 +1,42 @@
+"""`netprov render`: write every PXE server's boot files into a local directory (offline)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from netprov.cli import console
+from netprov.cli.exit_codes import ExitCode
+
+
+def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
+    from netprov.adapters.local import load_workspace
+    from netprov.core.render import MISSING_SECRET, Renderer
+
+    ws = load_workspace(inventory)
+    for w in ws.warnings:
+        console.problem(w, quiet=quiet)
+    files = Renderer(ws.templates).render(ws.loaded, ws.secrets)
+    roots = {}
+    for name, server in ws.loaded.inventory.pxe_servers.items():
+        roots[name] = {"tftp": server.tftp_root, "dnsmasq": server.dnsmasq_dir,
+                       "hosts": server.effective_hosts_dir, "http": server.http.root if server.http else None}
+    written = 0
+    for f in files:
+        if f.kind.value == "binary":
+            continue
+        # <out>/<server>/<root as on the server>/<path>: the tree mirrors the server's filesystem.
+        dest = out / f.server / roots[f.server][f.root.value].lstrip("/") / f.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        tmp.write_bytes(f.content)
+        os.chmod(tmp, f.mode)
+        os.replace(tmp, dest)
+        written += 1
+        if MISSING_SECRET.encode() in f.content:
+            console.info(f"[yellow]note:[/yellow] {dest}: CHAP secret not available; placeholder written",
+                         quiet=quiet)
+    console.info(f"rendered {written} files into {out}/", quiet=quiet)
+    for f in files:
+        print(f"{f.server}\t{f.kind.value}\t{roots[f.server][f.root.value]}/{f.path}")
+    return ExitCode.OK

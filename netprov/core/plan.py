@@ -1,0 +1,110 @@
+"""The plan: a value describing every change, built before anything is touched.
+
+Vocabulary (shared by the storage half and the boot-file half):
+
+- ``Action`` is closed: CREATE, UPDATE, REPLACE, DELETE, NOOP.
+- ``Change`` says what happens to one object (``address``), why (``reason``), and
+  the ``before``/``after`` of its *managed* fields (secrets already masked).
+  ``refused`` is set when apply must not do it without an explicit flag or at all
+  (a shrink, an unmanaged name clash, a target in use); a refused change stays in
+  the plan so the user sees it.
+- ``Plan`` holds the changes of every system (``storage:<name>``, ``pxe:<name>``)
+  in execution order, plus a fingerprint of the actual state each system was read
+  in: apply re-reads and refuses a plan whose fingerprints no longer match.
+
+Before/after per action: CREATE before=None; DELETE after=None; UPDATE/REPLACE
+both set (only the fields that differ, plus identity); NOOP both None.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+FORMAT_VERSION = "1.0"
+
+
+class Action(str, Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"
+    DELETE = "delete"
+    NOOP = "no-op"
+
+
+@dataclass(frozen=True)
+class Change:
+    system: str                      # "storage:gaghiel" | "pxe:pihole"
+    kind: str                        # zvol | extent | target | targetextent | initiator | auth | portal | service | file
+    address: str                     # stable, human-readable: "zvol[tank/netboot/israfel]"
+    action: Action
+    reason: str
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    machine: str | None = None
+    refused: str | None = None       # why apply will not do this (without a flag, or at all)
+    diff: str | None = None          # unified diff (files), secrets masked
+    cascade: tuple[str, ...] = ()    # what a delete takes with it
+    data: dict[str, Any] = field(default_factory=dict, compare=False)  # executor-only details (no secrets)
+
+    @property
+    def is_change(self) -> bool:
+        return self.action is not Action.NOOP
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["action"] = self.action.value
+        out["cascade"] = list(self.cascade)
+        out.pop("data")
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    changes: tuple[Change, ...]
+    fingerprints: dict[str, str]     # system -> fingerprint of the actual state the plan was made from
+    inventory: str = ""
+    inventory_sha256: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # allow_destroy, adopt, targets ...
+    format_version: str = FORMAT_VERSION
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.is_change]
+
+    @property
+    def refused(self) -> list[Change]:
+        return [c for c in self.changes if c.refused]
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.is_change for c in self.changes)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """system -> {create, update, replace, delete} counts (pending changes only)."""
+        out: dict[str, dict[str, int]] = {}
+        for c in self.changes:
+            bucket = out.setdefault(c.system, {a.value: 0 for a in Action if a is not Action.NOOP})
+            if c.is_change:
+                bucket[c.action.value] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "inventory": self.inventory,
+            "inventory_sha256": self.inventory_sha256,
+            "options": self.options,
+            "fingerprints": self.fingerprints,
+            "summary": self.counts(),
+            "changes": [c.to_json() for c in self.changes],
+        }
+
+
+def fingerprint(data: Any) -> str:
+    """A stable hash of a JSON-serialisable value (actual state, after normalisation)."""
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(blob).hexdigest()

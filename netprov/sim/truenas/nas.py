@@ -1,0 +1,433 @@
+"""The simulated NAS: persistent state plus every API method (doc §8).
+
+All methods are plain synchronous functions running on the simulator's event-loop thread while holding
+``Nas.lock``; the protocol layer (``server.py``) only does framing, auth gating, limits and knobs.
+"""
+from __future__ import annotations
+
+import copy
+import errno
+import hashlib
+import ipaddress
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import schema as S
+from .errors import (
+    ESERVICESTARTFAILURE, CallError, InstanceNotFound, MethodNotFound, NotAuthorized, ValidationError,
+    ValidationErrors,
+)
+from .filters import filter_list
+from .profiles import Profile
+
+REDACTED = "********"
+POOL_SIZE = 4 * 1024 ** 4  # 4 TiB pool
+SPARSE_USED = 57344
+KNOWN_SERVICES = ["cifs", "ftp", "iscsitarget", "nfs", "snmp", "ssh", "ups", "smartd"]
+SERVICE_IDS = {"cifs": 4, "ftp": 6, "iscsitarget": 7, "nfs": 9, "snmp": 10, "ssh": 11, "ups": 14, "smartd": 18}
+VOLBLOCKSIZES = {"512": 512, "512B": 512, "1K": 1024, "2K": 2048, "4K": 4096, "8K": 8192, "16K": 16384,
+                 "32K": 32768, "64K": 65536, "128K": 131072}
+RE_TARGET_NAME = re.compile(r"^[-a-z0-9\.:]+$")
+RE_DS_COMPONENT = re.compile(r"^[A-Za-z0-9_.: -]+$")
+FS_ONLY_FIELDS = ("aclmode", "acltype", "atime", "casesensitivity", "quota", "refquota", "recordsize")
+SESSION_TEMPLATE = {
+    "initiator_addr": "192.0.2.100", "initiator_alias": None, "target_alias": None,
+    "header_digest": None, "data_digest": None, "max_data_segment_length": 1048576,
+    "max_receive_data_segment_length": 1048576, "max_xmit_data_segment_length": 262144,
+    "max_burst_length": 1048576, "first_burst_length": 65536, "immediate_data": True, "iser": False,
+    "offload": False,
+}
+
+# --------------------------------------------------------------------------------------------- roles
+ROLE_INCLUDES = {
+    "FULL_ADMIN": {"*"},
+    "READONLY_ADMIN": {"SHARING_ISCSI_READ", "DATASET_READ", "POOL_READ", "SERVICE_READ"},
+    "SHARING_ADMIN": {"SHARING_ISCSI_WRITE", "DATASET_WRITE", "SERVICE_READ", "POOL_READ", "DATASET_READ"},
+    "SHARING_ISCSI_WRITE": {"SHARING_ISCSI_READ", "SHARING_ISCSI_AUTH_WRITE", "SHARING_ISCSI_EXTENT_WRITE",
+                            "SHARING_ISCSI_TARGET_WRITE", "SHARING_ISCSI_PORTAL_WRITE",
+                            "SHARING_ISCSI_INITIATOR_WRITE", "SHARING_ISCSI_TARGETEXTENT_WRITE",
+                            "SHARING_ISCSI_GLOBAL_WRITE"},
+    "DATASET_WRITE": {"DATASET_READ"},
+    "DATASET_DELETE": {"DATASET_READ"},
+    "SERVICE_WRITE": {"SERVICE_READ"},
+}
+
+
+def expand_roles(roles) -> set:
+    out, todo = set(), list(roles)
+    while todo:
+        r = todo.pop()
+        if r in out:
+            continue
+        out.add(r)
+        todo.extend(ROLE_INCLUDES.get(r, ()))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def zfs_human(n: int) -> str:
+    if n < 1024:
+        return f"{n}B"
+    units = "KMGTPE"
+    v, u = float(n), -1
+    while v >= 1024 and u < len(units) - 1:
+        v /= 1024
+        u += 1
+    if v == int(v):
+        return f"{int(v)}{units[u]}"
+    if v < 10:
+        return f"{v:.2f}{units[u]}"
+    if v < 100:
+        return f"{v:.1f}{units[u]}"
+    return f"{v:.0f}{units[u]}"
+
+
+def zvol_path(name: str) -> str:
+    return "zvol/" + name.replace(" ", "+")
+
+
+def zvol_name(path: str) -> str:
+    return path[len("zvol/"):].replace("+", " ") if path.startswith("zvol/") else path
+
+
+def sanitize_extent(name: str) -> str:
+    return name.replace(".", "_").replace("/", "-")
+
+
+@dataclass
+class Session:
+    authenticated: bool = False
+    username: str | None = None
+    roles: frozenset | None = None  # None => full admin
+    api_key_id: int | None = None
+
+    def has(self, role: str) -> bool:
+        if not self.authenticated:
+            return False
+        if self.roles is None:
+            return True
+        exp = expand_roles(self.roles)
+        return "*" in exp or role in exp
+
+    @property
+    def full_admin(self) -> bool:
+        return self.authenticated and (self.roles is None or "FULL_ADMIN" in self.roles)
+
+
+@dataclass
+class Ctx:
+    session: Session
+    secure_transport: bool = True
+    peer_ip: str = "127.0.0.1"
+    conn: Any = None
+    in_bulk: bool = False
+
+
+@dataclass
+class MethodSpec:
+    func: Callable
+    no_auth: bool = False
+    roles: tuple = ()           # any of these roles is enough
+    job: bool = False
+    mutating: bool = False
+    secret_fields: tuple = ()   # result fields redacted without SHARING_ISCSI_AUTH_WRITE
+    min_args: int = 0
+    max_args: int = 99
+
+
+# ------------------------------------------------------------------------------------------------ NAS
+class Nas:
+    def __init__(self, profile: Profile, seed: int = 1234):
+        self.p = profile
+        self.lock = threading.RLock()
+        self.rng = random.Random(seed)
+        self.listen_ip_choices = ["0.0.0.0", "::", "127.0.0.1", "192.0.2.10"]
+        self.device_lag_default = 0
+        self.reload_count = 0
+        self.restart_count = 0
+        self.on_event: Callable[[str, str, Any, dict | None], None] = lambda *a: None
+        self.jobs: dict[int, dict] = {}
+        self.next_job_id = 1
+        self.methods: dict[str, MethodSpec] = {}
+        self._register()
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self):
+        now = int(time.time())
+        self.datasets: dict[str, dict] = {
+            "tank": {"name": "tank", "type": "FILESYSTEM", "props": {"compression": "LZ4"}, "creation": now,
+                     "user_properties": {}, "origin": None, "device_pending": 0},
+        }
+        self.snapshots: dict[str, dict] = {}
+        self.tables: dict[str, dict[int, dict]] = {k: {} for k in (
+            "extent", "target", "targetextent", "portal", "initiator", "auth")}
+        self.global_cfg = {"id": 1, "basename": "iqn.2005-10.org.freenas.ctl", "isns_servers": [],
+                           "listen_port": 3260, "pool_avail_threshold": None, "alua": False, "iser": False}
+        self.services = {name: {"id": SERVICE_IDS[name], "service": name, "enable": name == "smartd",
+                                "state": "STOPPED", "pids": []} for name in KNOWN_SERVICES}
+        self.sessions: list[dict] = []
+        self.api_keys: dict[int, dict] = {}
+        self.users: dict[str, str] = {}
+        self.files: set[str] = set()
+
+    def dump(self) -> dict:
+        with self.lock:
+            return copy.deepcopy({
+                "format": 1, "profile": self.p.name,
+                "datasets": self.datasets, "snapshots": self.snapshots,
+                "tables": {k: [v for _, v in sorted(t.items())] for k, t in self.tables.items()},
+                "global": self.global_cfg, "services": self.services, "sessions": self.sessions,
+                "api_keys": [v for _, v in sorted(self.api_keys.items())], "users": self.users,
+                "files": sorted(self.files),
+            })
+
+    def load(self, d: dict):
+        with self.lock:
+            self.reset()
+            d = copy.deepcopy(d)
+            self.datasets = d.get("datasets", self.datasets)
+            self.snapshots = d.get("snapshots", {})
+            for k, rows in d.get("tables", {}).items():
+                self.tables[k] = {r["id"]: r for r in rows}
+            self.global_cfg.update(d.get("global", {}))
+            for name, svc in d.get("services", {}).items():
+                self.services[name] = svc
+            self.sessions = d.get("sessions", [])
+            self.api_keys = {k["id"]: k for k in d.get("api_keys", [])}
+            self.users.update(d.get("users", {}))
+            self.files = set(d.get("files", []))
+
+    def _next_id(self, table: str) -> int:
+        # SQLite rowid semantics: max(id)+1, so the highest id is handed out again after its row is deleted.
+        t = self.tables[table]
+        return (max(t) + 1) if t else 1
+
+    # ------------------------------------------------------------------ registry
+    def method(self, name, **kw):
+        def deco(fn):
+            self.methods[name] = MethodSpec(fn, **kw)
+            return fn
+        return deco
+
+    def has_method(self, name: str) -> bool:
+        return name in self.methods
+
+    def known_services(self) -> set:
+        return {m.rpartition(".")[0] for m in self.methods}
+
+    def authorize(self, ctx: Ctx, method: str):
+        spec = self.methods.get(method)
+        if spec is None:
+            raise MethodNotFound(method)
+        if not self.p.roles or spec.no_auth or not spec.roles:
+            return spec
+        if not any(ctx.session.has(r) for r in spec.roles):
+            raise NotAuthorized()
+        return spec
+
+    def call(self, ctx: Ctx, method: str, params: list):
+        """Run a (non-job) method synchronously. Raises SimError subclasses."""
+        spec = self.authorize(ctx, method)
+        S.check_arity(self.p.pydantic, method, params, spec.max_args, spec.min_args)
+        with self.lock:
+            result = spec.func(ctx, *params)
+        return self.dump_result(ctx, spec, result)
+
+    def dump_result(self, ctx: Ctx, spec: MethodSpec, result):
+        if spec.secret_fields and self.p.roles and not (
+                ctx.session.full_admin or ctx.session.has("SHARING_ISCSI_AUTH_WRITE")):
+            def red(o):
+                if isinstance(o, dict):
+                    o = dict(o)
+                    for f in spec.secret_fields:
+                        if f in o:
+                            o[f] = REDACTED
+                return o
+            result = [red(r) for r in result] if isinstance(result, list) else red(result)
+        return copy.deepcopy(result)
+
+    def pyd(self) -> bool:
+        return self.p.pydantic
+
+    def query(self, rows, filters, options, schema):
+        return filter_list(rows, filters, options, schema=schema, strict=self.p.pydantic)
+
+    # ------------------------------------------------------------------ service helpers
+    def scst_config_error(self) -> str | None:
+        if self.p.core:
+            return None
+        seen = {}
+        for e in self.tables["extent"].values():
+            if not e["enabled"]:
+                continue
+            s = sanitize_extent(e["name"])
+            if s in seen:
+                return f"duplicate SCST device {s!r} (extents {seen[s]!r} and {e['name']!r})"
+            seen[s] = e["name"]
+        return None
+
+    def service_reload(self):
+        """`_service_change('iscsitarget', 'reload')`: only does something when RUNNING."""
+        svc = self.services["iscsitarget"]
+        if svc["state"] != "RUNNING":
+            return
+        self.reload_count += 1
+        if self.scst_config_error():
+            raise CallError("The iscsitarget service failed to start", ESERVICESTARTFAILURE)
+
+    def target_iqn(self, name: str) -> str:
+        if self.p.core and name.startswith(("iqn.", "eui.", "naa.")):
+            return name
+        return f"{self.global_cfg['basename']}:{name}"
+
+    def active_sessions_for_targets(self, target_ids) -> list[str]:
+        iqns = [self.target_iqn(self.tables["target"][t]["name"]) for t in target_ids
+                if t in self.tables["target"]]
+        out = []
+        for s in self.sessions:
+            if s["target"] in iqns and s["target"] not in out:
+                out.append(s["target"])
+        return out
+
+    def add_session(self, target: str, initiator: str) -> dict:
+        with self.lock:
+            iqn = target if ":" in target and target.startswith(("iqn.", "eui.", "naa.")) else self.target_iqn(target)
+            s = {"initiator": initiator, "target": iqn, **copy.deepcopy(SESSION_TEMPLATE)}
+            self.sessions.append(s)
+            return s
+
+    def drop_sessions(self):
+        self.sessions.clear()
+
+    # ------------------------------------------------------------------ datasets
+    def ds_exists(self, name):
+        return name in self.datasets
+
+    def ds_used(self, name) -> int:
+        d = self.datasets[name]
+        if d["type"] == "VOLUME":
+            if d.get("origin") or d.get("sparse"):
+                return SPARSE_USED
+            return d["volsize"]
+        return sum(self.ds_used(c) for c in self.ds_children(name)) + 98304
+
+    def ds_children(self, name) -> list[str]:
+        return [n for n in self.datasets if n.rsplit("/", 1)[0] == name and n != name]
+
+    def ds_available(self) -> int:
+        return max(POOL_SIZE - self.ds_used("tank"), 0)
+
+    def _prop(self, parsed, rawvalue=None, value=None, source="LOCAL"):
+        d = {"parsed": parsed, "rawvalue": rawvalue if rawvalue is not None else
+             (None if parsed is None else str(parsed)),
+             "value": value if value is not None else (None if parsed is None else str(parsed)), "source": source}
+        if not self.p.core:
+            d["source_info"] = None
+        return d
+
+    def _inherited(self, name, key, default):
+        cur = name
+        while True:
+            d = self.datasets.get(cur)
+            if d and key in d["props"]:
+                return d["props"][key], ("LOCAL" if cur == name else "INHERITED")
+            if "/" not in cur:
+                return default, "DEFAULT"
+            cur = cur.rsplit("/", 1)[0]
+
+    def ds_entry(self, name: str) -> dict:
+        d = self.datasets[name]
+        vol = d["type"] == "VOLUME"
+        e = {
+            "id": name, "name": name, "type": d["type"], "pool": name.split("/")[0],
+            "encrypted": False, "encryption_root": None, "key_loaded": False, "locked": False,
+            "children": [self.ds_entry(c) for c in self.ds_children(name)],
+        }
+        if self.p.user_properties:
+            e["user_properties"] = {k: self._prop(v, v, v) for k, v in sorted(d["user_properties"].items())}
+        e["mountpoint"] = None if vol else f"/mnt/{name}"
+        used = self.ds_used(name)
+        avail = self.ds_available()
+        for key, default in (("compression", "LZ4"), ("sync", "STANDARD"), ("deduplication", "OFF"),
+                             ("readonly", "OFF"), ("checksum", "ON")):
+            v, src = self._inherited(name, key, default)
+            e[key] = self._prop(v, v.lower() if key != "compression" else v.lower(), v, src)
+        copies, src = self._inherited(name, "copies", 1)
+        e["copies"] = self._prop(copies, str(copies), str(copies), src)
+        if vol:
+            vs, vbs = d["volsize"], d["volblocksize"]
+            e["volsize"] = self._prop(vs, str(vs), zfs_human(vs), "LOCAL")
+            e["volblocksize"] = self._prop(vbs, str(vbs), zfs_human(vbs), "NONE")
+            snapdev, src = self._inherited(name, "snapdev", "HIDDEN")
+            e["snapdev"] = self._prop(snapdev, snapdev.lower(), snapdev, src)
+            refres = 0 if (d.get("sparse") or d.get("origin")) else vs
+            e["refreservation"] = self._prop(refres, str(refres), zfs_human(refres) if refres else "0B",
+                                             "LOCAL" if refres else "NONE")
+        else:
+            e["refreservation"] = self._prop(0, "0", "0B", "DEFAULT")
+        e["reservation"] = self._prop(0, "0", "0B", "DEFAULT")
+        e["used"] = self._prop(used, str(used), zfs_human(used), "NONE")
+        e["available"] = self._prop(avail, str(avail), zfs_human(avail), "NONE")
+        origin = d.get("origin") or ""
+        e["origin"] = self._prop(origin, origin, origin, "NONE")
+        e["creation"] = self._prop({"$date": d["creation"] * 1000}, str(d["creation"]),
+                                   time.strftime("%a %b %d %H:%M %Y", time.gmtime(d["creation"])), "NONE")
+        e["key_format"] = self._prop(None, "none", None, "DEFAULT")
+        e["encryption_algorithm"] = self._prop(None, "off", None, "DEFAULT")
+        if d.get("comments") is not None:
+            c = d["comments"]
+            e["comments"] = self._prop(c, c, c, "LOCAL")
+        if d.get("managedby") is not None:
+            m = d["managedby"]
+            e["managedby"] = self._prop(m, m, m, "LOCAL")
+        return e
+
+    def visible_datasets(self):
+        return [n for n in self.datasets]
+
+    # ------------------------------------------------------------------ registration of all methods
+    def _register(self):  # noqa: C901 - one big table of methods
+        from . import methods
+        methods.register(self)
+
+    # ------------------------------------------------------------------ jobs
+    def new_job(self, method: str, arguments: list, ctx: Ctx, description=None) -> dict:
+        jid = self.next_job_id
+        self.next_job_id += 1
+        job = {
+            "id": jid, "method": method, "arguments": copy.deepcopy(arguments), "transient": False,
+            "description": description, "abortable": False, "logs_path": None, "logs_excerpt": None,
+            "progress": {"percent": 0, "description": "", "extra": None},
+            "result": None, "result_encoding_error": None, "error": None, "exception": None,
+            "exc_info": None, "state": "WAITING", "time_started": {"$date": int(time.time() * 1000)},
+            "time_finished": None,
+            "credentials": {"type": "LOGIN_PASSWORD" if ctx.session.api_key_id is None else "API_KEY",
+                            "data": {"username": ctx.session.username}},
+        }
+        if self.p.legacy_jobs_option:
+            job["message_ids"] = []
+        self.jobs[jid] = job
+        self.on_event("core.get_jobs", "added", jid, copy.deepcopy(job))
+        return job
+
+    def job_update(self, job: dict, **changes):
+        job.update(changes)
+        self.on_event("core.get_jobs", "changed", job["id"], copy.deepcopy(job))
+
+
+# helpers used by methods.py ------------------------------------------------------------------------
+def verbose_not_found(verbose: str, id_):
+    return InstanceNotFound(verbose, id_)
+
+
+def secret_ok(ctx: Ctx) -> bool:
+    return ctx.session.full_admin or ctx.session.has("SHARING_ISCSI_AUTH_WRITE")
+
+
+__all__ = ["Nas", "Ctx", "Session", "MethodSpec", "zfs_human", "zvol_path", "zvol_name", "sanitize_extent",
+           "REDACTED", "ValidationError", "CallError", "ValidationErrors", "errno", "hashlib", "ipaddress", "field"]
