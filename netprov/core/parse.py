@@ -6,15 +6,12 @@ All problems are collected before raising, so a user fixes an inventory in one p
 
 from __future__ import annotations
 
-import io
 from collections import defaultdict
 from typing import Any
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
-from netprov.core import names
+from netprov.core import names, yamltree
 from netprov.core.inventory import (Arch, BootAction, ChapRef, Extra, Firmware, Inventory, LoadedInventory,
                                     Machine, PxeMode, Problem)
 from netprov.errors import InventoryError
@@ -25,50 +22,37 @@ _VBS = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096, "8K": 8192, "16K": 16384
 
 
 class Locator:
-    """Maps a field path (tuple of keys/indexes) to a 1-based (line, col) in the YAML source."""
+    """Maps a field path (tuple of keys/indexes) to a 1-based (line, col) in the YAML source.
+
+    The deepest written part of the path wins: a missing field is reported where its
+    parent mapping is written.
+    """
 
     def __init__(self, tree: Any) -> None:
         self.tree = tree
 
     def __call__(self, loc: tuple, key: bool = False) -> tuple[int | None, int | None]:
         node = self.tree
-        best: tuple[int | None, int | None] = (1, 1)
-        if hasattr(node, "lc"):
-            best = (node.lc.line + 1, node.lc.col + 1)
+        best: tuple[int | None, int | None] = getattr(node, "mark", (1, 1))
         for i, part in enumerate(loc):
             last = i == len(loc) - 1
-            try:
-                if isinstance(node, dict) and part in node:
-                    pos = node.lc.key(part) if (key and last) else node.lc.value(part)
-                    best = (pos[0] + 1, pos[1] + 1)
-                    node = node[part]
-                elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                    pos = node.lc.item(part)
-                    best = (pos[0] + 1, pos[1] + 1)
-                    node = node[part]
-                else:
-                    break
-            except (AttributeError, KeyError, TypeError):
+            if isinstance(node, yamltree.MarkedDict) and part in node:
+                best = node.key_mark(part) if (key and last) else node.value_mark(part)
+                node = node[part]
+            elif isinstance(node, yamltree.MarkedList) and isinstance(part, int) and 0 <= part < len(node):
+                best = node.item_mark(part)
+                node = node[part]
+            else:
                 break
         return best
 
 
 def _plain(node: Any) -> Any:
-    """ruamel's round-trip types -> plain Python (so pydantic sees ordinary values)."""
+    """Marked containers -> plain dicts/lists (what pydantic validates)."""
     if isinstance(node, dict):
-        return {str(k) if not isinstance(k, (int, bool)) else k: _plain(v) for k, v in node.items()}
+        return {k: _plain(v) for k, v in node.items()}
     if isinstance(node, list):
         return [_plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if type(node).__name__ == "ScalarBoolean":
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
     return node
 
 
@@ -104,19 +88,10 @@ def _pydantic_loc(loc: tuple) -> tuple:
 
 def parse_inventory(text: str, filename: str = "<inventory>") -> LoadedInventory:
     """Parse and validate inventory YAML. Raises ``InventoryError`` listing every problem."""
-    yaml = YAML(typ="rt")
     try:
-        tree = yaml.load(io.StringIO(text))
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        col = mark.column + 1 if mark else None
-        what = (exc.problem or str(exc)).strip()
-        if "duplicate key" in what:
-            what = f"{what} (each name may appear only once)"
-        raise InventoryError([Problem(filename, line, col, "", f"YAML error: {what}")]) from None
-    except Exception as exc:  # ruamel raises a few unmarked errors on odd input
-        raise InventoryError([Problem(filename, None, None, "", f"YAML error: {exc}")]) from None
+        tree = yamltree.load(text)
+    except yamltree.YamlError as exc:
+        raise InventoryError([Problem(filename, exc.line, exc.col, "", f"YAML error: {exc.message}")]) from None
     if tree is None:
         raise InventoryError([Problem(filename, 1, 1, "", "the inventory is empty (expected `version: 1` ...)")])
     if not isinstance(tree, dict):

@@ -1,7 +1,7 @@
 """Rendering: inventory -> the exact boot files each PXE server needs. Pure and deterministic.
 
 Templates are jinja2 sources passed in as a dict (the built-ins, overlaid by the
-user's overrides, read at the edge), rendered in a sandbox with StrictUndefined.
+user's overrides, read at the edge), rendered with StrictUndefined (a missing variable is an error, not an empty string).
 The renderer adds netprov's header itself, so a user template cannot forget it
 (and files stay recognisable as netprov's). Same inventory + templates + secrets
 -> the same bytes, always.
@@ -10,6 +10,7 @@ The renderer adds netprov's header itself, so a user template cannot forget it
 from __future__ import annotations
 
 import ipaddress
+import re
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from importlib import resources
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from netprov.core import names
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
@@ -87,7 +87,7 @@ class Renderer:
 
     def __init__(self, templates: Templates | None = None) -> None:
         self.templates = templates or Templates.with_overrides()
-        self.env = SandboxedEnvironment(
+        self.env = jinja2.Environment(
             loader=jinja2.DictLoader(dict(self.templates.sources)),
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
             keep_trailing_newline=True, autoescape=False)
@@ -193,17 +193,14 @@ def _machine_view(m: Machine, storage: Storage, server: PxeServer, secret: str |
     }
 
 
+_TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
 def _tidy(text: str) -> str:
-    """Collapse runs of blank lines and end with exactly one newline (stable output)."""
-    out: list[str] = []
-    for line in text.splitlines():
-        line = line.rstrip()
-        if not line and (not out or not out[-1]):
-            continue
-        out.append(line)
-    while out and not out[-1]:
-        out.pop()
-    return "\n".join(out) + "\n"
+    """Strip trailing spaces, collapse runs of blank lines, end with one newline (stable output)."""
+    text = _BLANK_RUNS.sub("\n\n", _TRAILING_WS.sub("", text.replace("\r\n", "\n")))
+    return text.strip("\n") + "\n"
 
 
 def _with_header(text: str) -> str:

@@ -63,6 +63,7 @@ def parse_volblocksize(value: int | str) -> str:
 
 
 _MAC_HEX = re.compile(r"^[0-9a-f]{12}$")
+_CANONICAL = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 
 
 def normalise_mac(value: str) -> str:
@@ -72,6 +73,10 @@ def normalise_mac(value: str) -> str:
     in any case.
     """
     text = str(value).strip().lower()
+    if _CANONICAL.fullmatch(text):  # fast path: already canonical (most inventories)
+        if int(text[0:2], 16) & 1:
+            raise ValueError(f"MAC address {value!r} is a multicast address, not a NIC's")
+        return text
     seps = {c for c in text if not c.isalnum()}
     if len(seps) > 1:
         raise ValueError(f"malformed MAC address {value!r}")

@@ -249,16 +249,15 @@ def plan_bulk_chunks(method: str, items: Sequence[Any], *, protocol: str = "json
     current: list[int] = []
     size = overhead
     for i, item in enumerate(items):
-        n = len(_dumps(item).encode()) + (1 if current else 0)
-        if overhead + n > budget:
+        alone = len(_dumps(item).encode())
+        if overhead + alone > budget:
             too_large.append(i)
             continue
-        if current and size + n > budget:
+        if current and size + 1 + alone > budget:
             chunks.append(current)
             current, size = [], overhead
-            n -= 1
+        size += alone + (1 if current else 0)   # a comma separates items
         current.append(i)
-        size += n
     if current:
         chunks.append(current)
     return chunks, too_large
@@ -411,7 +410,6 @@ class TrueNASClient:
         self._reader.start()
 
     def _legacy_handshake(self) -> None:
-        self.round_trips["connect"] += 1
         deadline = time.monotonic() + self.timeout
         try:
             self._ws.send(_dumps({"msg": "connect", "version": "1", "support": ["1"]}))
@@ -592,7 +590,6 @@ class TrueNASClient:
         with self._lock:
             self._check_open("ping")
             self._pings[pid] = ev
-            self.round_trips["ping"] += 1
         self._send_raw("ping", _dumps({"msg": "ping", "id": pid}))
         try:
             if not ev.wait(t):
@@ -730,25 +727,46 @@ class TrueNASClient:
             raise ConnectError(f"{method}: connection to {self.host} dropped while sending{detail}") from None
 
     def _wait(self, pending: _Pending, deadline: float, t: float, resource: str | None) -> Any:
-        if not pending.event.wait(max(0.0, deadline - time.monotonic())):
-            pending.abandoned = True
-            raise CallTimeout(f"{pending.method}: no answer from {self.host} within {t:g} s"
-                              + (f" ({resource})" if resource else ""))
-        if pending.dropped is not None:
-            raise ConnectError(f"{pending.method}: connection to {self.host} dropped before the NAS answered "
-                               f"({pending.dropped}); the call may or may not have been applied")
-        if pending.error is not None:
-            raise self._map_error(pending.method, pending.error, resource, pending.secrets_src)
-        return pending.result
+        retry_delay = 0.01
+        while True:
+            if not pending.event.wait(max(0.0, deadline - time.monotonic())):
+                pending.abandoned = True
+                raise CallTimeout(f"{pending.method}: no answer from {self.host} within {t:g} s"
+                                  + (f" ({resource})" if resource else ""))
+            if pending.dropped is not None:
+                raise ConnectError(f"{pending.method}: connection to {self.host} dropped before the NAS "
+                                   f"answered ({pending.dropped}); the call may or may not have been applied")
+            if pending.error is not None and self._is_too_many_calls(pending.error) \
+                    and deadline - time.monotonic() > retry_delay:
+                # The NAS refused to admit the call (its 20-call limit raced with our slot release); it
+                # did not run, so sending it again is safe.
+                logger.debug("%s refused %s: too many calls in flight; retrying", self.host, pending.method)
+                time.sleep(retry_delay)
+                retry_delay = min(retry_delay * 2, 0.2)
+                pending = self._submit(pending.method, pending.secrets_src, deadline, t)
+                continue
+            if pending.error is not None:
+                raise self._map_error(pending.method, pending.error, resource, pending.secrets_src)
+            return pending.result
+
+    @staticmethod
+    def _is_too_many_calls(error: Any) -> bool:
+        if not isinstance(error, dict):
+            return False
+        return error.get("code") == JSONRPC_TOO_MANY_CALLS or error.get("error") == errno_mod.ETOOMANYREFS
 
     def _read_loop(self) -> None:
         reason = "connection closed"
         try:
             while True:
                 raw = self._ws.recv()
-                self._handle(raw)
+                try:
+                    self._handle(raw)
+                except Exception as e:  # noqa: BLE001 - one odd message must not kill the session
+                    logger.warning("ignoring a malformed message from %s (%s)", self.host, type(e).__name__)
         except wsexc.ConnectionClosed as e:
-            reason = "closed by the NAS" + self._close_detail(e) if not self._closed else self._close_reason
+            reason = ("the NAS closed the connection" + self._close_detail(e)) if not self._closed \
+                else self._close_reason
         except Exception as e:  # noqa: BLE001 - the reader must never die silently
             reason = f"reader failed: {type(e).__name__}"
             logger.warning("truenas reader for %s stopped: %s", self.host, type(e).__name__)
@@ -762,7 +780,7 @@ class TrueNASClient:
     def _close_detail(e: wsexc.ConnectionClosed) -> str:
         frame = e.rcvd or e.sent
         if frame is None:
-            return " (no close frame)"
+            return " without a close frame"
         return f" (code {frame.code}{': ' + _one_line(frame.reason, 120) if frame.reason else ''})"
 
     def _fail_all(self, reason: str) -> None:

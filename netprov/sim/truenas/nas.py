@@ -153,8 +153,8 @@ class Nas:
         self.jobs: dict[int, dict] = {}
         self.next_job_id = 1
         self.methods: dict[str, MethodSpec] = {}
-        self._register()
         self.reset()
+        self._register()
 
     # ------------------------------------------------------------------ state
     def reset(self):

@@ -1,0 +1,781 @@
+"""A PXE server reached over SSH: read what it holds, push and activate boot files.
+
+This host may run a LAN's only DHCP server, so every write follows
+write → validate → move (style §2.3):
+
+1. ``read_manifest`` — ONE round trip: a POSIX-sh walk of every root printing
+   type, mode, size, sha256 and whether the netprov header is in the first three
+   lines, plus the sha256 of each binary source and any unfinished activation.
+2. ``apply(plan)``:
+   a. lock (one channel that holds ``flock -n`` on ``lock_path`` for the whole apply;
+      a second apply fails at once with a clear message; the lock dies with the
+      connection) and remove stale temporaries of earlier, interrupted applies;
+   b. stage (one round trip): mkdir the roots/parents, refuse symlinked parents,
+      stream one tar of every changed file under dot-prefixed temporary names in the
+      target directory (dnsmasq's conf-dir and hostsdir skip dot files), set modes
+      (secret files 0640, group ``dnsmasq`` if it exists), copy binaries from their
+      source, re-check the plan's "before" hashes (stale plan → StalePlanError), then
+      build a test config (new drop-ins + every host line inlined as ``dhcp-host=``,
+      since ``dnsmasq --test`` skips hostsdir files) and run ``test_command``. Failure
+      → temporaries removed, nothing live touched, PushError with dnsmasq's message;
+   c. commit + activate (one round trip, a server-side script immune to SIGHUP/SIGPIPE
+      so a dropped connection cannot stop it half-way): hard-link backups, atomic
+      renames, deletes as renames to backups, then restart (config changed) or
+      reload/SIGHUP (hosts changed). If activation fails the backups are restored and
+      the command re-run with the old files: PushError says it was rolled back (or, if
+      even that failed, that DHCP is DOWN).
+   A connection lost before (c) leaves every live file intact (temporaries are never live).
+
+Every remote path is built by ``confine`` (netprov.core.fileplan), the one path gate.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import re
+import secrets as _secrets
+import shlex
+import tarfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from netprov.adapters.pxe.ssh import SshConnection, collect, connect
+from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
+from netprov.core.fileplan import (
+    OWNED_RECORD, TEMP_PREFIX, Action, Activation, FileChange, FilePlan, RemoteEntry, RemoteManifest,
+    confine, effective_mode, plan_files, text_wanted,
+)
+from netprov.errors import ConnectError, PathConfinementError, PushError, StalePlanError
+
+__all__ = ["PxeHost", "PxeSettings", "PushReport", "confine"]
+
+Progress = Callable[[str, "FileChange | None"], None]
+
+
+@dataclass(frozen=True)
+class PxeSettings:
+    """How to reach one PXE server and drive its dnsmasq. Plain values only.
+
+    Commands are run by ``sh -c`` on the server; with ``sudo=True`` and a non-root
+    user they are wrapped as ``sudo -n sh -c '<command>'``. ``test_command`` may use
+    ``{conf}`` (the generated test config) and ``{dnsmasq}``.
+    """
+
+    host: str
+    roots: Mapping[Root, str]
+    port: int | None = None
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None
+    accept_new_host_key: bool = False
+    ssh_config: str | None = None
+    dnsmasq: str = "dnsmasq"
+    test_command: str = "{dnsmasq} --test --conf-file={conf}"
+    reload_command: str = "systemctl reload dnsmasq"
+    restart_command: str = "systemctl restart dnsmasq"
+    sudo: bool = False
+    lock_path: str = "/run/lock/netprov.lock"
+    secret_group: str = "dnsmasq"
+    server: str | None = None          # the BootFile.server name; defaults to host
+    connect_timeout: float = 15.0
+    command_timeout: float = 300.0
+
+    @property
+    def server_name(self) -> str:
+        return self.server or self.host
+
+
+@dataclass(frozen=True)
+class PushReport:
+    server: str
+    created: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    activation: Activation = Activation.NONE
+    validated: bool = False
+    round_trips: int = 0
+    bytes_uploaded: int = 0
+    seconds: float = 0.0
+    output: str = field(default="", repr=False)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.deleted or self.activation != Activation.NONE)
+
+
+q = shlex.quote
+
+# ----------------------------------------------------------------------------- remote scripts
+
+_WALK = r"""
+lock=$1; shift
+if [ -r "$lock.pending" ]; then printf 'P|%s\n' "$(head -n 1 "$lock.pending")"; fi
+while [ $# -gt 0 ]; do
+  a=$1; shift
+  [ "$a" = "--sources" ] && break
+  name=${a%%=*}; dir=${a#*=}
+  if [ ! -e "$dir" ]; then printf 'M|%s\n' "$name"; continue; fi
+  if [ ! -d "$dir" ]; then printf 'B|%s\n' "$name"; continue; fi
+  cd "$dir" || { printf 'B|%s\n' "$name"; continue; }
+  printf 'R|%s\n' "$name"
+  find . -mindepth 1 -exec stat -c 'S|%a|%s|%F|%n' {} + 2>/dev/null
+  find . -type f -exec sha256sum {} + 2>/dev/null | sed 's/^/X|/'
+  find . -type f -exec awk 'FNR<=3 && index($0, m) {print "H|" FILENAME; nextfile} FNR>=3 {nextfile}' m="$HDR" {} + 2>/dev/null
+  if [ -f """ + OWNED_RECORD + r""" ]; then grep -v '^#' """ + OWNED_RECORD + r""" | sed 's/^/O|/'; fi
+done
+for s in "$@"; do
+  if [ -f "$s" ] && [ -r "$s" ] && h=$(sha256sum < "$s"); then printf 'Y|%s|%s\n' "${h%% *}" "$s"
+  else printf 'N|%s\n' "$s"; fi
+done
+echo 'END|'
+"""
+
+_FETCH = r"""
+for f; do
+  if [ -f "$f" ] && [ -r "$f" ]; then n=$(wc -c < "$f"); printf 'F|%s\n' $n; cat "$f"; else printf 'F|-1\n'; fi
+done
+"""
+
+_LOCK = r"""
+lock=$1; shift
+mkdir -p -- "$(dirname -- "$lock")" 2>/dev/null
+if ! exec 9>>"$lock"; then echo "NETPROV-LOCKFAIL cannot open $lock"; exit 74; fi
+if ! flock -n 9; then echo NETPROV-LOCKED; exit 75; fi
+for r; do
+  if [ -d "$r" ]; then find "$r" -name '.netprov.*' ! -type d -exec rm -f -- {} + 2>/dev/null; fi
+done
+echo NETPROV-LOCK-OK
+exec cat >/dev/null
+"""
+
+_STAT_TYPES = {"regular file": "file", "regular empty file": "file", "directory": "dir",
+               "symbolic link": "symlink"}
+
+
+def _wrap(cmd: str, sudo: bool, user: str) -> str:
+    if sudo and user != "root":
+        return f"sudo -n sh -c {q(cmd)}"
+    return cmd
+
+
+class PxeHost:
+    """One PXE server. Opens a single SSH connection lazily; ``close()`` (or ``with``) ends it."""
+
+    def __init__(self, settings: PxeSettings, *, connection: SshConnection | None = None) -> None:
+        self.settings = settings
+        self._conn = connection
+        for r, d in settings.roots.items():
+            if not isinstance(d, str) or not d.startswith("/"):
+                raise PathConfinementError(f"root {Root(r).value} = {d!r} must be an absolute path")
+
+    # -- connection ----------------------------------------------------------------------
+    @property
+    def conn(self) -> SshConnection:
+        if self._conn is None:
+            s = self.settings
+            self._conn = connect(s.host, port=s.port, user=s.user, identity_file=s.identity_file,
+                                 known_hosts=s.known_hosts, accept_new_host_key=s.accept_new_host_key,
+                                 ssh_config=s.ssh_config, timeout=s.connect_timeout)
+        return self._conn
+
+    @property
+    def round_trips(self) -> int:
+        return self._conn.round_trips if self._conn else 0
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+    def __enter__(self) -> PxeHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _root_dir(self, root: Root, roots: Mapping[Root, str] | None = None) -> str:
+        roots = roots if roots is not None else self.settings.roots
+        try:
+            return posixpath.normpath(roots[Root(root)])
+        except KeyError:
+            raise PathConfinementError(f"no directory configured for root {Root(root).value!r} "
+                                       f"on {self.settings.server_name}") from None
+
+    def _sh(self, script: str, args: Iterable[str]) -> str:
+        return "sh -c " + q(script) + " netprov " + " ".join(q(a) for a in args)
+
+    # -- read -----------------------------------------------------------------------------
+    def read_manifest(self, roots: Mapping[Root, str] | Iterable[Root] | None = None, *,
+                      sources: Iterable[str] = ()) -> RemoteManifest:
+        """What the server holds under ``roots`` (default: all configured). ONE round trip."""
+        if roots is None:
+            rootmap = {Root(r): self._root_dir(r) for r in self.settings.roots}
+        elif isinstance(roots, Mapping):
+            rootmap = {Root(r): posixpath.normpath(d) for r, d in roots.items()}
+        else:
+            rootmap = {Root(r): self._root_dir(r) for r in roots}
+        for r, d in rootmap.items():
+            confine(d, "x")  # validates the root itself
+        srcs = sorted(set(sources))
+        for s in srcs:
+            if not s.startswith("/") or re.search(r"[\x00-\x1f\\]", s):
+                raise PathConfinementError(f"binary source {s!r} must be an absolute path")
+        args = [self.settings.lock_path] + [f"{r.value}={d}" for r, d in sorted(rootmap.items())]
+        args += ["--sources", *srcs]
+        res = self.conn.run(f"HDR={q(HEADER_MARKER)}; export HDR; " + self._sh(_WALK, args),
+                            timeout=self.settings.command_timeout)
+        if "END|" not in res.out:
+            raise PushError(f"reading files on {self.settings.server_name} failed (exit {res.rc}): "
+                            f"{res.err.strip()[:2000]}")
+        return parse_manifest(self.settings.server_name, rootmap, res.out)
+
+    def fetch_text(self, paths: Iterable[tuple[Root, str]], roots: Mapping[Root, str] | None = None
+                   ) -> dict[tuple[Root, str], bytes]:
+        """Old contents of the given files (one round trip; none when ``paths`` is empty)."""
+        keys = list(dict.fromkeys((Root(r), p) for r, p in paths))
+        if not keys:
+            return {}
+        full = [confine(self._root_dir(r, roots), p) for r, p in keys]
+        res = self.conn.run(self._sh(_FETCH, full), timeout=self.settings.command_timeout)
+        out, pos, texts = res.stdout, 0, {}
+        for key in keys:
+            nl = out.index(b"\n", pos)
+            header = out[pos:nl].decode()
+            if not header.startswith("F|"):
+                raise PushError(f"unexpected answer while fetching files from {self.settings.server_name}")
+            n = int(header[2:].strip())
+            pos = nl + 1
+            if n >= 0:
+                texts[key] = bytes(out[pos:pos + n])
+                pos += n
+        return texts
+
+    def plan(self, desired: list[BootFile], *, diffs: bool = True) -> FilePlan:
+        """Convenience: read (1 round trip), plan, and when diffs are wanted and files
+        differ, fetch their old text (a 2nd round trip only then)."""
+        sources = [f.source for f in desired if f.kind == Kind.BINARY and f.source]
+        manifest = self.read_manifest(sources=sources)
+        if diffs:
+            want = text_wanted(desired, manifest)
+            if want:
+                manifest = manifest.with_old_text(self.fetch_text(want))
+        return plan_files(desired, manifest)
+
+    # -- apply ----------------------------------------------------------------------------
+    def apply(self, plan: FilePlan, progress: Progress | None = None, *,
+              allow_conflicts: bool = False) -> PushReport:
+        """Carry out ``plan`` (see module docstring). Raises PushError, StalePlanError,
+        PathConfinementError, ConnectError; never leaves a temporary file live."""
+        t0 = time.monotonic()
+        s = self.settings
+        note = progress or (lambda event, change: None)
+        if plan.server != s.server_name:
+            raise PushError(f"plan is for {plan.server!r}, this host is {s.server_name!r}")
+        if plan.conflicts and not allow_conflicts:
+            raise PushError(f"{len(plan.conflicts)} file(s) on {plan.server} are in conflict and netprov "
+                            "will not touch them: " + "; ".join(
+                                f"{c.address}: {c.reason.value}" for c in plan.conflicts[:10]))
+        roots = {Root(r): posixpath.normpath(d) for r, d in (plan.roots or s.roots).items()}
+        ops = _build_ops(plan, roots, _secrets.token_hex(4))   # confines every path first
+        rt0 = self.round_trips
+        if not ops.changes and plan.activation == Activation.NONE:
+            return PushReport(plan.server, seconds=time.monotonic() - t0)
+
+        lock = self._lock(list(roots.values()))
+        note("lock", None)
+        try:
+            validated = False
+            uploaded = 0
+            if ops.changes:
+                uploaded, validated = self._stage(ops, roots, note)
+            note("commit", None)
+            output = self._commit_and_activate(ops, plan.activation)
+        finally:
+            try:
+                lock.close()
+            except Exception:  # noqa: BLE001 - the lock dies with the channel anyway
+                pass
+        note("done", None)
+        done = lambda a: tuple(c.address for c in ops.changes if c.action == a)  # noqa: E731
+        return PushReport(plan.server, done(Action.CREATE), done(Action.UPDATE), done(Action.DELETE),
+                          plan.activation, validated, self.round_trips - rt0, uploaded,
+                          time.monotonic() - t0, output)
+
+    def _lock(self, root_dirs: list[str]):
+        s = self.settings
+        ch = self.conn.open_channel(self._sh(_LOCK, [s.lock_path, *root_dirs]))
+        try:
+            ch.settimeout(s.command_timeout)
+            f = ch.makefile("rb")
+            line = f.readline().decode(errors="replace").strip()
+        except Exception as exc:  # noqa: BLE001
+            ch.close()
+            raise ConnectError(f"SSH to {s.server_name}: lost while taking the lock: {exc}") from None
+        if line == "NETPROV-LOCK-OK":
+            return ch
+        ch.close()
+        if line == "NETPROV-LOCKED":
+            raise PushError(f"another netprov apply holds the lock {s.lock_path} on {s.server_name}; "
+                            "wait for it to finish and run again (nothing was changed)")
+        raise PushError(f"could not take the lock {s.lock_path} on {s.server_name}: "
+                        f"{line or 'no answer (is flock(1) installed?)'}")
+
+    def _stage(self, ops: _Ops, roots: Mapping[Root, str], note: Progress) -> tuple[int, bool]:
+        s = self.settings
+        conn = self.conn
+        script, validated = _stage_script(ops, s, conn.user)
+        dirs = sorted(ops.dirs)
+        checks = []
+        for root_dir, rel in sorted(ops.rel_dirs):
+            full = confine(root_dir, rel)
+            checks.append(f'[ "$(cd -P -- {q(root_dir)} && pwd)/{rel}" = "$(cd -P -- {q(full)} && pwd)" ] '
+                          f'|| {{ echo NETPROV-ESCAPE {q(full)}; exit 68; }}')
+        cmd = (f"umask 022; mkdir -p -- {' '.join(q(d) for d in dirs)} || exit 69\n"
+               + "\n".join(checks) + "\n"
+               + f"tar -x -o -f - -C / || exit 70\nexec sh {q(ops.script_path)}")
+        ch = conn.open_channel(cmd)
+        sent = 0
+        try:
+            ch.settimeout(s.command_timeout)
+            writer = _ChannelWriter(ch)
+            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+                _add(tar, ops.script_path, script.encode(), 0o600)
+                for op in ops.writes:
+                    if op.content is not None:
+                        _add(tar, op.tmp, op.content, op.mode)
+                    if op.change is not None:
+                        note("upload", op.change)
+            sent = writer.sent
+            ch.shutdown_write()
+            res = collect(ch)
+        except (OSError, EOFError, ConnectError) as exc:
+            raise PushError(f"connection to {s.server_name} lost while uploading ({exc}); nothing was "
+                            "changed: live files are intact, temporaries are removed by the next apply"
+                            ) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("paramiko"):
+                raise PushError(f"connection to {s.server_name} lost while uploading ({exc}); nothing was "
+                                "changed: live files are intact") from None
+            raise
+        finally:
+            ch.close()
+        conn.bytes_sent += sent
+        note("validate", None)
+        out = res.out
+        if res.rc == 0 and "NETPROV-STAGED" in out:
+            return sent, validated
+        if res.rc == 68:
+            raise PathConfinementError(f"on {s.server_name}, a parent directory is a symlink leading out of "
+                                       f"its root ({_after(out, 'NETPROV-ESCAPE')}); nothing was written")
+        if res.rc == 66:
+            raise StalePlanError(f"files on {s.server_name} changed since the plan was made "
+                                 f"({_stale_detail(out)}); plan again (nothing was changed)")
+        if res.rc == 65:
+            raise PushError(f"dnsmasq rejected the new configuration on {s.server_name}; nothing was "
+                            f"activated and live files are unchanged:\n{_test_message(out, ops)}")
+        raise PushError(f"staging files on {s.server_name} failed (exit {res.rc}); live files are unchanged:"
+                        f"\n{(out + res.err).strip()[-2000:]}")
+
+    def _commit_and_activate(self, ops: _Ops, activation: Activation) -> str:
+        s = self.settings
+        script = _commit_script(ops, activation, s, self.conn.user)
+        try:
+            res = self.conn.run("sh -s", stdin=script.encode(), timeout=s.command_timeout)
+        except ConnectError as exc:
+            raise PushError(f"connection to {s.server_name} lost while committing ({exc}); the server "
+                            "finishes or rolls back on its own — run plan again to see where it stands"
+                            ) from None
+        out = res.out
+        if res.rc == 0 and "NETPROV-DONE" in out:
+            return out
+        what = {Activation.RESTART: "restart", Activation.SIGHUP: "reload (SIGHUP)"}.get(activation, "")
+        detail = _after(out, "NETPROV-OUTPUT", multiline=True)
+        if "NETPROV-ROLLED-BACK" in out:
+            raise PushError(f"dnsmasq {what} on {s.server_name} failed with the new files, so they were "
+                            f"rolled back and dnsmasq was {what.split()[0]}ed again: DHCP is running the OLD "
+                            f"configuration. dnsmasq said:\n{detail}")
+        if "NETPROV-DOWN" in out:
+            raise PushError(f"dnsmasq {what} on {s.server_name} failed; the old files were restored but "
+                            f"dnsmasq did not come back either: DHCP IS DOWN on {s.server_name}. "
+                            f"Output:\n{detail}\n{_after(out, 'NETPROV-DOWN', multiline=True)}")
+        if "NETPROV-COMMIT-FAILED" in out:
+            raise PushError(f"moving files into place on {s.server_name} failed and was rolled back; "
+                            f"nothing was activated:\n{(out + res.err).strip()[-2000:]}")
+        raise PushError(f"commit on {s.server_name} ended unexpectedly (exit {res.rc}):\n"
+                        f"{(out + res.err).strip()[-2000:]}")
+
+
+# ----------------------------------------------------------------------------- manifest parsing
+
+
+def parse_manifest(server: str, roots: Mapping[Root, str], text: str) -> RemoteManifest:
+    """Parse the walk's output (pure; exposed for tests)."""
+    entries: dict[tuple[Root, str], dict] = {}
+    missing, bad, stale = set(), set(), []
+    owned: dict[Root, set[str]] = {}
+    headers: set[tuple[Root, str]] = set()
+    sources: dict[str, str | None] = {}
+    pending = Activation.NONE
+    cur: Root | None = None
+    for line in text.split("\n"):
+        tag, _, rest = line.partition("|")
+        if tag == "R":
+            cur = Root(rest)
+        elif tag == "M":
+            missing.add(Root(rest))
+        elif tag == "B":
+            bad.add(Root(rest))
+        elif tag == "P":
+            try:
+                pending = Activation(rest.strip())
+            except ValueError:
+                pending = Activation.RESTART
+        elif tag == "Y":
+            h, _, src = rest.partition("|")
+            sources[src] = h
+        elif tag == "N":
+            sources[rest] = None
+        elif cur is None:
+            continue
+        elif tag == "S":
+            parts = rest.split("|", 3)
+            if len(parts) != 4 or not parts[3].startswith("./"):
+                continue
+            mode, size, ftype, path = parts
+            entries.setdefault((cur, path[2:]), {}).update(
+                type=_STAT_TYPES.get(ftype, "other"), mode=int(mode, 8), size=int(size))
+        elif tag == "X":
+            h, sep, path = rest.partition("  ")
+            if len(h) == 64 and sep and path.startswith("./"):
+                entries.setdefault((cur, path[2:]), {})["sha256"] = h
+        elif tag == "H" and rest.startswith("./"):
+            headers.add((cur, rest[2:]))
+        elif tag == "O":
+            p = rest.strip()
+            if p:
+                owned.setdefault(cur, set()).add(p)
+    out: dict[tuple[Root, str], RemoteEntry] = {}
+    for (root, path), e in entries.items():
+        base = path.rsplit("/", 1)[-1]
+        if base.startswith(TEMP_PREFIX):
+            stale.append((root, path))
+            continue
+        if path == OWNED_RECORD or "type" not in e:
+            continue
+        managed = e["type"] == "file" and ((root, path) in headers or path in owned.get(root, ()))
+        out[(root, path)] = RemoteEntry(root, path, e["type"], e.get("sha256"), managed,
+                                        e.get("mode"), e.get("size"))
+    return RemoteManifest(server, dict(roots), out, frozenset(missing), frozenset(bad), sources,
+                          {r: frozenset(v) for r, v in owned.items()}, {}, tuple(sorted(stale)), pending)
+
+
+# ----------------------------------------------------------------------------- apply internals
+
+
+@dataclass
+class _Op:
+    change: FileChange | None       # None for netprov's own ownership records
+    action: Action
+    root: Root
+    live: str
+    tmp: str
+    bak: str
+    mode: int
+    content: bytes | None           # None → copy from source (binaries) or delete
+    source: str | None = None
+    secret: bool = False
+    kind: Kind = Kind.SCRIPT
+
+
+@dataclass
+class _Ops:
+    token: str
+    ops: list[_Op]
+    changes: list[FileChange]
+    dirs: set[str]
+    rel_dirs: set[tuple[str, str]]
+    script_path: str
+    conf_files: list[str]
+    hosts_files: list[str]
+    validate: bool
+
+    @property
+    def writes(self) -> list[_Op]:
+        return [o for o in self.ops if o.action in (Action.CREATE, Action.UPDATE)]
+
+
+def _build_ops(plan: FilePlan, roots: Mapping[Root, str], token: str) -> _Ops:
+    ops: list[_Op] = []
+    dirs: set[str] = set()
+    rel_dirs: set[tuple[str, str]] = set()
+    n = 0
+
+    def names(root_dir: str, rel: str) -> tuple[str, str, str]:
+        nonlocal n
+        n += 1
+        live = confine(root_dir, rel)
+        d = posixpath.dirname(live)
+        return live, f"{d}/{TEMP_PREFIX}{token}.{n}.tmp", f"{d}/{TEMP_PREFIX}{token}.{n}.bak"
+
+    def root_dir(r: Root) -> str:
+        if r not in roots:
+            raise PathConfinementError(f"no directory configured for root {r.value!r}")
+        return roots[r]
+
+    changes = list(plan.pending)
+    manifest = plan.manifest
+    for c in changes:
+        rd = root_dir(c.root)
+        live, tmp, bak = names(rd, c.path)
+        f = c.file
+        if c.action in (Action.CREATE, Action.UPDATE):
+            if f is None:
+                raise PushError(f"{c.address}: plan has no file content to write")
+            binary = Kind(f.kind) == Kind.BINARY
+            ops.append(_Op(c, c.action, c.root, live, tmp, bak, effective_mode(f),
+                           None if binary else f.content, f.source if binary else None, f.secret,
+                           Kind(f.kind)))
+            dirs.add(rd)
+            parent = posixpath.dirname(c.path)
+            if parent:
+                dirs.add(posixpath.dirname(live))
+                rel_dirs.add((rd, parent))
+        else:
+            ops.append(_Op(c, c.action, c.root, live, tmp, bak, 0, None, kind=c.kind))
+
+    # Ownership records for headerless (binary) files.
+    if manifest is not None:
+        touched_roots = {c.root for c in changes}
+        for r in sorted(touched_roots, key=lambda x: x.value):
+            old = set(manifest.owned.get(r, frozenset()))
+            new = set(old)
+            for c in plan.changes:
+                if c.root != r:
+                    continue
+                if c.action == Action.DELETE:
+                    new.discard(c.path)
+                elif c.action in (Action.CREATE, Action.UPDATE, Action.NOOP) and c.kind == Kind.BINARY:
+                    new.add(c.path)
+            if new != old:
+                rd = root_dir(r)
+                n += 1
+                live = posixpath.join(rd, OWNED_RECORD)
+                tmp, bak = f"{rd}/{TEMP_PREFIX}{token}.{n}.tmp", f"{rd}/{TEMP_PREFIX}{token}.{n}.bak"
+                body = (f"# {HEADER_MARKER}: files under this root that netprov owns but that cannot "
+                        "carry its header\n" + "".join(p + "\n" for p in sorted(new))).encode()
+                # UPDATE semantics work whether or not the record exists (backup only if present).
+                ops.append(_Op(None, Action.UPDATE, r, live, tmp, bak, 0o644, body))
+                dirs.add(rd)
+
+    first_dir = min(dirs) if dirs else min(roots.values())
+    script_path = f"{first_dir}/{TEMP_PREFIX}{token}.stage.sh"
+
+    # The test config: every final drop-in + every final hostsdir file.
+    validate = any(o.kind in (Kind.CONFIG, Kind.HOSTS) or o.root in (Root.DNSMASQ, Root.HOSTS)
+                   for o in ops if o.change is not None)
+    conf_files: list[str] = []
+    hosts_files: list[str] = []
+    if validate:
+        written = {o.live: o.tmp for o in ops if o.action in (Action.CREATE, Action.UPDATE)}
+        deleted = {o.live for o in ops if o.action == Action.DELETE}
+        final: dict[str, tuple[Root, bool]] = {}
+        if manifest is not None:
+            for (r, p), e in manifest.entries.items():
+                if r in (Root.DNSMASQ, Root.HOSTS) and r in roots and e.type == "file" and "/" not in p:
+                    final[posixpath.join(roots[r], p)] = (r, e.managed)
+        for o in ops:
+            if o.change is not None and o.action != Action.DELETE:
+                final[o.live] = (o.root, True)
+        for live, (r, managed) in sorted(final.items()):
+            if live in deleted:
+                continue
+            base = posixpath.basename(live)
+            if base.startswith(".") or base.endswith("~"):
+                continue
+            path = written.get(live, live)
+            kind_conf = r == Root.DNSMASQ or any(o.live == live and o.kind == Kind.CONFIG for o in ops)
+            if kind_conf:
+                if managed or base.endswith(".conf"):
+                    conf_files.append(path)
+            elif r == Root.HOSTS:
+                hosts_files.append(path)
+        for o in ops:  # CONFIG/HOSTS files living in other roots
+            if o.change is None or o.action == Action.DELETE or o.root in (Root.DNSMASQ, Root.HOSTS):
+                continue
+            if o.kind == Kind.CONFIG:
+                conf_files.append(o.tmp)
+            elif o.kind == Kind.HOSTS:
+                hosts_files.append(o.tmp)
+    return _Ops(token, ops, changes, dirs, rel_dirs, script_path, conf_files, hosts_files, validate)
+
+
+def _stage_script(ops: _Ops, s: PxeSettings, user: str) -> tuple[str, bool]:
+    writes = ops.writes
+    temps = [o.tmp for o in writes]
+    L = ["set -u", 'TC=""',
+         "cleanup() { rm -f -- " + " ".join(q(t) for t in temps) + ' "$0"; [ -n "$TC" ] && rm -f -- "$TC"; }',
+         "fail() { cleanup; exit $1; }"]
+    # 1. the plan's view of the live files must still hold (stale plan check)
+    absent = [o.live for o in ops.ops if o.action == Action.CREATE and o.change is not None]
+    present = [(o.change.before_sha256, o.live) for o in ops.ops
+               if o.change is not None and o.action in (Action.UPDATE, Action.DELETE)]
+    for p in absent:
+        L.append(f"if [ -e {q(p)} ] || [ -L {q(p)} ]; then echo NETPROV-STALE {q(p)} appeared; fail 66; fi")
+    if present:
+        ck = "".join(f"{h}  {p}\n" for h, p in present)
+        L.append("CK=$(mktemp) || fail 69")
+        L.append(f"printf '%s' {q(ck)} > \"$CK\"")
+        L.append('if ! r=$(sha256sum -c "$CK" 2>&1); then rm -f "$CK"; echo NETPROV-STALE; '
+                 'printf "%s\\n" "$r" | grep -v ": OK$"; fail 66; fi')
+        L.append('rm -f "$CK"')
+    # 2. binaries, modes, group
+    for o in writes:
+        if o.content is None and o.source:
+            L.append(f"cp -- {q(o.source)} {q(o.tmp)} || fail 67")
+    by_mode: dict[int, list[str]] = {}
+    for o in writes:
+        by_mode.setdefault(o.mode, []).append(o.tmp)
+    for mode, paths in sorted(by_mode.items()):
+        L.append(f"chmod {mode:o} -- " + " ".join(q(p) for p in paths) + " || fail 67")
+    secret = [o.tmp for o in writes if o.secret]
+    if secret:
+        g = q(s.secret_group)
+        L.append(f"if grep -q '^'{g}':' /etc/group 2>/dev/null; then chgrp {g} -- "
+                 + " ".join(q(p) for p in secret) + " || fail 67; fi")
+    # 3. validation
+    validated = False
+    if ops.validate:
+        validated = True
+        L.append("TC=$(mktemp) || fail 69")
+        L.append("{ :")
+        if ops.conf_files:
+            L.append("printf 'conf-file=%s\\n' " + " ".join(q(p) for p in ops.conf_files))
+        for p in ops.hosts_files:
+            L.append(f"printf '# netprov-source: %s\\n' {q(p)}; "
+                     f"sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/^/dhcp-host=/' {q(p)}")
+        L.append('} > "$TC" || fail 69')
+        L.append('chmod 644 "$TC"')
+        test = s.test_command.format(conf='"$TC"', dnsmasq=q(s.dnsmasq))
+        L.append(f"if out=$( ( {_wrap(test, s.sudo, user)} ) 2>&1 ); then :; else rc=$?; "
+                 'echo "NETPROV-TEST-FAILED $rc"; printf "%s\\n" "$out"; echo NETPROV-TEST-CONF; '
+                 'cat "$TC"; fail 65; fi')
+        L.append('rm -f -- "$TC"; TC=""')
+    L.append('rm -f -- "$0"')
+    L.append("echo NETPROV-STAGED")
+    return "\n".join(L) + "\n", validated
+
+
+def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str) -> str:
+    pending = s.lock_path + ".pending"
+    L = ["trap '' HUP PIPE", "set -u", f"P={q(pending)}"]
+    undo, commit, baks = [], [], []
+    for o in ops.ops:
+        live, tmp, bak = q(o.live), q(o.tmp), q(o.bak)
+        if o.action == Action.CREATE:
+            commit.append(f"mv -f -- {tmp} {live} || F")
+            undo.append(f"[ -e {tmp} ] || rm -f -- {live}")
+        elif o.action == Action.UPDATE:
+            commit.append(f"{{ [ ! -e {live} ] || ln -f -- {live} {bak} 2>/dev/null || cp -p -- {live} {bak}; }}"
+                          f" && mv -f -- {tmp} {live} || F")
+            undo.append(f"if [ -e {bak} ]; then mv -f -- {bak} {live}; elif [ ! -e {tmp} ]; then "
+                        f"rm -f -- {live}; fi")
+            baks.append(bak)
+        elif o.action == Action.DELETE:
+            commit.append(f"if [ -e {live} ]; then mv -f -- {live} {bak} || F; fi")
+            undo.append(f"[ -e {bak} ] && mv -f -- {bak} {live}")
+            baks.append(bak)
+    temps = [q(o.tmp) for o in ops.ops if o.action in (Action.CREATE, Action.UPDATE)]
+    L.append("undo() {\n" + "\n".join(undo or [":"]) + "\n}")
+    L.append("clean() { rm -f -- " + " ".join(temps + baks) + " 2>/dev/null; :; }")
+    L.append("F() { undo; clean; rm -f -- \"$P\"; echo NETPROV-COMMIT-FAILED; exit 72; }")
+    if activation != Activation.NONE:
+        L.append(f"printf '%s\\n' {activation.value} > \"$P\" 2>/dev/null")
+    L.extend(commit)
+    if activation != Activation.NONE:
+        cmd = s.restart_command if activation == Activation.RESTART else s.reload_command
+        act = _wrap(cmd, s.sudo, user)
+        L.append(f"if out=$( ( {act} ) 2>&1 </dev/null ); then :; else rc=$?\n"
+                 "  undo\n"
+                 '  echo "NETPROV-ACTIVATE-FAILED $rc"; echo NETPROV-OUTPUT; printf "%s\\n" "$out"; '
+                 "echo NETPROV-END\n"
+                 f"  if out2=$( ( {act} ) 2>&1 </dev/null ); then clean; rm -f -- \"$P\"; "
+                 "echo NETPROV-ROLLED-BACK; exit 73\n"
+                 '  else echo "NETPROV-DOWN $?"; printf "%s\\n" "$out2"; clean; exit 74; fi\n'
+                 "fi")
+    L.append('clean; rm -f -- "$P" 2>/dev/null; echo NETPROV-DONE')
+    return "\n".join(L) + "\n"
+
+
+class _ChannelWriter(io.RawIOBase):
+    """File-like sink that sends tar blocks into an SSH channel."""
+
+    def __init__(self, ch) -> None:  # noqa: ANN001
+        self.ch = ch
+        self.sent = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # noqa: ANN001
+        data = bytes(b)
+        self.ch.sendall(data)
+        self.sent += len(data)
+        return len(data)
+
+
+def _add(tar: tarfile.TarFile, path: str, data: bytes, mode: int) -> None:
+    ti = tarfile.TarInfo(path.lstrip("/"))
+    ti.size = len(data)
+    ti.mode = mode
+    ti.mtime = int(time.time())
+    ti.uname = ti.gname = ""
+    tar.addfile(ti, io.BytesIO(data))
+
+
+def _after(out: str, marker: str, multiline: bool = False) -> str:
+    i = out.find(marker)
+    if i < 0:
+        return ""
+    rest = out[i + len(marker):]
+    if not multiline:
+        return rest.split("\n", 1)[0].strip()
+    return rest.split("NETPROV-END", 1)[0].strip()[:4000]
+
+
+def _stale_detail(out: str) -> str:
+    lines = [ln.strip() for ln in out.splitlines()
+             if "NETPROV-STALE" in ln or "FAILED" in ln or "No such file" in ln]
+    return "; ".join(ln.replace("NETPROV-STALE", "").strip() for ln in lines if ln)[:1000] or "hash mismatch"
+
+
+_LINE_RE = re.compile(r"at line (\d+) of (\S+)")
+
+
+def _test_message(out: str, ops: _Ops) -> str:
+    """dnsmasq's --test complaint, with temp names mapped back to the live names and
+    inlined host lines traced to their hostsdir file."""
+    body = out.split("NETPROV-TEST-FAILED", 1)[-1]
+    msg, _, conf = body.partition("NETPROV-TEST-CONF")
+    msg = msg.split("\n", 1)[-1].strip()
+    tmp_to_live = {o.tmp: o.live for o in ops.ops}
+    conf_lines = conf.strip("\n").split("\n")
+
+    def explain(m: re.Match) -> str:
+        n, fname = int(m.group(1)), m.group(2).rstrip(",.:")
+        if fname in tmp_to_live:
+            return f"at line {n} of {tmp_to_live[fname]} (new version)"
+        if 0 < n <= len(conf_lines):
+            src = None
+            for ln in conf_lines[:n]:
+                if ln.startswith("# netprov-source: "):
+                    src = ln[len("# netprov-source: "):]
+            line = conf_lines[n - 1]
+            if src:
+                return f"in {tmp_to_live.get(src, src)}: {line.removeprefix('dhcp-host=')!r}"
+        return m.group(0)
+
+    msg = _LINE_RE.sub(explain, msg)
+    for tmp, live in tmp_to_live.items():
+        msg = msg.replace(tmp, live)
+    return msg
