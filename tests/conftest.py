@@ -28,3 +28,21 @@ def update_goldens() -> bool:
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+# --- CI must really run the end-to-end tests ----------------------------------------------
+_skipped_e2e: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "e2e" in report.keywords:
+        _skipped_e2e.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("NETPROV_REQUIRE_E2E") == "1" and _skipped_e2e:
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None:
+            tr.write_line(f"NETPROV_REQUIRE_E2E=1 but {len(_skipped_e2e)} e2e test(s) were skipped: "
+                          + ", ".join(_skipped_e2e[:5]), red=True)
+        session.exitstatus = 1

@@ -228,6 +228,8 @@ def _is_loopback(host: str) -> bool:
 # --- PXE servers ---------------------------------------------------------------------
 
 class Ssh(Strict):
+    """How to reach a PXE server. No passwords: keys, the agent, or ~/.ssh/config."""
+
     host: str = Field(description="host name or address (an alias from ~/.ssh/config works)")
     port: int | None = Field(None, ge=1, le=65535, description="default: ~/.ssh/config, else 22")
     user: str | None = Field(None, description="default: ~/.ssh/config, else root")
@@ -244,6 +246,8 @@ class Ssh(Strict):
 
 
 class Range(Strict):
+    """dhcp mode: the dynamic pool dnsmasq leases from (machines with a fixed ip may sit outside it)."""
+
     start: ipaddress.IPv4Address
     end: ipaddress.IPv4Address
     lease_time: str = Field("12h", pattern=r"^(\d+[smhdw]?|infinite)$")
@@ -433,6 +437,8 @@ class Extra(Strict):
 
 
 class Defaults(Strict):
+    """What machines inherit; each field is overridden per machine, ``disk`` field by field."""
+
     storage: str | None = None
     pxe_server: str | None = None
     firmware: Firmware = Firmware.BIOS
