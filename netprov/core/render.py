@@ -141,9 +141,10 @@ class Renderer:
                                   self._render("boot.ipxe.j2", server=sview).encode(), Kind.SCRIPT))
             files.append(BootFile(sname, script_root, EMBEDDED_SCRIPT,
                                   self._render("embedded.ipxe.j2", server=sview).encode(), Kind.SCRIPT))
-            for binary in sview["binaries"]:
-                source = f"{server.ipxe.source}/{binary}" if server.ipxe.source else None
-                files.append(BootFile(sname, Root.TFTP, binary, b"", Kind.BINARY, source=source))
+            if server.ipxe.source:  # else the user keeps the iPXE binaries in tftp_root themselves
+                for binary in sview["binaries"]:
+                    files.append(BootFile(sname, Root.TFTP, binary, b"", Kind.BINARY,
+                                          source=f"{server.ipxe.source}/{binary}"))
             for m in machines:
                 storage = inv.storage[m.storage]
                 secret = secrets.get(m.name) if m.chap else None

@@ -1,0 +1,156 @@
+"""`netprov demo`: the whole cycle on any machine, no NAS and no PXE server needed.
+
+Starts the built-in TrueNAS simulator on loopback and uses a local directory as the
+PXE server (the same push logic as over SSH, run by a local shell), then runs
+validate -> plan -> apply -> plan on inventory/example.yaml exactly as a user would
+see it, and says where the files are.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import replace
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+
+from netprov.cli import console
+from netprov.cli.exit_codes import ExitCode
+from netprov.errors import NetprovError
+
+DEMO_CHAP_SECRET_ENV = "NETPROV_DEMO_CHAP_SECRET"
+DEMO_API_KEY_ENV = "NETPROV_DEMO_API_KEY"
+
+
+def find_example() -> Path:
+    candidates = [Path("inventory/example.yaml"), Path(__file__).resolve().parents[3] / "inventory" / "example.yaml"]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise NetprovError("inventory/example.yaml not found: run the demo from a netprov checkout, or pass --inventory")
+
+
+def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
+    """Copy the example inventory into ``workdir``, pointed at the simulator and local roots."""
+    from netprov.core import yamltree
+    from netprov.core.parse import _plain
+    data = _plain(yamltree.load(example.read_text()))  # YAML 1.2: a MAC stays a string
+    for st in data.get("storage", {}).values():
+        st["url"] = sim_url
+    source = "/usr/lib/ipxe"
+    if not Path(source, "undionly.kpxe").exists():
+        # No Debian ipxe package here: stand-in binaries, clearly labelled, so the copy step still runs.
+        fake = workdir / "ipxe-binaries"
+        fake.mkdir(parents=True, exist_ok=True)
+        for name in ("undionly.kpxe", "snponly.efi", "ipxe.efi", "snponly-arm64.efi"):
+            (fake / name).write_bytes(b"netprov demo stand-in for an iPXE binary (install Debian's ipxe)\n")
+        source = str(fake)
+    has_dnsmasq = shutil.which("dnsmasq") is not None
+    for server in data.get("pxe_servers", {}).values():
+        root = workdir / "pxe-server"
+        server["tftp_root"] = str(root / "srv/tftp")
+        server["dnsmasq_dir"] = str(root / "etc/dnsmasq.d")
+        server["hosts_dir"] = str(root / "etc/netprov/dnsmasq-hosts")
+        server.setdefault("ipxe", {})["source"] = source
+        # The real dnsmasq validates the config when it is installed; nothing is (re)started in the demo.
+        server["test_command"] = "dnsmasq --test --conf-file={conf}" if has_dnsmasq else "true"
+        server["reload_command"] = "true"
+        server["restart_command"] = "true"
+        server["ssh"]["sudo"] = False
+    out = workdir / "inventory.yaml"
+    header = (f"# netprov demo: {example} pointed at the simulator ({sim_url}) and a local PXE directory.\n")
+    out.write_text(header + yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def _create_parents(inventory: Path, url: str, api_key: str) -> None:
+    """Create each storage's parent dataset on the fresh simulated NAS, as a user does once in the
+    TrueNAS UI (netprov never creates datasets above its zvols)."""
+    from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
+    from netprov.core.parse import parse_inventory
+    loaded = parse_inventory(inventory.read_text(), str(inventory))
+    with TrueNASClient.connect(url, Credentials(api_key=api_key)) as client:
+        for st in loaded.inventory.storage.values():
+            if not client.query("pool.dataset", filters=[["id", "=", st.parent]]):
+                client.call("pool.dataset.create", {"name": st.parent, "type": "FILESYSTEM"})
+                console.info(f"(demo NAS: created dataset {st.parent}, as you would once in the TrueNAS UI)")
+
+
+def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> int:
+    from netprov.adapters.pxe.boot_host import PxeHost
+    from netprov.adapters.pxe.local import LocalConnection
+    from netprov.cli.commands import plan_apply, validate
+    from netprov.sim.truenas import Simulator
+
+    example = inventory or find_example()
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="netprov-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    api_key = f"1-{secrets.token_hex(24)}"
+    os.environ[DEMO_API_KEY_ENV] = api_key
+    os.environ.setdefault(DEMO_CHAP_SECRET_ENV, "demo-" + secrets.token_hex(4))   # 13 characters
+    say = console.err().rule if console.err().is_terminal else (lambda text: console.info(f"== {text}"))
+
+    with Simulator(profile=profile, api_key=api_key) as sim:
+        console.info(f"TrueNAS simulator (profile {profile}) on {sim.url}")
+        demo_inv = prepare(example, workdir, sim.url)
+        console.info(f"demo inventory: {demo_inv}  (from {example})")
+        _create_parents(demo_inv, sim.url, api_key)
+
+        say("1. netprov validate")
+        if validate.run([demo_inv], quiet=opts.quiet) != 0:
+            return ExitCode.ERROR
+
+        ctx = plan_apply._load(demo_inv, opts)
+        overrides = {}
+        for name, server in ctx.ws.loaded.inventory.pxe_servers.items():
+            settings = plan_apply.pxe_settings(name, server, ctx.ws.loaded, ctx.settings)
+            settings = replace(settings, lock_path=str(workdir / "netprov.lock"), sudo=False)
+            overrides[name] = PxeHost(settings, connection=LocalConnection(f"{name} (local directory)"))
+
+        say("2. netprov plan")
+        policy = plan_apply._policy(None, False, False, ctx)
+        with plan_apply.open_world(ctx, offline=False, state=None, pxe_overrides=overrides) as world:
+            first = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
+        plan_apply.show_plan(first.plan, as_json=False)
+
+        say("3. netprov apply --auto-approve")
+        code = plan_apply.run_apply(demo_inv, opts, auto_approve=True, target=None, allow_destroy=False,
+                                    adopt=False, flags={}, pxe_overrides=overrides)
+        if code != 0:
+            return code
+
+        say("4. netprov plan (again: nothing left to do)")
+        with plan_apply.open_world(ctx, offline=False, state=None, pxe_overrides=overrides) as world:
+            second = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
+        plan_apply.show_plan(second.plan, as_json=False)
+        state_file = workdir / "truenas-state.json"
+        sim.save_state(str(state_file))
+        listen = f"127.0.0.1:{sim.port}"
+
+    root = workdir / "pxe-server"
+    console.info("")
+    console.info(f"The PXE server's files are under {root}:")
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        console.info(f"  {path.relative_to(root)}")
+    console.info(f"The simulated NAS's state: {state_file}")
+    console.info("To keep exploring, run the simulator again with this state, then plan against it:")
+    console.info(f"  NETPROV_SIM_API_KEY=... netprov sim truenas --listen {listen} --state {state_file} &")
+    console.info(f"  NETPROV_DEMO_API_KEY=... NETPROV_DEMO_CHAP_SECRET=... netprov plan {demo_inv}")
+    return ExitCode.OK if not second.plan.has_changes else ExitCode.ERROR
+
+
+def register(app, opts) -> None:
+    @app.command()
+    def demo(
+        inventory: Annotated[Optional[Path], typer.Option(help="Inventory to demo (default inventory/example.yaml).")] = None,
+        workdir: Annotated[Optional[Path], typer.Option(help="Where the demo's PXE directory and state go "
+                                                        "(default: a new temporary directory).")] = None,
+        profile: Annotated[str, typer.Option(help="TrueNAS version the simulator behaves as.")] = "25.04",
+    ) -> None:
+        """Run validate -> plan -> apply -> plan against the built-in TrueNAS simulator and a local directory."""
+        raise typer.Exit(run(opts, inventory=inventory, workdir=workdir, profile=profile))

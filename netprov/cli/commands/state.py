@@ -1,0 +1,47 @@
+"""`netprov state pull`: snapshot the actual state of every NAS and PXE server for offline plans.
+
+The snapshot holds no secrets (auth secrets are stored only as 'redacted' or a hash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from netprov.cli import console
+
+
+def register(state_app: typer.Typer, opts) -> None:
+    @state_app.command("pull")
+    def pull(
+        inventory: Annotated[Path, typer.Argument(help="Inventory YAML file.")] = Path("inventory.yaml"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the state JSON.")] = Path(
+            "netprov-state.json"),
+        insecure: Annotated[Optional[bool], typer.Option("--insecure/--no-insecure", show_default=False)] = None,
+        ca_file: Annotated[Optional[Path], typer.Option("--ca-file")] = None,
+        accept_new_host_key: Annotated[Optional[bool], typer.Option("--accept-new-host-key/--no-accept-new-host-key",
+                                                                    show_default=False)] = None,
+    ) -> None:
+        """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
+        from netprov.cli.commands.plan_apply import _load, open_world
+        from netprov.core.storage import desired_storage
+        from netprov.engine.run import STATE_FORMAT, manifest_to_json
+        ctx = _load(inventory, opts, insecure=insecure, ca_file=ca_file, accept_new_host_key=accept_new_host_key)
+        snapshot: dict = {"format": STATE_FORMAT, "storage": {}, "pxe": {}}
+        with open_world(ctx, offline=False, state=None) as world:
+            for name, port in world.storage.items():
+                snapshot["storage"][name] = port.read(desired_storage(ctx.ws.loaded, name, ctx.ws.secrets)).to_json()
+            from netprov.core.render import Renderer  # noqa: F401  (sources come from the rendered binaries)
+            files = ctx.renderer.render(ctx.ws.loaded, ctx.ws.secrets)
+            for name, host in world.pxe.items():
+                sources = [f.source for f in files if f.server == name and f.source]
+                snapshot["pxe"][name] = manifest_to_json(host.read_manifest(sources=sources))
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, out)
+        console.info(f"state of {len(snapshot['storage'])} storage and {len(snapshot['pxe'])} PXE server(s) "
+                     f"written to {out}", quiet=opts.quiet)

@@ -1,0 +1,330 @@
+"""One plan and one apply over both halves: storage on the NAS, boot files on the PXE servers.
+
+The engine does no printing and opens no connection itself: it is handed a
+``World`` (per-system ports, or offline state) and a ``Reporter`` for progress.
+
+Order (style.md §3): zvol -> extent -> target/auth/initiator -> mapping (storage,
+non-destructive changes), then boot files and dnsmasq, and only then storage deletes,
+so a machine never boots into a script or target that doesn't exist yet, and nothing
+points at a resource when it is removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from netprov.core import fileplan as fp
+from netprov.core.bootfiles import BootFile, Root
+from netprov.core.inventory import LoadedInventory
+from netprov.core.plan import Action, Change, Plan, fingerprint
+from netprov.core.render import MISSING_SECRET, Renderer
+from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
+                                  plan_storage)
+from netprov.errors import NetprovError, StalePlanError  # noqa: F401 (documented contract)
+
+STATE_FORMAT = 1
+
+
+class StoragePort(Protocol):
+    def read(self, desired: DesiredStorage) -> ActualStorage: ...
+    def fingerprint(self, actual: ActualStorage) -> str: ...
+    def apply(self, changes: list[Change], *, expected_fingerprint: str, desired: DesiredStorage | None = None,
+              progress: Any = None, parallel: int = 8) -> Any: ...
+
+
+class BootHostPort(Protocol):
+    def plan(self, desired: list[BootFile], *, diffs: bool = True) -> fp.FilePlan: ...
+    def read_manifest(self, roots: Any = None, *, sources: Any = ()) -> fp.RemoteManifest: ...
+    def apply(self, plan: fp.FilePlan, progress: Any = None) -> Any: ...  # raises StalePlanError
+
+
+class Reporter(Protocol):
+    def event(self, system: str, event: str, change: Change | None = None, error: str | None = None) -> None: ...
+
+
+class NullReporter:
+    def event(self, system: str, event: str, change: Change | None = None, error: str | None = None) -> None:
+        return None
+
+
+@dataclass
+class World:
+    """Where actual state comes from: live ports, or an offline snapshot (``state``)."""
+
+    storage: Mapping[str, StoragePort] = field(default_factory=dict)
+    pxe: Mapping[str, BootHostPort] = field(default_factory=dict)
+    offline_state: Mapping[str, Any] | None = None   # from `netprov state pull`, or {} for an empty world
+
+    @property
+    def offline(self) -> bool:
+        return self.offline_state is not None
+
+
+@dataclass
+class RunPlan:
+    """A plan plus what apply needs to carry it out (not serialised)."""
+
+    plan: Plan
+    storage: dict[str, tuple[DesiredStorage, ActualStorage, list[Change]]]
+    files: dict[str, fp.FilePlan]
+    desired_files: dict[str, list[BootFile]]
+
+
+@dataclass
+class ApplyResult:
+    done: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)   # (address, error)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+# --- state snapshots ------------------------------------------------------------------
+
+def manifest_to_json(m: fp.RemoteManifest) -> dict[str, Any]:
+    return {
+        "server": m.server,
+        "roots": {r.value: d for r, d in sorted(m.roots.items(), key=lambda kv: kv[0].value)},
+        "entries": [
+            {"root": e.root.value, "path": e.path, "type": e.type, "sha256": e.sha256, "managed": e.managed,
+             "mode": e.mode, "size": e.size}
+            for (_, _), e in sorted(m.entries.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))],
+        "missing_roots": sorted(r.value for r in m.missing_roots),
+        "bad_roots": sorted(r.value for r in m.bad_roots),
+        "sources": dict(sorted(m.sources.items())),
+        "owned": {r.value: sorted(v) for r, v in sorted(m.owned.items(), key=lambda kv: kv[0].value)},
+        "pending": m.pending.value,
+    }
+
+
+def manifest_from_json(d: Mapping[str, Any]) -> fp.RemoteManifest:
+    entries = {}
+    for e in d.get("entries", []):
+        entry = fp.RemoteEntry(Root(e["root"]), e["path"], e["type"], e.get("sha256"), bool(e.get("managed")),
+                               e.get("mode"), e.get("size"))
+        entries[(entry.root, entry.path)] = entry
+    return fp.RemoteManifest(
+        server=d["server"], roots={Root(k): v for k, v in d.get("roots", {}).items()}, entries=entries,
+        missing_roots=frozenset(Root(r) for r in d.get("missing_roots", [])),
+        bad_roots=frozenset(Root(r) for r in d.get("bad_roots", [])),
+        sources=dict(d.get("sources", {})),
+        owned={Root(k): frozenset(v) for k, v in d.get("owned", {}).items()},
+        pending=fp.Activation(d.get("pending", "none")))
+
+
+def manifest_fingerprint(m: fp.RemoteManifest) -> str:
+    data = manifest_to_json(m)
+    data.pop("sources", None)
+    return fingerprint(data)
+
+
+def empty_actual(desired: DesiredStorage) -> ActualStorage:
+    """A fresh NAS as the offline planner assumes it: the parent dataset, nothing else, iSCSI off."""
+    return ActualStorage(parent=desired.parent, service={"enable": False, "state": "STOPPED"})
+
+
+def server_roots(loaded: LoadedInventory, server: str) -> dict[Root, str]:
+    s = loaded.inventory.pxe_servers[server]
+    roots = {Root.TFTP: s.tftp_root, Root.DNSMASQ: s.dnsmasq_dir, Root.HOSTS: s.effective_hosts_dir}
+    if s.http:
+        roots[Root.HTTP] = s.http.root
+    return roots
+
+
+# --- plan ----------------------------------------------------------------------------
+
+def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str, str | None], world: World, *,
+              policy: StoragePolicy, inventory_name: str = "", inventory_sha256: str = "",
+              reporter: Reporter | None = None) -> RunPlan:
+    """Read actual state (or take the offline snapshot) and plan both halves. No writes."""
+    reporter = reporter or NullReporter()
+    inv = loaded.inventory
+    changes: list[Change] = []
+    fingerprints: dict[str, str] = {}
+    storage_parts: dict[str, tuple[DesiredStorage, ActualStorage, list[Change]]] = {}
+    state = world.offline_state or {}
+    deferred_deletes: list[Change] = []
+
+    for name in sorted(inv.storage):
+        desired = desired_storage(loaded, name, secrets)
+        system = f"storage:{name}"
+        reporter.event(system, "read")
+        if world.offline:
+            snap = (state.get("storage") or {}).get(name)
+            actual = ActualStorage.from_json(snap) if snap else empty_actual(desired)
+        else:
+            actual = world.storage[name].read(desired)
+        fingerprints[system] = fingerprint(actual.to_json())
+        planned = plan_storage(desired, actual, policy)
+        storage_parts[name] = (desired, actual, planned)
+        for c in planned:
+            (deferred_deletes if c.action is Action.DELETE else changes).append(c)
+
+    all_files = renderer.render(loaded, secrets)
+    by_server: dict[str, list[BootFile]] = {}
+    for f in all_files:
+        by_server.setdefault(f.server, []).append(f)
+    file_plans: dict[str, fp.FilePlan] = {}
+    for server in sorted(inv.pxe_servers):
+        system = f"pxe:{server}"
+        desired_files = by_server.get(server, [])
+        if policy.machines is not None:
+            desired_files = _only_targeted(loaded, server, desired_files, policy.machines, world, state)
+        reporter.event(system, "read")
+        if world.offline:
+            snap = (state.get("pxe") or {}).get(server)
+            manifest = manifest_from_json(snap) if snap else fp.RemoteManifest(
+                server=server, roots=server_roots(loaded, server),
+                sources={f.source: "unknown" for f in desired_files if f.source})
+            fplan = fp.plan_files(desired_files, manifest)
+        else:
+            fplan = world.pxe[server].plan(desired_files)
+        file_plans[server] = fplan
+        fingerprints[system] = manifest_fingerprint(fplan.manifest) if fplan.manifest else ""
+        changes += file_changes(system, fplan)
+
+    changes += deferred_deletes
+    plan = Plan(changes=tuple(changes), fingerprints=fingerprints, inventory=inventory_name,
+                inventory_sha256=inventory_sha256,
+                options={"allow_destroy": policy.allow_destroy, "adopt": policy.adopt,
+                         "targets": sorted(policy.machines) if policy.machines is not None else None,
+                         "offline": world.offline})
+    return RunPlan(plan, storage_parts, file_plans, by_server)
+
+
+def _only_targeted(loaded, server, files, machines, world, state) -> list[BootFile]:
+    """With --target, plan only the named machines' files (plus the shared ones): other machines'
+    files are left as the server holds them, neither rewritten nor deleted."""
+    from netprov.core.render import host_file_name, script_name
+    other = {m for m in loaded.machines if m.pxe_server == server and m.name not in machines}
+    skip = {host_file_name(m.name) for m in other} | {script_name(m.mac) for m in other}
+    return [f for f in files if f.path not in skip]
+
+
+def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
+    """FilePlan -> plan Changes (conflicts become refused changes; activation a final change)."""
+    out = []
+    action_map = {fp.Action.CREATE: Action.CREATE, fp.Action.UPDATE: Action.UPDATE,
+                  fp.Action.DELETE: Action.DELETE, fp.Action.NOOP: Action.NOOP}
+    for c in fplan.changes:
+        before = None if c.before_sha256 is None else {"sha256": c.before_sha256, "mode": _oct(c.before_mode)}
+        after = None if c.action is fp.Action.DELETE else {"sha256": c.after_sha256, "mode": _oct(c.after_mode)}
+        if c.action is fp.Action.CONFLICT:
+            out.append(Change(system, "file", c.address, Action.UPDATE if before else Action.CREATE,
+                              c.reason.value, before, after, refused=c.reason.value, diff=None))
+            continue
+        action = action_map[c.action]
+        out.append(Change(system, "file", c.address, action, c.reason.value,
+                          before if action is not Action.NOOP else None,
+                          after if action is not Action.NOOP else None, diff=c.diff))
+    if fplan.activation is not fp.Activation.NONE:
+        out.append(Change(system, "service", f"dnsmasq[{fplan.server}]", Action.UPDATE, fplan.activation_reason,
+                          None, {"activation": fplan.activation.value}))
+    return out
+
+
+def _oct(mode: int | None) -> str | None:
+    return None if mode is None else f"{mode:04o}"
+
+
+def missing_secrets(run: RunPlan) -> list[str]:
+    """Files about to be written that would carry a placeholder instead of a CHAP secret."""
+    out = []
+    for server, fplan in run.files.items():
+        for c in fplan.pending:
+            if c.file is not None and MISSING_SECRET.encode() in c.file.content:
+                out.append(c.address)
+    return out
+
+
+# --- apply ---------------------------------------------------------------------------
+
+def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, parallel: int = 8,
+               should_stop: Callable[[], bool] = lambda: False) -> ApplyResult:
+    """Carry out ``run`` (made from live state). Re-checks each system's fingerprint first.
+
+    Stops cleanly between steps when ``should_stop()`` turns true (Ctrl-C), and the
+    result lists exactly what was done, what failed and what was not attempted.
+    """
+    if world.offline:
+        raise NetprovError("an offline plan cannot be applied: plan against the live systems")
+    reporter = reporter or NullReporter()
+    result = ApplyResult()
+    refused = [c for c in run.plan.changes if c.refused and c.is_change]
+    if refused:
+        raise NetprovError(f"{len(refused)} change(s) are refused; fix them or pass the flag they name: "
+                           + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
+
+    def storage_progress(system: str):
+        def cb(event: str, change: Change, error: str | None = None) -> None:
+            reporter.event(system, event, change, error)
+            if event == "done":
+                result.done.append(change.address)
+            elif event == "failed":
+                result.failed.append((change.address, error or "failed"))
+            elif event == "skipped":
+                result.skipped.append(change.address)
+        return cb
+
+    # Phase 1: storage creates/updates (the fingerprint check happens here, before any write).
+    for name, (desired, actual, changes) in sorted(run.storage.items()):
+        system = f"storage:{name}"
+        # NOOPs travel along: they carry the ids of existing objects the changes refer to.
+        todo = [c for c in changes if c.action is not Action.DELETE]
+        expected = run.plan.fingerprints[system]
+        if should_stop():
+            result.interrupted = True
+            result.skipped += [c.address for c in todo if c.is_change]
+            continue
+        reporter.event(system, "phase", None, "create/update")
+        world.storage[name].apply(todo, expected_fingerprint=expected, desired=desired,
+                                  progress=storage_progress(system), parallel=parallel)
+
+    # Phase 2: boot files (each server checks its own fingerprint inside one lock).
+    for server, fplan in sorted(run.files.items()):
+        system = f"pxe:{server}"
+        if not fplan.has_changes:
+            continue
+        if should_stop():
+            result.interrupted = True
+            result.skipped += [c.address for c in fplan.pending]
+            continue
+        host = world.pxe[server]
+        # The host re-checks every changing file's "before" hash inside its lock, in the
+        # same round trip as the upload, and raises StalePlanError on a mismatch.
+        reporter.event(system, "phase", None, "push")
+
+        def cb(event: str, change: Any = None, _system: str = system) -> None:
+            reporter.event(_system, event, None, getattr(change, "address", None))
+        try:
+            host.apply(fplan, cb)
+        except NetprovError as exc:
+            result.failed.append((f"pxe:{server}", str(exc)))
+            result.skipped += [c.address for c in fplan.pending]
+            continue
+        result.done += [c.address for c in fplan.pending]
+        if fplan.activation is not fp.Activation.NONE:
+            result.done.append(f"dnsmasq[{server}] {fplan.activation.value}")
+
+    # Phase 3: storage deletes, in reverse dependency order (the planner already ordered them).
+    for name, (desired, actual, changes) in sorted(run.storage.items()):
+        system = f"storage:{name}"
+        todo = [c for c in changes if c.action is Action.DELETE]
+        if not todo:
+            continue
+        if should_stop() or any(a.startswith(f"pxe:") for a, _ in result.failed):
+            result.interrupted = result.interrupted or should_stop()
+            result.skipped += [c.address for c in todo]
+            continue
+        reporter.event(system, "phase", None, "delete")
+        port = world.storage[name]
+        # Phase 1 changed this NAS on purpose; the deletes are checked against its state now.
+        current = port.fingerprint(port.read(desired))
+        port.apply(todo + [c for c in changes if c.action is Action.NOOP], expected_fingerprint=current,
+                   desired=desired, progress=storage_progress(system), parallel=parallel)
+    return result
