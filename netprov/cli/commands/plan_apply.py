@@ -178,10 +178,17 @@ def show_plan(plan, *, as_json: bool, verbose: bool = False) -> None:
             fh.write(views.plan_markdown(plan))
 
 
-def plan_exit(plan, detailed: bool) -> int:
-    if plan.refused and any(c.is_change for c in plan.refused):
-        console.error(f"{len([c for c in plan.refused if c.is_change])} change(s) refused (see the plan): "
-                      "apply would stop")
+def plan_exit(plan, detailed: bool, secrets: dict | None = None) -> int:
+    """Exit code of `plan`. A change refused only because a CHAP secret isn't available here is a
+    warning (CI dry-runs have no secrets; apply still refuses it); any other refusal is an error."""
+    without_secret = {m for m, v in (secrets or {}).items() if v is None}
+    refused = [c for c in plan.refused if c.is_change]
+    blocking = [c for c in refused if not (c.machine in without_secret and c.kind == "auth")]
+    if len(refused) > len(blocking):
+        console.info(f"[yellow]warning:[/yellow] {len(refused) - len(blocking)} change(s) need CHAP secrets "
+                     "that are not available here; apply will refuse them until they are")
+    if blocking:
+        console.error(f"{len(blocking)} change(s) refused (see the plan): apply would stop")
         return ExitCode.ERROR
     if detailed and plan.has_changes:
         return ExitCode.CHANGES
@@ -268,7 +275,7 @@ def register(app: typer.Typer, opts) -> None:
                 raise NetprovError("an offline plan can't be saved for apply: plan against the live systems")
             save_plan(run.plan, out)
             console.info(f"plan saved to {out}; run `netprov apply {out}` to carry it out", quiet=opts.quiet)
-        raise typer.Exit(plan_exit(run.plan, detailed_exitcode))
+        raise typer.Exit(plan_exit(run.plan, detailed_exitcode, ctx.ws.secrets))
 
     @app.command()
     def apply(
