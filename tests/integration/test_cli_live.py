@@ -1,0 +1,134 @@
+"""`netprov` as a user runs it: real subprocesses against the TrueNAS simulator and a real sshd.
+
+plan -> plan --out -> apply PLAN -> plan (empty); a stale saved plan is refused; state pull
+feeds an offline plan; bad credentials fail in one line with nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from netprov.sim.truenas import Simulator
+from tests.support.sshd import SshServer
+
+SECRET = "Chap-s3cret-01"
+
+
+def netprov(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netprov", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=180)
+
+
+@pytest.fixture
+def lab(tmp_path: Path):
+    sshd = SshServer.start(tmp_path / "sshd")
+    sim = Simulator(profile="25.04").start()
+    try:
+        from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
+        with TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key)) as c:
+            c.call("pool.dataset.create", {"name": "tank/netboot", "type": "FILESYSTEM"})
+        pxe = tmp_path / "pxe"
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(f"""\
+version: 1
+storage:
+  nas:
+    url: {sim.url}
+    api_key_env: TEST_NAS_KEY
+    parent: tank/netboot
+    portal: 10.99.1.10
+pxe_servers:
+  pxe:
+    ssh: {{host: 127.0.0.1, port: {sshd.port}, user: {sshd.user}, identity_file: {sshd.identity_file},
+          known_hosts: {sshd.known_hosts}, sudo: false}}
+    mode: dhcp
+    interface: lo
+    address: 10.99.1.5
+    subnet: 10.99.1.0/24
+    range: {{start: 10.99.1.100, end: 10.99.1.150}}
+    tftp_root: {pxe}/tftp
+    dnsmasq_dir: {pxe}/dnsmasq.d
+    hosts_dir: {pxe}/hosts
+    ipxe: {{source: /usr/lib/ipxe}}
+    test_command: "dnsmasq --test --conf-file={{conf}}"
+    reload_command: "true"
+    restart_command: "true"
+defaults: {{disk: {{size: 8G}}}}
+machines:
+  alpha: {{mac: 52:54:00:10:00:01, chap: {{secret_env: ALPHA_SECRET}}}}
+  beta: {{mac: 52:54:00:10:00:02, firmware: uefi}}
+""")
+        env = {**os.environ, "TEST_NAS_KEY": sim.api_key, "ALPHA_SECRET": SECRET, "NO_COLOR": "1",
+               "HOME": str(tmp_path)}
+        yield sim, sshd, inventory, env, pxe, tmp_path
+    finally:
+        sim.stop()
+        sshd.stop()
+
+
+@pytest.mark.skipif(not Path("/usr/lib/ipxe/undionly.kpxe").exists(), reason="Debian ipxe package not installed")
+def test_plan_apply_plan_against_simulator_and_sshd(lab) -> None:
+    sim, sshd, inventory, env, pxe, tmp = lab
+    first = netprov("plan", "--detailed-exitcode", str(inventory), env=env, cwd=tmp)
+    assert first.returncode == 2, first.stderr
+    assert "+ zvol[tank/netboot/alpha]" in first.stdout and "+ pxe.tftp[52-54-00-10-00-01.ipxe]" in first.stdout
+    assert SECRET not in first.stdout + first.stderr
+
+    saved = netprov("plan", "--out", str(tmp / "plan.json"), str(inventory), env=env, cwd=tmp)
+    assert saved.returncode == 0, saved.stderr
+    assert SECRET not in (tmp / "plan.json").read_text()
+
+    applied = netprov("apply", str(tmp / "plan.json"), env=env, cwd=tmp)
+    assert applied.returncode == 0, applied.stderr
+    assert "Converged" in applied.stderr
+    script = pxe / "tftp/52-54-00-10-00-01.ipxe"
+    assert SECRET in script.read_text() and (script.stat().st_mode & 0o777) == 0o640
+    assert (pxe / "tftp/undionly.kpxe").read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
+    assert (pxe / "hosts/alpha.conf").exists() and (pxe / "dnsmasq.d/netprov.conf").exists()
+    state = sim.dump_state()
+    assert SECRET not in applied.stdout + applied.stderr
+
+    again = netprov("plan", "--detailed-exitcode", str(inventory), env=env, cwd=tmp)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "No changes" in again.stdout
+
+    # A saved plan goes stale when the NAS changes behind it.
+    stale_plan = tmp / "stale.json"
+    inventory.write_text(inventory.read_text() + "  gamma: {mac: 52:54:00:10:00:03}\n")
+    assert netprov("plan", "--out", str(stale_plan), str(inventory), env=env, cwd=tmp).returncode == 0
+    from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
+    with TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key)) as c:
+        c.call("pool.dataset.create", {"name": "tank/netboot/intruder", "type": "VOLUME", "volsize": 16 * 2**20,
+                                       "volblocksize": "16K"})
+    refused = netprov("apply", str(stale_plan), env=env, cwd=tmp)
+    assert refused.returncode == 1
+    assert "stale" in refused.stderr
+    assert not (pxe / "hosts/gamma.conf").exists()
+
+    # state pull -> offline plan sees the same world (gamma still to create).
+    pulled = netprov("state", "pull", str(inventory), "--out", str(tmp / "state.json"), env=env, cwd=tmp)
+    assert pulled.returncode == 0, pulled.stderr
+    assert SECRET not in (tmp / "state.json").read_text()
+    offline = netprov("plan", "--state", str(tmp / "state.json"), "--json", str(inventory), env=env, cwd=tmp)
+    assert offline.returncode == 0, offline.stderr
+    changes = [c for c in json.loads(offline.stdout)["changes"] if c["action"] != "no-op"]
+    unrelated = [c["address"] for c in changes
+                 if not ("gamma" in c["address"] or "52-54-00-10-00-03" in c["address"] or c["kind"] == "service")]
+    assert changes and not unrelated, unrelated
+    assert state  # the simulator held the applied objects
+
+
+def test_bad_api_key_is_one_line_and_changes_nothing(lab) -> None:
+    sim, sshd, inventory, env, pxe, tmp = lab
+    env = {**env, "TEST_NAS_KEY": "1-wrongwrongwrong"}
+    out = netprov("apply", "--auto-approve", str(inventory), env=env, cwd=tmp)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "1-wrongwrongwrong" not in out.stderr
+    assert not pxe.exists()
