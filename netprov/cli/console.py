@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:  # rich is imported on first use: `netprov --help` stays fast
+    from rich.console import Console
 
 
 def _no_color() -> bool:
@@ -20,12 +22,14 @@ def _no_color() -> bool:
 @lru_cache(maxsize=1)
 def out() -> Console:
     """stdout: data (plans, JSON, rendered files)."""
+    from rich.console import Console
     return Console(file=sys.stdout, no_color=_no_color(), highlight=False, soft_wrap=True)
 
 
 @lru_cache(maxsize=1)
 def err() -> Console:
     """stderr: progress, prompts, warnings, errors."""
+    from rich.console import Console
     return Console(file=sys.stderr, no_color=_no_color(), highlight=False, soft_wrap=True)
 
 

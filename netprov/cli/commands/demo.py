@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-import yaml
 
 from netprov.cli import console
 from netprov.cli.exit_codes import ExitCode
@@ -39,6 +38,7 @@ def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
     """Copy the example inventory into ``workdir``, pointed at the simulator and local roots."""
     from netprov.core import yamltree
     from netprov.core.parse import _plain
+    import yaml
     data = _plain(yamltree.load(example.read_text()))  # YAML 1.2: a MAC stays a string
     for st in data.get("storage", {}).values():
         st["url"] = sim_url
