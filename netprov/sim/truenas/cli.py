@@ -1,4 +1,5 @@
 """Blocking entry point used by ``netprov sim truenas``."""
+
 from __future__ import annotations
 
 import signal
@@ -19,8 +20,14 @@ def _parse_listen(listen: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port or 0)
 
 
-def serve(listen: str = "127.0.0.1:0", api_key: str | None = None, state_file: str | None = None,
-          profile: str = "25.04", certfile: str | None = None, keyfile: str | None = None) -> None:
+def serve(
+    listen: str = "127.0.0.1:0",
+    api_key: str | None = None,
+    state_file: str | None = None,
+    profile: str = "25.04",
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
     """Run a simulator until SIGINT/SIGTERM.
 
     Prints one line ``TrueNAS simulator (profile P) listening on URL  api key: KEY`` (the key only when it was

@@ -1,4 +1,5 @@
 """Middleware exception classes as the simulator raises them (shapes from doc §3.2 / §4)."""
+
 from __future__ import annotations
 
 import errno as _errno
@@ -65,11 +66,11 @@ class ValidationErrors(SimError):
         return "ValidationError" if self.single else "ValidationErrors"
 
 
-def ValidationError(attribute, errmsg, errno=_errno.EINVAL) -> ValidationErrors:  # noqa: N802 - mimics the class
+def ValidationError(attribute, errmsg, errno=_errno.EINVAL) -> ValidationErrors:
     return ValidationErrors([(attribute, errmsg, errno)], single=True)
 
 
-def InstanceNotFound(verbose: str, id_) -> ValidationErrors:  # noqa: N802
+def InstanceNotFound(verbose: str, id_) -> ValidationErrors:
     # Doc §3.2: -32602 with extra [[null, "<Verbose> <id> does not exist", 2]]
     return ValidationErrors([(None, f"{verbose} {id_} does not exist", _errno.ENOENT)], single=True)
 
@@ -90,6 +91,9 @@ class MethodNotFound(SimError):
         self.method = method
         svc, _, name = method.rpartition(".")
         self.service, self.name = svc, name
+
+    def __str__(self) -> str:
+        return f"[ENOMETHOD] Method {self.name!r} not found in {self.service!r}"
 
     def legacy_reason(self, known_services) -> str:
         if self.service in known_services:

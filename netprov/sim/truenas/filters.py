@@ -1,4 +1,5 @@
 """`filter_list` semantics of the middleware (doc §7)."""
+
 from __future__ import annotations
 
 import copy
@@ -10,8 +11,18 @@ from .errors import MatchNotFound, ValidationErrors
 _MISSING = object()
 
 QUERY_OPTION_KEYS = {
-    "relationships", "extend", "extend_context", "prefix", "extra", "order_by", "select",
-    "count", "get", "offset", "limit", "force_sql_filters",
+    "relationships",
+    "extend",
+    "extend_context",
+    "prefix",
+    "extra",
+    "order_by",
+    "select",
+    "count",
+    "get",
+    "offset",
+    "limit",
+    "force_sql_filters",
 }
 
 _OPS = {"=", "!=", ">", ">=", "<", "<=", "~", "in", "nin", "rin", "rnin", "^", "!^", "$", "!$"}
@@ -55,10 +66,17 @@ def get_values(obj, path: str) -> list:
 
 
 def _to_date(v):
+    from datetime import timezone
+
+    if isinstance(v, dict) and "$date" in v:
+        v = v["$date"]
     if isinstance(v, (int, float)):
-        return datetime.fromtimestamp(v / 1000)
+        return datetime.fromtimestamp(v / 1000, tz=timezone.utc).replace(tzinfo=None)
     if isinstance(v, str):
-        return datetime.fromisoformat(v.replace("Z", "+00:00")).replace(tzinfo=None)
+        d = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        if d.tzinfo is not None:
+            d = d.astimezone(timezone.utc).replace(tzinfo=None)
+        return d
     return v
 
 
@@ -73,6 +91,7 @@ def _cmp(op: str, x, value) -> bool:
             if isinstance(a, list):
                 return [low(i) for i in a]
             return a
+
         x, value = low(x), low(value)
     try:
         if op == "=":
@@ -180,9 +199,9 @@ def _order(rows: list, order_by: list) -> list:
     for key in reversed(order_by):
         nulls = None
         if key.startswith("nulls_first:"):
-            nulls, key = "first", key[len("nulls_first:"):]
+            nulls, key = "first", key[len("nulls_first:") :]
         elif key.startswith("nulls_last:"):
-            nulls, key = "last", key[len("nulls_last:"):]
+            nulls, key = "last", key[len("nulls_last:") :]
         reverse = key.startswith("-")
         if reverse:
             key = key[1:]
@@ -218,9 +237,13 @@ def check_options(options, schema: str, strict: bool) -> dict:
                 verrors.add(f"{schema}.options.{k}", "Extra inputs are not permitted")
         verrors.check()
     if options.get("get") and (options.get("limit", 0) or 0) > 1:
-        raise ValidationErrors([(f"{schema}.options.get", "Invalid options combination: get with limit > 1", 22)])
+        raise ValidationErrors(
+            [(f"{schema}.options.get", "Invalid options combination: get with limit > 1", 22)]
+        )
     if options.get("get") and options.get("offset"):
-        raise ValidationErrors([(f"{schema}.options.get", "Invalid options combination: get with offset", 22)])
+        raise ValidationErrors(
+            [(f"{schema}.options.get", "Invalid options combination: get with offset", 22)]
+        )
     return options
 
 

@@ -1,4 +1,5 @@
 """Every simulated API method (doc §8). Registered on a :class:`~.nas.Nas` by :func:`register`."""
+
 from __future__ import annotations
 
 import copy
@@ -7,13 +8,22 @@ import hashlib
 import ipaddress
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import schema as S
-from .errors import CallError, InstanceNotFound, MatchNotFound, ValidationError, ValidationErrors
+from .errors import CallError, InstanceNotFound, ValidationError, ValidationErrors
+from .filters import check_options
 from .nas import (
-    RE_DS_COMPONENT, RE_TARGET_NAME, VOLBLOCKSIZES, FS_ONLY_FIELDS, Ctx, Nas, zfs_human, zvol_name, zvol_path,
+    FS_ONLY_FIELDS,
+    RE_DS_COMPONENT,
+    RE_TARGET_NAME,
+    VOLBLOCKSIZES,
+    Nas,
+    zfs_human,
+    zvol_name,
+    zvol_path,
 )
 
 req, opt = S.req, S.opt
@@ -22,6 +32,7 @@ req, opt = S.req, S.opt
 @dataclass
 class JobRequest:
     """Returned by job methods; the server creates the job, answers with its id and runs ``run``."""
+
     method: str
     arguments: list
     run: Callable[[], Any]
@@ -32,21 +43,65 @@ class JobRequest:
 def _sys_info(nas: Nas) -> dict:
     p = nas.p
     return {
-        "version": p.version_string, "buildtime": {"$date": 1735689600000}, "hostname": "truenas-sim",
-        "physmem": 34359738368, "model": "Simulated CPU", "cores": 8, "physical_cores": 4,
-        "loadavg": [0.0, 0.0, 0.0], "uptime": "1:00:00", "uptime_seconds": 3600.0, "system_serial": "SIM0001",
-        "system_product": "TrueNAS Simulator", "system_product_version": "1.0", "license": None,
-        "boottime": {"$date": int(time.time() * 1000) - 3600000}, "datetime": {"$date": int(time.time() * 1000)},
-        "timezone": "UTC", "system_manufacturer": "netprov", "ecc_memory": False,
+        "version": p.version_string,
+        "buildtime": {"$date": 1735689600000},
+        "hostname": "truenas-sim",
+        "physmem": 34359738368,
+        "model": "Simulated CPU",
+        "cores": 8,
+        "physical_cores": 4,
+        "loadavg": [0.0, 0.0, 0.0],
+        "uptime": "1:00:00",
+        "uptime_seconds": 3600.0,
+        "system_serial": "SIM0001",
+        "system_product": "TrueNAS Simulator",
+        "system_product_version": "1.0",
+        "license": None,
+        "boottime": {"$date": int(time.time() * 1000) - 3600000},
+        "datetime": {"$date": int(time.time() * 1000)},
+        "timezone": "UTC",
+        "system_manufacturer": "netprov",
+        "ecc_memory": False,
     }
 
 
-def register(nas: Nas):  # noqa: C901
+def _wanted_keys(filters, options) -> set | None:
+    """Top-level entry keys a query needs (None = all): lets pool.dataset.query skip unselected properties."""
+    select = options.get("select")
+    if not select:
+        return None
+    keys = set()
+
+    def head(path):
+        if isinstance(path, str):
+            keys.add(path.split(".", 1)[0].lstrip("-").replace("nulls_first:", "").replace("nulls_last:", ""))
+
+    for s in select:
+        head(s[0] if isinstance(s, list) and s else s)
+
+    def walk(fs):
+        for f in fs if isinstance(fs, list) else []:
+            if isinstance(f, list) and len(f) == 2 and f[0] == "OR":
+                for sub in f[1] if isinstance(f[1], list) else []:
+                    walk(sub if isinstance(sub, list) and sub and isinstance(sub[0], list) else [sub])
+            elif isinstance(f, list) and f:
+                head(f[0])
+
+    walk(filters)
+    for o in options.get("order_by") or []:
+        if isinstance(o, str):
+            head(o.replace("nulls_first:", "").replace("nulls_last:", "").lstrip("-"))
+    return keys
+
+
+def register(nas: Nas):
     p = nas.p
     pyd = p.pydantic
+
     class _Tables:
         def __getitem__(self, k):
             return nas.tables[k]
+
     T = _Tables()
     m = nas.method
 
@@ -58,14 +113,18 @@ def register(nas: Nas):  # noqa: C901
     @m("core.set_options", no_auth=True, max_args=1)
     def core_set_options(ctx, options=None):
         options = options or {}
+        if not isinstance(options, dict):
+            raise ValidationError("core_set_options.options", "Input should be a valid dictionary")
         if p.legacy_jobs_option:
             conn_opts = ctx.conn.options if ctx.conn is not None else {}
             for k in ("legacy_jobs", "private_methods", "py_exceptions"):
                 if k in options:
                     conn_opts[k] = bool(options[k])
-            return {"legacy_jobs": conn_opts.get("legacy_jobs", True),
-                    "private_methods": conn_opts.get("private_methods", False),
-                    "py_exceptions": conn_opts.get("py_exceptions", False)}
+            return {
+                "legacy_jobs": conn_opts.get("legacy_jobs", True),
+                "private_methods": conn_opts.get("private_methods", False),
+                "py_exceptions": conn_opts.get("py_exceptions", False),
+            }
         for k in options:
             if k != "py_exceptions":
                 raise ValidationError(f"options.{k}", "Extra inputs are not permitted")
@@ -88,19 +147,45 @@ def register(nas: Nas):  # noqa: C901
         return _user_info(ctx.session.username)
 
     def _user_info(username):
-        return {"pw_name": username, "pw_gecos": username, "pw_dir": f"/home/{username}", "pw_shell": "/usr/bin/zsh",
-                "pw_uid": 0 if username == "root" else 3000, "pw_gid": 0, "grouplist": [0],
-                "sid": None, "source": "LOCAL", "local": True, "attributes": {},
-                "two_factor_config": {}, "privilege": {"roles": {"$set": ["FULL_ADMIN"]}}}
+        return {
+            "pw_name": username,
+            "pw_gecos": username,
+            "pw_dir": f"/home/{username}",
+            "pw_shell": "/usr/bin/zsh",
+            "pw_uid": 0 if username == "root" else 3000,
+            "pw_gid": 0,
+            "grouplist": [0],
+            "sid": None,
+            "source": "LOCAL",
+            "local": True,
+            "attributes": {},
+            "two_factor_config": {},
+            "privilege": {"roles": {"$set": ["FULL_ADMIN"]}},
+        }
 
-    def _login_password(ctx, username, password):
-        if nas.users.get(username) is not None and nas.users.get(username) == password:
-            ctx.session.authenticated = True
-            ctx.session.username = username
-            ctx.session.roles = None
-            ctx.session.api_key_id = None
-            return True
-        return False
+    def _grant(ctx, username):
+        ctx.session.authenticated = True
+        ctx.session.username = username
+        ctx.session.roles = None
+        ctx.session.api_key_id = None
+        ctx.session.pending_otp_user = None
+
+    def _login_password(ctx, username, password, otp_token=None, two_step=False) -> str:
+        if (
+            not isinstance(username, str)
+            or nas.users.get(username) is None
+            or nas.users[username] != password
+        ):
+            return "AUTH_ERR"
+        otp = nas.otp.get(username)
+        if otp is not None:
+            if two_step:
+                ctx.session.pending_otp_user = username
+                return "OTP_REQUIRED"
+            if otp_token != otp:
+                return "AUTH_ERR"
+        _grant(ctx, username)
+        return "SUCCESS"
 
     def _find_key(key: str):
         for k in nas.api_keys.values():
@@ -127,9 +212,12 @@ def register(nas: Nas):  # noqa: C901
 
     @m("auth.login", no_auth=True, max_args=3, min_args=2)
     def auth_login(ctx, username, password, otp_token=None):
-        return _login_password(ctx, username, password)
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ValidationError("auth_login.username", "Input should be a valid string")
+        return _login_password(ctx, username, password, otp_token) == "SUCCESS"
 
     if not (p.name == "11.3"):
+
         @m("auth.login_with_api_key", no_auth=True, max_args=1, min_args=1, mutating=True)
         def auth_login_with_api_key(ctx, key):
             return _login_key(ctx, key) == "SUCCESS"
@@ -141,6 +229,7 @@ def register(nas: Nas):  # noqa: C901
         return True
 
     if p.login_ex:
+
         @m("auth.mechanism_choices", no_auth=True, max_args=0)
         def auth_mechanism_choices(ctx):
             return ["API_KEY_PLAIN", "AUTH_TOKEN_PLAIN", "PASSWORD_PLAIN"]
@@ -152,55 +241,93 @@ def register(nas: Nas):  # noqa: C901
             mech = data["mechanism"]
             opts = data.get("login_options") or {}
             if mech == "PASSWORD_PLAIN":
-                ok = _login_password(ctx, data.get("username"), data.get("password"))
-                resp = "SUCCESS" if ok else "AUTH_ERR"
+                resp = _login_password(ctx, data.get("username"), data.get("password"), two_step=True)
+                if resp == "OTP_REQUIRED":
+                    return {"response_type": "OTP_REQUIRED", "username": data.get("username")}
             elif mech == "API_KEY_PLAIN":
                 if "username" not in data:
                     raise ValidationError("auth_login_ex.username", "Field required")
                 resp = _login_key(ctx, data.get("api_key"), data.get("username"))
             else:
-                raise ValidationError("auth_login_ex.mechanism",
-                                      "Input should be 'API_KEY_PLAIN', 'PASSWORD_PLAIN', 'AUTH_TOKEN_PLAIN' "
-                                      "or 'OTP_TOKEN'")
+                raise ValidationError(
+                    "auth_login_ex.mechanism",
+                    "Input should be 'API_KEY_PLAIN', 'PASSWORD_PLAIN', 'AUTH_TOKEN_PLAIN' or 'OTP_TOKEN'",
+                )
             if resp != "SUCCESS":
                 return {"response_type": resp}
-            return {"response_type": "SUCCESS",
-                    "user_info": _user_info(ctx.session.username) if opts.get("user_info", True) else None,
-                    "authenticator": "LEVEL_1"}
+            return {
+                "response_type": "SUCCESS",
+                "user_info": _user_info(ctx.session.username) if opts.get("user_info", True) else None,
+                "authenticator": "LEVEL_1",
+            }
+
+        @m("auth.login_ex_continue", no_auth=True, max_args=1, min_args=1)
+        def auth_login_ex_continue(ctx, data):
+            if not isinstance(data, dict) or data.get("mechanism") != "OTP_TOKEN":
+                raise ValidationError("auth_login_ex_continue.mechanism", "Input should be 'OTP_TOKEN'")
+            user = ctx.session.pending_otp_user
+            if user is None:
+                raise CallError("No authentication in progress", errno.EINVAL)
+            if data.get("otp_token") != nas.otp.get(user):
+                ctx.session.pending_otp_user = None
+                return {"response_type": "AUTH_ERR"}
+            _grant(ctx, user)
+            return {"response_type": "SUCCESS", "user_info": _user_info(user), "authenticator": "LEVEL_2"}
 
     # ============================================================== jobs
     def _jobs_visible(ctx):
-        return [j for j in nas.jobs.values()
-                if ctx.session.full_admin or (j["credentials"] or {}).get("data", {}).get("username")
-                == ctx.session.username]
+        return [
+            j
+            for j in nas.jobs.values()
+            if ctx.session.full_admin
+            or (j["credentials"] or {}).get("data", {}).get("username") == ctx.session.username
+        ]
 
     @m("core.get_jobs", max_args=2)
     def core_get_jobs(ctx, filters=None, options=None):
-        options = dict(options or {})
+        options = dict(check_options(options, "core_get_jobs", pyd))
         options.pop("extra", None) if not pyd else None
         return nas.query(_jobs_visible(ctx), filters, options, "core_get_jobs")
 
     @m("core.bulk", job=True, max_args=3, min_args=2)
     def core_bulk(ctx, method, params, description=None):
         if not isinstance(method, str):
-            raise ValidationError("core_bulk.method", "Input should be a valid string" if pyd else "Not a string")
+            raise ValidationError(
+                "core_bulk.method", "Input should be a valid string" if pyd else "Not a string"
+            )
         if not isinstance(params, list) or not all(isinstance(x, list) for x in params):
             raise ValidationError("core_bulk.params", "Input should be a valid list" if pyd else "Not a list")
         nas.authorize(ctx, method)  # authorisation is checked once, for `method`
-        return JobRequest("core.bulk", [method, params, description], run=lambda: None,
-                          description=description, bulk=(method, params))
+        return JobRequest(
+            "core.bulk",
+            [method, params, description],
+            run=lambda: None,
+            description=description,
+            bulk=(method, params),
+        )
 
     @m("core.job_abort", max_args=1, min_args=1)
     def core_job_abort(ctx, job_id):
+        if not isinstance(job_id, int):
+            raise ValidationError("core_job_abort.id", "Input should be a valid integer")
         if job_id not in nas.jobs:
             raise CallError(f"Job {job_id} not found", errno.ENOENT)
-        return None
 
     # ============================================================== pool / datasets
-    pool_entry = {"id": 1, "name": "tank", "guid": "1234567890123456789", "status": "ONLINE", "path": "/mnt/tank",
-                  "healthy": True, "warning": False, "status_code": "HEALTHY", "status_detail": None,
-                  "size": 4398046511104, "is_upgraded": True, "topology": {"data": [], "log": [], "cache": [],
-                                                                          "spare": [], "special": [], "dedup": []}}
+    pool_entry = {
+        "id": 1,
+        "name": "tank",
+        "guid": "1234567890123456789",
+        "status": "ONLINE",
+        "path": "/mnt/tank",
+        "healthy": True,
+        "warning": False,
+        "status_code": "HEALTHY",
+        "status_detail": None,
+        "size": 4398046511104,
+        "is_upgraded": True,
+        "topology": {"data": [], "log": [], "cache": [], "spare": [], "special": [], "dedup": []},
+    }
 
     @m("pool.query", max_args=2, roles=("POOL_READ",))
     def pool_query(ctx, filters=None, options=None):
@@ -211,35 +338,71 @@ def register(nas: Nas):  # noqa: C901
 
     @m("pool.dataset.query", max_args=2, roles=("DATASET_READ",))
     def pool_dataset_query(ctx, filters=None, options=None):
-        options = dict(options or {})
+        options = dict(check_options(options, "pool_dataset_query", pyd))
         extra = options.get("extra") or {}
-        rows = [nas.ds_entry(n) for n in sorted(nas.datasets)]
-        if extra.get("retrieve_children") is False:
-            for r in rows:
-                r["children"] = []
+        names = sorted(nas.datasets)
+        # like the middleware, push simple id/name filters down before building entries (doc §8.2)
+        for f in filters if isinstance(filters, list) else []:
+            if (
+                isinstance(f, list)
+                and len(f) == 3
+                and f[0] in ("id", "name")
+                and isinstance(f[2], (str, list))
+            ):
+                if f[1] == "=":
+                    names = [n for n in names if n == f[2]]
+                elif f[1] == "in" and isinstance(f[2], list):
+                    names = [n for n in names if n in f[2]]
+                elif f[1] == "^" and isinstance(f[2], str):
+                    names = [n for n in names if n.startswith(f[2])]
+        wanted = _wanted_keys(filters, options)
+        rows = nas.ds_entries(names, children=extra.get("retrieve_children") is not False, wanted=wanted)
         if extra.get("retrieve_user_props") is False:
-            for r in rows:
-                r.pop("user_properties", None)
+            rows = [{k: v for k, v in r.items() if k != "user_properties"} for r in rows]
         if "properties" in extra and isinstance(extra["properties"], list):
-            keep = set(extra["properties"]) | {"id", "name", "type", "pool", "encrypted", "encryption_root",
-                                               "key_loaded", "locked", "children", "user_properties", "mountpoint"}
-            if "comments" in keep or True:
-                pass
+            keep = set(extra["properties"]) | {
+                "id",
+                "name",
+                "type",
+                "pool",
+                "encrypted",
+                "encryption_root",
+                "key_loaded",
+                "locked",
+                "children",
+                "user_properties",
+                "mountpoint",
+            }
             rows = [{k: v for k, v in r.items() if k in keep} for r in rows]
         return nas.query(rows, filters, options, "pool_dataset_query")
 
     vbs_choices = tuple(k for k in VOLBLOCKSIZES if p.core is False or k != "512B")
     ds_pyd = p.name == "25.10"  # 25.10+: pydantic dataset model; up to 25.04 legacy schema
     ds_create_spec = {
-        "name": req("str"), "type": opt("str", "FILESYSTEM", enum=("FILESYSTEM", "VOLUME")),
-        "volsize": opt("int", None, null=True), "volblocksize": opt("str", None, enum=vbs_choices),
-        "sparse": opt("bool", False), "force_size": opt("bool", False), "comments": opt("str", None),
-        "managedby": opt("str", None), "sync": opt("str", None), "compression": opt("str", None),
-        "deduplication": opt("str", None), "readonly": opt("str", None), "snapdev": opt("str", None),
-        "copies": opt("any", None), "checksum": opt("str", None), "refreservation": opt("any", None),
-        "reservation": opt("any", None), "encryption": opt("bool", False), "encryption_options": opt("dict", None),
-        "inherit_encryption": opt("bool", True), "exec": opt("str", None), "readonly_": opt("any", None),
-        "share_type": opt("str", "GENERIC"), "special_small_block_size": opt("any", None),
+        "name": req("str"),
+        "type": opt("str", "FILESYSTEM", enum=("FILESYSTEM", "VOLUME")),
+        "volsize": opt("int", None, null=True),
+        "volblocksize": opt("str", None, enum=vbs_choices),
+        "sparse": opt("bool", False),
+        "force_size": opt("bool", False),
+        "comments": opt("str", None),
+        "managedby": opt("str", None),
+        "sync": opt("str", None),
+        "compression": opt("str", None),
+        "deduplication": opt("str", None),
+        "readonly": opt("str", None),
+        "snapdev": opt("str", None),
+        "copies": opt("any", None),
+        "checksum": opt("str", None),
+        "refreservation": opt("any", None),
+        "reservation": opt("any", None),
+        "encryption": opt("bool", False),
+        "encryption_options": opt("dict", None),
+        "inherit_encryption": opt("bool", True),
+        "exec": opt("str", None),
+        "readonly_": opt("any", None),
+        "share_type": opt("str", "GENERIC"),
+        "special_small_block_size": opt("any", None),
     }
     ds_create_spec.pop("readonly_")
     for f in FS_ONLY_FIELDS:
@@ -248,13 +411,28 @@ def register(nas: Nas):  # noqa: C901
         ds_create_spec["user_properties"] = opt("list", list, items={"key": req("str"), "value": req("str")})
     if p.create_ancestors:
         ds_create_spec["create_ancestors"] = opt("bool", False)
-    ds_update_spec = {k: v for k, v in ds_create_spec.items()
-                      if k not in ("name", "type", "sparse", "volblocksize", "casesensitivity", "share_type",
-                                   "encryption", "encryption_options", "inherit_encryption", "create_ancestors",
-                                   "user_properties")}
+    ds_update_spec = {
+        k: v
+        for k, v in ds_create_spec.items()
+        if k
+        not in (
+            "name",
+            "type",
+            "sparse",
+            "volblocksize",
+            "casesensitivity",
+            "share_type",
+            "encryption",
+            "encryption_options",
+            "inherit_encryption",
+            "create_ancestors",
+            "user_properties",
+        )
+    }
     if p.user_properties:
-        ds_update_spec["user_properties_update"] = opt("list", list, items={
-            "key": req("str"), "value": opt("str", None), "remove": opt("bool", False)})
+        ds_update_spec["user_properties_update"] = opt(
+            "list", list, items={"key": req("str"), "value": opt("str", None), "remove": opt("bool", False)}
+        )
 
     def _valid_ds_name(name: str) -> bool:
         if not name or name.startswith("/") or name.endswith("/") or name.endswith(" "):
@@ -272,7 +450,9 @@ def register(nas: Nas):  # noqa: C901
         elif not _valid_ds_name(name):
             verrors.add(f"{sch}.name", "Invalid dataset name")
         elif len(name) > p.dataset_name_max:
-            verrors.add(f"{sch}.name", f"Dataset name length should be less than or equal to {p.dataset_name_max}")
+            verrors.add(
+                f"{sch}.name", f"Dataset name length should be less than or equal to {p.dataset_name_max}"
+            )
         elif name in nas.datasets:
             verrors.add(f"{sch}.name", "Path already exists")
         else:
@@ -280,8 +460,10 @@ def register(nas: Nas):  # noqa: C901
             if parent not in nas.datasets:
                 if data.get("create_ancestors"):
                     if name.split("/")[0] not in nas.datasets:
-                        verrors.add(f"{sch}.name",
-                                    "Please specify a pool which exists for the dataset/volume to be created")
+                        verrors.add(
+                            f"{sch}.name",
+                            "Please specify a pool which exists for the dataset/volume to be created",
+                        )
                     else:
                         cur = name.split("/")[0]
                         for comp in name.split("/")[1:-1]:
@@ -312,8 +494,10 @@ def register(nas: Nas):  # noqa: C901
                 elif data["volsize"] <= 0:
                     verrors.add(f"{sch}.volsize", "Volume size should be greater than 0")
                 elif not data["force_size"] and data["volsize"] > nas.ds_available() * 0.80:
-                    verrors.add(f"{sch}.volsize",
-                                "It is not recommended to use more than 80% of your available space for VOLUME")
+                    verrors.add(
+                        f"{sch}.volsize",
+                        "It is not recommended to use more than 80% of your available space for VOLUME",
+                    )
         else:
             for f in ("volsize", "volblocksize", "sparse"):
                 if f in ("volsize", "volblocksize") and data.get(f) is not None:
@@ -344,13 +528,22 @@ def register(nas: Nas):  # noqa: C901
         rec["managedby"] = managedby
         for up in data.get("user_properties") or []:
             rec["user_properties"][up["key"]] = up["value"]
-        entry = nas.ds_entry(name)
+        entry = nas.ds_entries([name])[0]
         nas.on_event("pool.dataset.query", "added", name, entry)
         return entry
 
     def _mk_ds(name, type_):
-        rec = {"name": name, "type": type_, "props": {}, "creation": int(time.time()), "user_properties": {},
-               "origin": None, "device_pending": 0, "comments": None, "managedby": None}
+        rec = {
+            "name": name,
+            "type": type_,
+            "props": {},
+            "creation": int(time.time()),
+            "user_properties": {},
+            "origin": None,
+            "device_pending": 0,
+            "comments": None,
+            "managedby": None,
+        }
         nas.datasets[name] = rec
         return rec
 
@@ -358,7 +551,7 @@ def register(nas: Nas):  # noqa: C901
     def pool_dataset_get_instance(ctx, id_, options=None):
         if id_ not in nas.datasets:
             raise InstanceNotFound("PoolDataset", id_)
-        return nas.ds_entry(id_)
+        return nas.ds_entries([id_])[0]
 
     @m("pool.dataset.update", max_args=2, min_args=2, roles=("DATASET_WRITE",), mutating=True)
     def pool_dataset_update(ctx, id_, data):
@@ -372,13 +565,20 @@ def register(nas: Nas):  # noqa: C901
             if rec["type"] != "VOLUME":
                 verrors.add(f"{sch}.volsize", "This field is not valid for FILESYSTEM")
             elif data["volsize"] < rec["volsize"]:
-                verrors.add(f"{sch}.volsize", "You cannot shrink a zvol from GUI, this may lead to data loss.")
+                verrors.add(
+                    f"{sch}.volsize", "You cannot shrink a zvol from GUI, this may lead to data loss."
+                )
             elif data["volsize"] % rec["volblocksize"]:
                 verrors.add(f"{sch}.volsize", "Volume size should be a multiple of volume block size")
-            elif (not data.get("force_size") and not rec.get("sparse")
-                  and data["volsize"] - rec["volsize"] > nas.ds_available() * 0.80):
-                verrors.add(f"{sch}.volsize",
-                            "It is not recommended to use more than 80% of your available space for VOLUME")
+            elif (
+                not data.get("force_size")
+                and not rec.get("sparse")
+                and data["volsize"] - rec["volsize"] > nas.ds_available() * 0.80
+            ):
+                verrors.add(
+                    f"{sch}.volsize",
+                    "It is not recommended to use more than 80% of your available space for VOLUME",
+                )
         for i, up in enumerate(data.get("user_properties_update") or []):
             if ":" not in up.get("key", ""):
                 verrors.add(f"{sch}.user_properties_update.{i}.key", "Key must contain a ':'")
@@ -402,7 +602,7 @@ def register(nas: Nas):  # noqa: C901
                 rec["user_properties"].pop(up["key"], None)
             else:
                 rec["user_properties"][up["key"]] = up["value"]
-        entry = nas.ds_entry(id_)
+        entry = nas.ds_entries([id_])[0]
         nas.on_event("pool.dataset.query", "changed", id_, entry)
         return entry
 
@@ -422,8 +622,11 @@ def register(nas: Nas):  # noqa: C901
     def _cascade_zvol(name):
         """iSCSI fs-attachment delegate: drop DISK extents on the zvol, their mappings, orphaned targets."""
         path = zvol_path(name)
-        extents = [e for e in T["extent"].values() if e["type"] == "DISK" and
-                   (e["path"] == path or e["path"].startswith(path + "@"))]
+        extents = [
+            e
+            for e in T["extent"].values()
+            if e["type"] == "DISK" and (e["path"] == path or e["path"].startswith(path + "@"))
+        ]
         if not extents:
             return False
         orphan = set()
@@ -442,8 +645,12 @@ def register(nas: Nas):  # noqa: C901
 
     @m("pool.dataset.delete", max_args=2, min_args=1, roles=("DATASET_DELETE",), mutating=True)
     def pool_dataset_delete(ctx, id_, options=None):
-        opts = S.check_dict(ds_pyd, "pool_dataset_delete", {"recursive": opt("bool", False),
-                                                            "force": opt("bool", False)}, options or {})
+        opts = S.check_dict(
+            ds_pyd,
+            "pool_dataset_delete",
+            {"recursive": opt("bool", False), "force": opt("bool", False)},
+            options or {},
+        )
         if id_ not in nas.datasets:
             raise InstanceNotFound("PoolDataset", id_)
         if "/" not in id_:
@@ -452,20 +659,26 @@ def register(nas: Nas):  # noqa: C901
         victims = _descendants(id_) + [id_]
         if not opts["recursive"]:
             if nas.ds_children(id_):
-                raise CallError(f"Failed to delete dataset: cannot destroy '{id_}': filesystem has children",
-                                errno.ENOTEMPTY)
+                raise CallError(
+                    f"Failed to delete dataset: cannot destroy '{id_}': filesystem has children",
+                    errno.ENOTEMPTY,
+                )
             if _snapshots_of(id_):
                 kind = "volume" if rec["type"] == "VOLUME" else "filesystem"
-                raise CallError(f"Failed to delete dataset: cannot destroy '{id_}': {kind} has children\n"
-                                f"use '-r' to destroy the following datasets:\n" + "\n".join(_snapshots_of(id_)),
-                                errno.ENOTEMPTY)
+                raise CallError(
+                    f"Failed to delete dataset: cannot destroy '{id_}': {kind} has children\n"
+                    f"use '-r' to destroy the following datasets:\n" + "\n".join(_snapshots_of(id_)),
+                    errno.ENOTEMPTY,
+                )
         for v in victims:
             for s in _snapshots_of(v):
                 clones = [c for c in _clones_of(s) if c not in victims]
                 if clones:
-                    raise CallError(f"Failed to delete dataset: cannot destroy '{v}': filesystem has dependent "
-                                    f"clones\nuse '-R' to destroy the following datasets:\n" + "\n".join(clones),
-                                    errno.EBUSY)
+                    raise CallError(
+                        f"Failed to delete dataset: cannot destroy '{v}': filesystem has dependent "
+                        f"clones\nuse '-R' to destroy the following datasets:\n" + "\n".join(clones),
+                        errno.EBUSY,
+                    )
         cascaded = False
         for v in victims:
             if nas.datasets[v]["type"] == "VOLUME":
@@ -491,21 +704,43 @@ def register(nas: Nas):  # noqa: C901
         }
         if vs is not None:
             props["volsize"] = nas._prop(vs, str(vs), zfs_human(vs), "LOCAL")
-        return {"id": sid, "name": sid, "pool": sid.split("/")[0], "type": "SNAPSHOT", "snapshot_name": sname,
-                "dataset": ds, "createtxg": str(s["createtxg"]), "properties": props, "holds": {},
-                "retention": None}
+        return {
+            "id": sid,
+            "name": sid,
+            "pool": sid.split("/")[0],
+            "type": "SNAPSHOT",
+            "snapshot_name": sname,
+            "dataset": ds,
+            "createtxg": str(s["createtxg"]),
+            "properties": props,
+            "holds": {},
+            "retention": None,
+        }
 
     SPARSE_REF = 57344
 
     def snapshot_query(ctx, filters=None, options=None):
-        return nas.query([_snap_entry(s) for s in sorted(nas.snapshots)], filters, options, "pool_snapshot_query")
+        return nas.query(
+            [_snap_entry(s) for s in sorted(nas.snapshots)], filters, options, "pool_snapshot_query"
+        )
 
     def snapshot_create(ctx, data):
         sch = "snapshot_create" if p.core else "pool_snapshot_create"
-        data = S.check_dict(False, sch, {
-            "dataset": req("str"), "name": opt("str", None), "naming_schema": opt("str", None),
-            "recursive": opt("bool", False), "exclude": opt("list", list), "suspend_vms": opt("bool", False),
-            "vmware_sync": opt("bool", False), "properties": opt("dict", dict)}, data)
+        data = S.check_dict(
+            False,
+            sch,
+            {
+                "dataset": req("str"),
+                "name": opt("str", None),
+                "naming_schema": opt("str", None),
+                "recursive": opt("bool", False),
+                "exclude": opt("list", list),
+                "suspend_vms": opt("bool", False),
+                "vmware_sync": opt("bool", False),
+                "properties": opt("dict", dict),
+            },
+            data,
+        )
         if not data["name"]:
             raise ValidationError(f"{sch}.name", "You must specify either name or naming schema")
         if data["dataset"] not in nas.datasets:
@@ -514,25 +749,38 @@ def register(nas: Nas):  # noqa: C901
         if sid in nas.snapshots:
             raise CallError(f"Failed to snapshot {sid}: dataset already exists", errno.EEXIST)
         d = nas.datasets[data["dataset"]]
-        nas.snapshots[sid] = {"creation": int(time.time()), "createtxg": 1000 + len(nas.snapshots),
-                              "volsize": d.get("volsize"), "volblocksize": d.get("volblocksize")}
+        nas.snapshots[sid] = {
+            "creation": int(time.time()),
+            "createtxg": 1000 + len(nas.snapshots),
+            "volsize": d.get("volsize"),
+            "volblocksize": d.get("volblocksize"),
+        }
         return _snap_entry(sid)
 
     def snapshot_clone(ctx, data):
         sch = "vmware_snapshot_clone" if False else ("snapshot_clone" if p.core else "pool_snapshot_clone")
-        data = S.check_dict(False, sch, {"snapshot": req("str"), "dataset_dst": req("str"),
-                                         "dataset_properties": opt("dict", dict)}, data)
+        data = S.check_dict(
+            False,
+            sch,
+            {"snapshot": req("str"), "dataset_dst": req("str"), "dataset_properties": opt("dict", dict)},
+            data,
+        )
         snap, dst = data["snapshot"], data["dataset_dst"]
         if snap not in nas.snapshots:
             raise ValidationError(f"{sch}.snapshot", "Snapshot does not exist", errno.ENOENT)
         if dst in nas.datasets:
-            raise CallError(f"Failed to clone snapshot: cannot create '{dst}': dataset already exists", errno.EEXIST)
+            raise CallError(
+                f"Failed to clone snapshot: cannot create '{dst}': dataset already exists", errno.EEXIST
+            )
         parent = dst.rsplit("/", 1)[0]
         if "/" not in dst or parent not in nas.datasets:
-            raise CallError(f"Failed to clone snapshot: cannot create '{dst}': parent does not exist",
-                            errno.ENOENT)
+            raise CallError(
+                f"Failed to clone snapshot: cannot create '{dst}': parent does not exist", errno.ENOENT
+            )
         if nas.datasets[parent]["type"] == "VOLUME":
-            raise CallError(f"Failed to clone snapshot: cannot create '{dst}': parent may not be a ZFS volume")
+            raise CallError(
+                f"Failed to clone snapshot: cannot create '{dst}': parent may not be a ZFS volume"
+            )
         src = nas.datasets.get(snap.split("@")[0])
         s = nas.snapshots[snap]
         rec = _mk_ds(dst, src["type"] if src else ("VOLUME" if s.get("volsize") else "FILESYSTEM"))
@@ -542,7 +790,7 @@ def register(nas: Nas):  # noqa: C901
             rec["volblocksize"] = s["volblocksize"]
             rec["sparse"] = True
             rec["device_pending"] = nas.device_lag_default
-        nas.on_event("pool.dataset.query", "added", dst, nas.ds_entry(dst))
+        nas.on_event("pool.dataset.query", "added", dst, nas.ds_entries([dst])[0])
         return True
 
     def snapshot_delete(ctx, id_, options=None):
@@ -550,8 +798,11 @@ def register(nas: Nas):  # noqa: C901
             raise InstanceNotFound("ZFSSnapshot" if p.core else "PoolSnapshot", id_)
         clones = _clones_of(id_)
         if clones:
-            raise CallError(f"Failed to delete snapshot: cannot destroy '{id_}': snapshot has dependent clones\n"
-                            f"use '-R' to destroy the following datasets:\n" + "\n".join(clones), errno.EBUSY)
+            raise CallError(
+                f"Failed to delete snapshot: cannot destroy '{id_}': snapshot has dependent clones\n"
+                f"use '-R' to destroy the following datasets:\n" + "\n".join(clones),
+                errno.EBUSY,
+            )
         # extents on the snapshot itself (zvol/<ds>@snap) are attachments too
         path = zvol_path(id_)
         for e in [e for e in T["extent"].values() if e["path"] == path]:
@@ -561,14 +812,17 @@ def register(nas: Nas):  # noqa: C901
         del nas.snapshots[id_]
         return True
 
-    for ns in (["zfs.snapshot"] + ([] if p.core else ["pool.snapshot"])):
+    for ns in ["zfs.snapshot"] + ([] if p.core else ["pool.snapshot"]):
         m(f"{ns}.query", max_args=2, roles=("SNAPSHOT_READ", "DATASET_READ"))(snapshot_query)
-        m(f"{ns}.create", max_args=1, min_args=1, roles=("SNAPSHOT_WRITE", "DATASET_WRITE"),
-          mutating=True)(snapshot_create)
-        m(f"{ns}.clone", max_args=1, min_args=1, roles=("SNAPSHOT_WRITE", "DATASET_WRITE"),
-          mutating=True)(snapshot_clone)
-        m(f"{ns}.delete", max_args=2, min_args=1, roles=("SNAPSHOT_DELETE", "DATASET_DELETE"),
-          mutating=True)(snapshot_delete)
+        m(f"{ns}.create", max_args=1, min_args=1, roles=("SNAPSHOT_WRITE", "DATASET_WRITE"), mutating=True)(
+            snapshot_create
+        )
+        m(f"{ns}.clone", max_args=1, min_args=1, roles=("SNAPSHOT_WRITE", "DATASET_WRITE"), mutating=True)(
+            snapshot_clone
+        )
+        m(f"{ns}.delete", max_args=2, min_args=1, roles=("SNAPSHOT_DELETE", "DATASET_DELETE"), mutating=True)(
+            snapshot_delete
+        )
 
     # ============================================================== iSCSI: global / sessions
     def _global_entry():
@@ -589,8 +843,12 @@ def register(nas: Nas):  # noqa: C901
     def iscsi_global_config(ctx):
         return _global_entry()
 
-    g_spec = {"basename": opt("str"), "isns_servers": opt("list", items=S.Field("str")),
-              "pool_avail_threshold": opt("int", null=True, range=(1, 99)), "alua": opt("bool")}
+    g_spec = {
+        "basename": opt("str"),
+        "isns_servers": opt("list", items=S.Field("str")),
+        "pool_avail_threshold": opt("int", null=True, range=(1, 99)),
+        "alua": opt("bool"),
+    }
     if p.global_listen_port:
         g_spec["listen_port"] = opt("int", range=(1025, 65535))
     if p.global_iser:
@@ -642,16 +900,19 @@ def register(nas: Nas):  # noqa: C901
         if p.portal_discovery_fields and data.get("discovery_authmethod") in ("CHAP", "CHAP_MUTUAL"):
             g = data.get("discovery_authgroup")
             if g is None:
-                verrors.add(f"{sch}.discovery_authgroup",
-                            "This field is required if discovery method is set to CHAP or CHAP Mutual.")
+                verrors.add(
+                    f"{sch}.discovery_authgroup",
+                    "This field is required if discovery method is set to CHAP or CHAP Mutual.",
+                )
             elif not any(a["tag"] == g for a in T["auth"].values()):
                 verrors.add(f"{sch}.discovery_authgroup", "Authentication group not found", errno.ENOENT)
         verrors.check()
 
     @m("iscsi.portal.query", max_args=2, roles=ISCSI_R)
     def iscsi_portal_query(ctx, filters=None, options=None):
-        return nas.query([_portal_entry(r) for _, r in sorted(T["portal"].items())], filters, options,
-                         "iscsi_portal_query")
+        return nas.query(
+            [_portal_entry(r) for _, r in sorted(T["portal"].items())], filters, options, "iscsi_portal_query"
+        )
 
     @m("iscsi.portal.get_instance", max_args=2, min_args=1, roles=ISCSI_R)
     def iscsi_portal_get_instance(ctx, id_, options=None):
@@ -678,8 +939,9 @@ def register(nas: Nas):  # noqa: C901
     def iscsi_portal_update(ctx, id_, data):
         if id_ not in T["portal"]:
             raise InstanceNotFound("iSCSIPortal", id_)
-        data = S.check_dict(pyd, "iscsi_portal_update" if pyd else "iscsiportal_update", portal_spec, data,
-                            update=True)
+        data = S.check_dict(
+            pyd, "iscsi_portal_update" if pyd else "iscsiportal_update", portal_spec, data, update=True
+        )
         new = {**T["portal"][id_], **data}
         _portal_validate("iscsiportal_update", new, old_id=id_)
         T["portal"][id_] = new
@@ -721,8 +983,12 @@ def register(nas: Nas):  # noqa: C901
 
     @m("iscsi.initiator.query", max_args=2, roles=ISCSI_R)
     def iscsi_initiator_query(ctx, filters=None, options=None):
-        return nas.query([_ini_entry(r) for _, r in sorted(T["initiator"].items())], filters, options,
-                         "iscsi_initiator_query")
+        return nas.query(
+            [_ini_entry(r) for _, r in sorted(T["initiator"].items())],
+            filters,
+            options,
+            "iscsi_initiator_query",
+        )
 
     @m("iscsi.initiator.get_instance", max_args=2, min_args=1, roles=ISCSI_R)
     def iscsi_initiator_get_instance(ctx, id_, options=None):
@@ -766,8 +1032,13 @@ def register(nas: Nas):  # noqa: C901
         return True
 
     # ============================================================== iSCSI: auth (CHAP)
-    auth_spec = {"tag": req("int"), "user": req("str"), "secret": req("str"), "peeruser": opt("str", ""),
-                 "peersecret": opt("str", "")}
+    auth_spec = {
+        "tag": req("int"),
+        "user": req("str"),
+        "secret": req("str"),
+        "peeruser": opt("str", ""),
+        "peersecret": opt("str", ""),
+    }
     if p.auth_discovery_auth:
         auth_spec["discovery_auth"] = opt("str", "NONE", enum=("NONE", "CHAP", "CHAP_MUTUAL"))
     AUTH_SECRETS = ("secret", "peersecret")
@@ -802,17 +1073,23 @@ def register(nas: Nas):  # noqa: C901
             if da == "CHAP_MUTUAL":
                 if not data["peeruser"]:
                     verrors.add(f"{sch}.discovery_auth", "Mutual CHAP discovery auth requires a peer user")
-                others = [a for a in T["auth"].values() if a.get("discovery_auth") == "CHAP_MUTUAL"
-                          and (old is None or a["id"] != old["id"])]
+                others = [
+                    a
+                    for a in T["auth"].values()
+                    if a.get("discovery_auth") == "CHAP_MUTUAL" and (old is None or a["id"] != old["id"])
+                ]
                 if others:
-                    verrors.add(f"{sch}.discovery_auth", "Only one mutual CHAP discovery auth entry is permitted")
+                    verrors.add(
+                        f"{sch}.discovery_auth", "Only one mutual CHAP discovery auth entry is permitted"
+                    )
         if old is not None and old["tag"] != data["tag"] and _tag_in_use(old["tag"], exclude=old["id"]):
-            verrors.add(f"{sch}.tag", "This Authorized Access tag is in use by a target and cannot be changed.")
+            verrors.add(
+                f"{sch}.tag", "This Authorized Access tag is in use by a target and cannot be changed."
+            )
         verrors.check()
 
     def _tag_users(tag):
-        return sorted(t["name"] for t in T["target"].values()
-                      if any(g["auth"] == tag for g in t["groups"]))
+        return sorted(t["name"] for t in T["target"].values() if any(g["auth"] == tag for g in t["groups"]))
 
     def _tag_in_use(tag, exclude):
         if not _tag_users(tag):
@@ -822,8 +1099,9 @@ def register(nas: Nas):  # noqa: C901
 
     @m("iscsi.auth.query", max_args=2, roles=ISCSI_R, secret_fields=AUTH_SECRETS)
     def iscsi_auth_query(ctx, filters=None, options=None):
-        return nas.query([_auth_entry(r) for _, r in sorted(T["auth"].items())], filters, options,
-                         "iscsi_auth_query")
+        return nas.query(
+            [_auth_entry(r) for _, r in sorted(T["auth"].items())], filters, options, "iscsi_auth_query"
+        )
 
     @m("iscsi.auth.get_instance", max_args=2, min_args=1, roles=ISCSI_R, secret_fields=AUTH_SECRETS)
     def iscsi_auth_get_instance(ctx, id_, options=None):
@@ -858,8 +1136,10 @@ def register(nas: Nas):  # noqa: C901
             raise InstanceNotFound("iSCSITargetAuthCredential", id_)
         tag = T["auth"][id_]["tag"]
         if _tag_in_use(tag, exclude=id_):
-            raise CallError(f"Authorized access of {tag} is being used by following target(s): "
-                            + ", ".join(_tag_users(tag)))
+            raise CallError(
+                f"Authorized access of {tag} is being used by following target(s): "
+                + ", ".join(_tag_users(tag))
+            )
         del T["auth"][id_]
         nas.service_reload()
         return True
@@ -867,24 +1147,45 @@ def register(nas: Nas):  # noqa: C901
     # ============================================================== iSCSI: extents
     ext_spec = {
         "name": req("str", max_length=p.extent_name_max, min_length=1 if pyd else None),
-        "type": opt("str", "DISK", enum=("DISK", "FILE")), "disk": opt("str", None, null=True),
-        "serial": opt("str", None, null=True), "path": opt("str", None, null=True), "filesize": opt("int", 0),
-        "blocksize": opt("int", 512, enum=(512, 1024, 2048, 4096)), "pblocksize": opt("bool", False),
-        "avail_threshold": opt("int", None, null=True, range=(1, 99)), "comment": opt("str", ""),
-        "insecure_tpc": opt("bool", True), "xen": opt("bool", False),
+        "type": opt("str", "DISK", enum=("DISK", "FILE")),
+        "disk": opt("str", None, null=True),
+        "serial": opt("str", None, null=True),
+        "path": opt("str", None, null=True),
+        "filesize": opt("int", 0),
+        "blocksize": opt("int", 512, enum=(512, 1024, 2048, 4096)),
+        "pblocksize": opt("bool", False),
+        "avail_threshold": opt("int", None, null=True, range=(1, 99)),
+        "comment": opt("str", ""),
+        "insecure_tpc": opt("bool", True),
+        "xen": opt("bool", False),
         "rpm": opt("str", "SSD", enum=("UNKNOWN", "SSD", "5400", "7200", "10000", "15000")),
-        "ro": opt("bool", False), "enabled": opt("bool", True),
+        "ro": opt("bool", False),
+        "enabled": opt("bool", True),
     }
     if p.extent_product_id:
         ext_spec["product_id"] = opt("str", None, null=True, max_length=16)
 
     def _ext_entry(r):
-        e = {"id": r["id"], "name": r["name"], "type": r["type"],
-             "disk": r["path"] if r["type"] == "DISK" else None, "serial": r["serial"], "path": r["path"],
-             "filesize": str(r["filesize"]), "blocksize": r["blocksize"], "pblocksize": r["pblocksize"],
-             "avail_threshold": r["avail_threshold"], "comment": r["comment"], "naa": r["naa"],
-             "insecure_tpc": r["insecure_tpc"], "xen": r["xen"], "rpm": r["rpm"], "ro": r["ro"],
-             "enabled": r["enabled"], "vendor": "TrueNAS"}
+        e = {
+            "id": r["id"],
+            "name": r["name"],
+            "type": r["type"],
+            "disk": r["path"] if r["type"] == "DISK" else None,
+            "serial": r["serial"],
+            "path": r["path"],
+            "filesize": str(r["filesize"]),
+            "blocksize": r["blocksize"],
+            "pblocksize": r["pblocksize"],
+            "avail_threshold": r["avail_threshold"],
+            "comment": r["comment"],
+            "naa": r["naa"],
+            "insecure_tpc": r["insecure_tpc"],
+            "xen": r["xen"],
+            "rpm": r["rpm"],
+            "ro": r["ro"],
+            "enabled": r["enabled"],
+            "vendor": "TrueNAS",
+        }
         if p.extent_product_id:
             e["product_id"] = r.get("product_id")
         e["locked"] = False
@@ -898,8 +1199,10 @@ def register(nas: Nas):  # noqa: C901
                 return s
 
     def _gen_naa():
-        return "0x6589cfc000000" + hashlib.sha256(str(uuid.UUID(int=nas.rng.getrandbits(128))).encode()
-                                                  ).hexdigest()[0:19]
+        return (
+            "0x6589cfc000000"
+            + hashlib.sha256(str(uuid.UUID(int=nas.rng.getrandbits(128))).encode()).hexdigest()[0:19]
+        )
 
     def _ext_validate(sch, data, old=None):
         verrors = ValidationErrors()
@@ -913,8 +1216,12 @@ def register(nas: Nas):  # noqa: C901
         if '"' in serial:
             verrors.add(f"{sch}.serial", "Double quotes are not allowed")
         if len(serial) > p.serial_max:
-            verrors.add(f"{sch}.serial", f"Maximum length of {p.serial_max} characters is allowed for extent serial"
-                        if p.core else f"Extent serial can not exceed {p.serial_max} characters")
+            verrors.add(
+                f"{sch}.serial",
+                f"Maximum length of {p.serial_max} characters is allowed for extent serial"
+                if p.core
+                else f"Extent serial can not exceed {p.serial_max} characters",
+            )
         if old is None or serial != old["serial"]:
             if any(e["serial"] == serial for e in T["extent"].values()):
                 verrors.add(f"{sch}.serial", "Serial number must be unique")
@@ -954,7 +1261,9 @@ def register(nas: Nas):  # noqa: C901
             if not path:
                 verrors.add(f"{sch}.path", "This field is required")
                 raise verrors
-            if not any(path.startswith(f"/mnt/{n}/") for n, d in nas.datasets.items() if d["type"] == "FILESYSTEM"):
+            if not any(
+                path.startswith(f"/mnt/{n}/") for n, d in nas.datasets.items() if d["type"] == "FILESYSTEM"
+            ):
                 verrors.add(f"{sch}.path", "The path must reside within a pool mount point")
             if path.endswith("/"):
                 verrors.add(f"{sch}.path", "You need to specify a filepath not a directory")
@@ -963,14 +1272,17 @@ def register(nas: Nas):  # noqa: C901
                 if path not in nas.files:
                     verrors.add(f"{sch}.path", "The file must exist if the extent size is set to auto (0)")
             elif float(size) % data["blocksize"]:
-                verrors.add(f"{sch}.filesize",
-                            f"File size ({size}) must be a multiple of block size ({data['blocksize']})")
+                verrors.add(
+                    f"{sch}.filesize",
+                    f"File size ({size}) must be a multiple of block size ({data['blocksize']})",
+                )
         verrors.check()
 
     @m("iscsi.extent.query", max_args=2, roles=ISCSI_R)
     def iscsi_extent_query(ctx, filters=None, options=None):
-        return nas.query([_ext_entry(r) for _, r in sorted(T["extent"].items())], filters, options,
-                         "iscsi_extent_query")
+        return nas.query(
+            [_ext_entry(r) for _, r in sorted(T["extent"].items())], filters, options, "iscsi_extent_query"
+        )
 
     @m("iscsi.extent.get_instance", max_args=2, min_args=1, roles=ISCSI_R)
     def iscsi_extent_get_instance(ctx, id_, options=None):
@@ -1034,7 +1346,9 @@ def register(nas: Nas):  # noqa: C901
         tes = [te for te in T["targetextent"].values() if te["extent"] == id_]
         active = nas.active_sessions_for_targets([te["target"] for te in tes])
         if active and not force:
-            raise CallError(f"Associated target(s) {','.join(active)} {'is' if len(active) == 1 else 'are'} in use.")
+            raise CallError(
+                f"Associated target(s) {','.join(active)} {'is' if len(active) == 1 else 'are'} in use."
+            )
         data = T["extent"][id_]
         if remove and data["type"] == "FILE":
             nas.files.discard(data["path"])
@@ -1045,20 +1359,31 @@ def register(nas: Nas):  # noqa: C901
         return True
 
     # ============================================================== iSCSI: targets
-    group_spec = {"portal": req("int"), "initiator": opt("int", None, null=True),
-                  "authmethod": opt("str", "NONE", enum=("NONE", "CHAP", "CHAP_MUTUAL")),
-                  "auth": opt("int", None, null=True)}
-    tgt_spec = {"name": req("str", max_length=p.target_name_max), "alias": opt("str", None, null=True),
-                "mode": opt("str", "ISCSI", enum=("ISCSI", "FC", "BOTH")),
-                "groups": opt("list", list, items=group_spec)}
+    group_spec = {
+        "portal": req("int"),
+        "initiator": opt("int", None, null=True),
+        "authmethod": opt("str", "NONE", enum=("NONE", "CHAP", "CHAP_MUTUAL")),
+        "auth": opt("int", None, null=True),
+    }
+    tgt_spec = {
+        "name": req("str", max_length=p.target_name_max),
+        "alias": opt("str", None, null=True),
+        "mode": opt("str", "ISCSI", enum=("ISCSI", "FC", "BOTH")),
+        "groups": opt("list", list, items=group_spec),
+    }
     if p.target_auth_networks:
         tgt_spec["auth_networks"] = opt("list", list, items=S.Field("str"))
     if p.target_iscsi_parameters:
         tgt_spec["iscsi_parameters"] = opt("dict", None, null=True)
 
     def _tgt_entry(r):
-        e = {"id": r["id"], "name": r["name"], "alias": r["alias"], "mode": r["mode"],
-             "groups": [dict(g) for g in r["groups"]]}
+        e = {
+            "id": r["id"],
+            "name": r["name"],
+            "alias": r["alias"],
+            "mode": r["mode"],
+            "groups": [dict(g) for g in r["groups"]],
+        }
         if p.target_auth_networks:
             e["auth_networks"] = list(r.get("auth_networks", []))
         if p.target_rel_tgt_id:
@@ -1072,11 +1397,17 @@ def register(nas: Nas):  # noqa: C901
         name = data["name"]
         if not RE_TARGET_NAME.search(name):
             if pyd:
-                verrors.add(f"{sch}.name", "Value error, Only lowercase alphanumeric charactersplus dot (.), "
-                            "dash (-), and colon (:) are allowed.")
+                verrors.add(
+                    f"{sch}.name",
+                    "Value error, Only lowercase alphanumeric charactersplus dot (.), "
+                    "dash (-), and colon (:) are allowed.",
+                )
             else:
-                verrors.add(f"{sch}.name", "Only lowercase alphanumeric characters plus dot (.), dash (-), and "
-                            "colon (:) are allowed.")
+                verrors.add(
+                    f"{sch}.name",
+                    "Only lowercase alphanumeric characters plus dot (.), dash (-), and "
+                    "colon (:) are allowed.",
+                )
         elif any(t["name"] == name and (old is None or t["id"] != old["id"]) for t in T["target"].values()):
             verrors.add(f"{sch}.name", p.target_name_exists_msg)
         alias = data.get("alias")
@@ -1085,29 +1416,39 @@ def register(nas: Nas):  # noqa: C901
                 verrors.add(f"{sch}.alias", "Double quotes are not allowed")
             elif alias == "target":
                 verrors.add(f"{sch}.alias", "target is a reserved word")
-            elif any(t["alias"] == alias and (old is None or t["id"] != old["id"]) for t in T["target"].values()):
+            elif any(
+                t["alias"] == alias and (old is None or t["id"] != old["id"]) for t in T["target"].values()
+            ):
                 verrors.add(f"{sch}.alias", "Alias already exists")
         if data["mode"] != "ISCSI":
             verrors.add(f"{sch}.mode", "Fibre Channel not enabled")
         portals = []
         for i, g in enumerate(data["groups"]):
             if g["portal"] in portals:
-                verrors.add(f"{sch}.groups.{i}.portal", f"Portal {g['portal']} cannot be duplicated on a target")
+                verrors.add(
+                    f"{sch}.groups.{i}.portal", f"Portal {g['portal']} cannot be duplicated on a target"
+                )
             elif g["portal"] not in T["portal"]:
                 verrors.add(f"{sch}.groups.{i}.portal", f"{g['portal']} Portal not found in database")
             else:
                 portals.append(g["portal"])
             if g["initiator"] and g["initiator"] not in T["initiator"]:
-                verrors.add(f"{sch}.groups.{i}.initiator", f"{g['initiator']} Initiator not found in database")
+                verrors.add(
+                    f"{sch}.groups.{i}.initiator", f"{g['initiator']} Initiator not found in database"
+                )
             if not g["auth"] and g["authmethod"] in ("CHAP", "CHAP_MUTUAL"):
-                verrors.add(f"{sch}.groups.{i}.auth", "Authentication group is required for CHAP and CHAP Mutual")
+                verrors.add(
+                    f"{sch}.groups.{i}.auth", "Authentication group is required for CHAP and CHAP Mutual"
+                )
             elif g["auth"] and g["authmethod"] == "CHAP_MUTUAL":
                 auths = [a for a in T["auth"].values() if a["tag"] == g["auth"]]  # auth is a TAG, not an id
                 if not auths:
                     verrors.add(f"{sch}.groups.{i}.auth", "Authentication group not found", errno.ENOENT)
                 elif not auths[0]["peeruser"]:
-                    verrors.add(f"{sch}.groups.{i}.auth",
-                                f"Authentication group {g['auth']} does not support CHAP Mutual")
+                    verrors.add(
+                        f"{sch}.groups.{i}.auth",
+                        f"Authentication group {g['auth']} does not support CHAP Mutual",
+                    )
         for i, net in enumerate(data.get("auth_networks") or []):
             try:
                 ipaddress.ip_network(net, strict=False)
@@ -1128,8 +1469,9 @@ def register(nas: Nas):  # noqa: C901
 
     @m("iscsi.target.query", max_args=2, roles=ISCSI_R)
     def iscsi_target_query(ctx, filters=None, options=None):
-        return nas.query([_tgt_entry(r) for _, r in sorted(T["target"].items())], filters, options,
-                         "iscsi_target_query")
+        return nas.query(
+            [_tgt_entry(r) for _, r in sorted(T["target"].items())], filters, options, "iscsi_target_query"
+        )
 
     @m("iscsi.target.get_instance", max_args=2, min_args=1, roles=ISCSI_R)
     def iscsi_target_get_instance(ctx, id_, options=None):
@@ -1138,11 +1480,14 @@ def register(nas: Nas):  # noqa: C901
         return _tgt_entry(T["target"][id_])
 
     if not p.core:
+
         @m("iscsi.target.validate_name", max_args=2, min_args=1, roles=ISCSI_R)
         def iscsi_target_validate_name(ctx, name, existing_id=None):
             if not RE_TARGET_NAME.search(name):
-                return ("Only lowercase alphanumeric characters plus dot (.), dash (-), and colon (:) are "
-                        "allowed.")
+                return (
+                    "Only lowercase alphanumeric characters plus dot (.), dash (-), and colon (:) are "
+                    "allowed."
+                )
             if any(t["name"] == name and t["id"] != existing_id for t in T["target"].values()):
                 return "Target with this name already exists"
             return None
@@ -1191,6 +1536,7 @@ def register(nas: Nas):  # noqa: C901
         nas.sessions[:] = [s for s in nas.sessions if s["target"] != iqn]
 
     if p.target_delete_extents:
+
         @m("iscsi.target.delete", max_args=3, min_args=1, roles=ISCSI_W, mutating=True)
         def iscsi_target_delete(ctx, id_, force=False, delete_extents=False):
             if id_ not in T["target"]:
@@ -1199,6 +1545,7 @@ def register(nas: Nas):  # noqa: C901
             nas.service_reload()
             return True
     else:
+
         @m("iscsi.target.delete", max_args=2, min_args=1, roles=ISCSI_W, mutating=True)
         def iscsi_target_delete_legacy(ctx, id_, force=False):
             if id_ not in T["target"]:
@@ -1225,31 +1572,40 @@ def register(nas: Nas):  # noqa: C901
             if not lunids:
                 lunid = 0
             else:
-                diff = sorted(set(range(0, lunids[-1] + 1)).difference(lunids))
+                diff = sorted(set(range(lunids[-1] + 1)).difference(lunids))
                 lunid = diff[0] if diff else max(lunids) + 1
             data["lunid"] = lunid
         lunid = data["lunid"]
         if lunid < 0 or lunid > lun_map_size - 1:
-            verrors.add(f"{sch}.lunid", f"LUN ID must be a positive integer and lower than {lun_map_size - 1}")
+            verrors.add(
+                f"{sch}.lunid", f"LUN ID must be a positive integer and lower than {lun_map_size - 1}"
+            )
         if (old.get("lunid") != lunid or old.get("target") != target) and any(
-                te["lunid"] == lunid and te["target"] == target and te["id"] != old.get("id")
-                for te in T["targetextent"].values()):
+            te["lunid"] == lunid and te["target"] == target and te["id"] != old.get("id")
+            for te in T["targetextent"].values()
+        ):
             verrors.add(f"{sch}.lunid", "LUN ID is already being used for this target.")
         if p.extent_single_target:
             if old.get("extent") != data["extent"] and any(
-                    te["extent"] == data["extent"] for te in T["targetextent"].values()):
+                te["extent"] == data["extent"] for te in T["targetextent"].values()
+            ):
                 verrors.add(f"{sch}.extent", "Extent is already in use.")
         else:
             if (old.get("extent") != data["extent"] or old.get("target") != target) and any(
-                    te["extent"] == data["extent"] and te["target"] == target and te["id"] != old.get("id")
-                    for te in T["targetextent"].values()):
+                te["extent"] == data["extent"] and te["target"] == target and te["id"] != old.get("id")
+                for te in T["targetextent"].values()
+            ):
                 verrors.add(f"{sch}.extent", "Extent is already in this target.")
         verrors.check()
 
     @m("iscsi.targetextent.query", max_args=2, roles=ISCSI_R)
     def iscsi_targetextent_query(ctx, filters=None, options=None):
-        return nas.query([dict(r) for _, r in sorted(T["targetextent"].items())], filters, options,
-                         "iscsi_targetextent_query")
+        return nas.query(
+            [dict(r) for _, r in sorted(T["targetextent"].items())],
+            filters,
+            options,
+            "iscsi_targetextent_query",
+        )
 
     @m("iscsi.targetextent.get_instance", max_args=2, min_args=1, roles=ISCSI_R)
     def iscsi_targetextent_get_instance(ctx, id_, options=None):
@@ -1259,8 +1615,9 @@ def register(nas: Nas):  # noqa: C901
 
     @m("iscsi.targetextent.create", max_args=1, min_args=1, roles=ISCSI_W, mutating=True)
     def iscsi_targetextent_create(ctx, data):
-        data = S.check_dict(pyd, "iscsi_target_to_extent_create" if pyd else "iscsi_targetextent_create",
-                            te_spec, data)
+        data = S.check_dict(
+            pyd, "iscsi_target_to_extent_create" if pyd else "iscsi_targetextent_create", te_spec, data
+        )
         _te_validate("iscsi_targetextent_create", data)
         tid = nas._next_id("targetextent")
         r = {"id": tid, "target": data["target"], "lunid": data["lunid"], "extent": data["extent"]}
@@ -1274,8 +1631,13 @@ def register(nas: Nas):  # noqa: C901
             raise InstanceNotFound("iSCSITargetToExtent", id_)
         spec = dict(te_spec)
         spec["lunid"] = opt("int", None)
-        data = S.check_dict(pyd, "iscsi_target_to_extent_update" if pyd else "iscsi_targetextent_update",
-                            spec, data, update=True)
+        data = S.check_dict(
+            pyd,
+            "iscsi_target_to_extent_update" if pyd else "iscsi_targetextent_update",
+            spec,
+            data,
+            update=True,
+        )
         old = T["targetextent"][id_]
         new = {**old, **data}
         _te_validate("iscsi_targetextent_update", new, old)
@@ -1307,8 +1669,12 @@ def register(nas: Nas):  # noqa: C901
 
     @m("service.query", max_args=2, roles=SVC_R)
     def service_query(ctx, filters=None, options=None):
-        return nas.query([copy.deepcopy(s) for s in sorted(nas.services.values(), key=lambda s: s["id"])],
-                         filters, options, "service_query")
+        return nas.query(
+            [copy.deepcopy(s) for s in sorted(nas.services.values(), key=lambda s: s["id"])],
+            filters,
+            options,
+            "service_query",
+        )
 
     @m("service.get_instance", max_args=2, min_args=1, roles=SVC_R)
     def service_get_instance(ctx, id_, options=None):
@@ -1386,20 +1752,26 @@ def register(nas: Nas):  # noqa: C901
 
     verbs = {"start": do_start, "stop": do_stop, "restart": do_restart, "reload": do_reload}
     for verb, fn in verbs.items():
+
         def make(fn=fn, verb=verb):
             def svc_verb(ctx, name, options=None):
                 opts = S.check_dict(pyd, f"service_{verb}.options", svc_opts, options or {})
                 return fn(name, opts)
+
             return svc_verb
+
         m(f"service.{verb}", max_args=2, min_args=1, roles=SVC_W, mutating=True)(make())
 
     if p.service_control:
+
         @m("service.control", job=True, max_args=3, min_args=2, roles=SVC_W, mutating=True)
         def service_control(ctx, verb, name, options=None):
             if verb not in ("START", "STOP", "RESTART", "RELOAD"):
-                raise ValidationError("service_control.verb", "Input should be 'START', 'STOP', 'RESTART' or "
-                                      "'RELOAD'")
+                raise ValidationError(
+                    "service_control.verb", "Input should be 'START', 'STOP', 'RESTART' or 'RELOAD'"
+                )
             opts = S.check_dict(pyd, "service_control.options", svc_opts, options or {})
             _check_svc(name)
-            return JobRequest("service.control", [verb, name, options or {}],
-                              run=lambda: verbs[verb.lower()](name, opts))
+            return JobRequest(
+                "service.control", [verb, name, options or {}], run=lambda: verbs[verb.lower()](name, opts)
+            )

@@ -3,6 +3,7 @@
 All methods are plain synchronous functions running on the simulator's event-loop thread while holding
 ``Nas.lock``; the protocol layer (``server.py``) only does framing, auth gating, limits and knobs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,32 +14,65 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import schema as S
 from .errors import (
-    ESERVICESTARTFAILURE, CallError, InstanceNotFound, MethodNotFound, NotAuthorized, ValidationError,
+    ESERVICESTARTFAILURE,
+    CallError,
+    InstanceNotFound,
+    MethodNotFound,
+    NotAuthorized,
+    ValidationError,
     ValidationErrors,
 )
 from .filters import filter_list
 from .profiles import Profile
 
 REDACTED = "********"
-POOL_SIZE = 4 * 1024 ** 4  # 4 TiB pool
+POOL_SIZE = 4 * 1024**4  # 4 TiB pool
 SPARSE_USED = 57344
 KNOWN_SERVICES = ["cifs", "ftp", "iscsitarget", "nfs", "snmp", "ssh", "ups", "smartd"]
-SERVICE_IDS = {"cifs": 4, "ftp": 6, "iscsitarget": 7, "nfs": 9, "snmp": 10, "ssh": 11, "ups": 14, "smartd": 18}
-VOLBLOCKSIZES = {"512": 512, "512B": 512, "1K": 1024, "2K": 2048, "4K": 4096, "8K": 8192, "16K": 16384,
-                 "32K": 32768, "64K": 65536, "128K": 131072}
+SERVICE_IDS = {
+    "cifs": 4,
+    "ftp": 6,
+    "iscsitarget": 7,
+    "nfs": 9,
+    "snmp": 10,
+    "ssh": 11,
+    "ups": 14,
+    "smartd": 18,
+}
+VOLBLOCKSIZES = {
+    "512": 512,
+    "512B": 512,
+    "1K": 1024,
+    "2K": 2048,
+    "4K": 4096,
+    "8K": 8192,
+    "16K": 16384,
+    "32K": 32768,
+    "64K": 65536,
+    "128K": 131072,
+}
 RE_TARGET_NAME = re.compile(r"^[-a-z0-9\.:]+$")
 RE_DS_COMPONENT = re.compile(r"^[A-Za-z0-9_.: -]+$")
 FS_ONLY_FIELDS = ("aclmode", "acltype", "atime", "casesensitivity", "quota", "refquota", "recordsize")
 SESSION_TEMPLATE = {
-    "initiator_addr": "192.0.2.100", "initiator_alias": None, "target_alias": None,
-    "header_digest": None, "data_digest": None, "max_data_segment_length": 1048576,
-    "max_receive_data_segment_length": 1048576, "max_xmit_data_segment_length": 262144,
-    "max_burst_length": 1048576, "first_burst_length": 65536, "immediate_data": True, "iser": False,
+    "initiator_addr": "192.0.2.100",
+    "initiator_alias": None,
+    "target_alias": None,
+    "header_digest": None,
+    "data_digest": None,
+    "max_data_segment_length": 1048576,
+    "max_receive_data_segment_length": 1048576,
+    "max_xmit_data_segment_length": 262144,
+    "max_burst_length": 1048576,
+    "first_burst_length": 65536,
+    "immediate_data": True,
+    "iser": False,
     "offload": False,
 }
 
@@ -47,10 +81,16 @@ ROLE_INCLUDES = {
     "FULL_ADMIN": {"*"},
     "READONLY_ADMIN": {"SHARING_ISCSI_READ", "DATASET_READ", "POOL_READ", "SERVICE_READ"},
     "SHARING_ADMIN": {"SHARING_ISCSI_WRITE", "DATASET_WRITE", "SERVICE_READ", "POOL_READ", "DATASET_READ"},
-    "SHARING_ISCSI_WRITE": {"SHARING_ISCSI_READ", "SHARING_ISCSI_AUTH_WRITE", "SHARING_ISCSI_EXTENT_WRITE",
-                            "SHARING_ISCSI_TARGET_WRITE", "SHARING_ISCSI_PORTAL_WRITE",
-                            "SHARING_ISCSI_INITIATOR_WRITE", "SHARING_ISCSI_TARGETEXTENT_WRITE",
-                            "SHARING_ISCSI_GLOBAL_WRITE"},
+    "SHARING_ISCSI_WRITE": {
+        "SHARING_ISCSI_READ",
+        "SHARING_ISCSI_AUTH_WRITE",
+        "SHARING_ISCSI_EXTENT_WRITE",
+        "SHARING_ISCSI_TARGET_WRITE",
+        "SHARING_ISCSI_PORTAL_WRITE",
+        "SHARING_ISCSI_INITIATOR_WRITE",
+        "SHARING_ISCSI_TARGETEXTENT_WRITE",
+        "SHARING_ISCSI_GLOBAL_WRITE",
+    },
     "DATASET_WRITE": {"DATASET_READ"},
     "DATASET_DELETE": {"DATASET_READ"},
     "SERVICE_WRITE": {"SERVICE_READ"},
@@ -91,7 +131,7 @@ def zvol_path(name: str) -> str:
 
 
 def zvol_name(path: str) -> str:
-    return path[len("zvol/"):].replace("+", " ") if path.startswith("zvol/") else path
+    return path[len("zvol/") :].replace("+", " ") if path.startswith("zvol/") else path
 
 
 def sanitize_extent(name: str) -> str:
@@ -104,6 +144,7 @@ class Session:
     username: str | None = None
     roles: frozenset | None = None  # None => full admin
     api_key_id: int | None = None
+    pending_otp_user: str | None = None
 
     def has(self, role: str) -> bool:
         if not self.authenticated:
@@ -125,16 +166,17 @@ class Ctx:
     peer_ip: str = "127.0.0.1"
     conn: Any = None
     in_bulk: bool = False
+    api_version: str | None = None  # None = current; "v24.10" for /websocket on 25.04+ (see apiversions.py)
 
 
 @dataclass
 class MethodSpec:
     func: Callable
     no_auth: bool = False
-    roles: tuple = ()           # any of these roles is enough
+    roles: tuple = ()  # any of these roles is enough
     job: bool = False
     mutating: bool = False
-    secret_fields: tuple = ()   # result fields redacted without SHARING_ISCSI_AUTH_WRITE
+    secret_fields: tuple = ()  # result fields redacted without SHARING_ISCSI_AUTH_WRITE
     min_args: int = 0
     max_args: int = 99
 
@@ -150,6 +192,7 @@ class Nas:
         self.reload_count = 0
         self.restart_count = 0
         self.on_event: Callable[[str, str, Any, dict | None], None] = lambda *a: None
+        self.wants_event: Callable[[str], bool] = lambda collection: True
         self.jobs: dict[int, dict] = {}
         self.next_job_id = 1
         self.methods: dict[str, MethodSpec] = {}
@@ -160,31 +203,64 @@ class Nas:
     def reset(self):
         now = int(time.time())
         self.datasets: dict[str, dict] = {
-            "tank": {"name": "tank", "type": "FILESYSTEM", "props": {"compression": "LZ4"}, "creation": now,
-                     "user_properties": {}, "origin": None, "device_pending": 0},
+            "tank": {
+                "name": "tank",
+                "type": "FILESYSTEM",
+                "props": {"compression": "LZ4"},
+                "creation": now,
+                "user_properties": {},
+                "origin": None,
+                "device_pending": 0,
+            },
         }
         self.snapshots: dict[str, dict] = {}
-        self.tables: dict[str, dict[int, dict]] = {k: {} for k in (
-            "extent", "target", "targetextent", "portal", "initiator", "auth")}
-        self.global_cfg = {"id": 1, "basename": "iqn.2005-10.org.freenas.ctl", "isns_servers": [],
-                           "listen_port": 3260, "pool_avail_threshold": None, "alua": False, "iser": False}
-        self.services = {name: {"id": SERVICE_IDS[name], "service": name, "enable": name == "smartd",
-                                "state": "STOPPED", "pids": []} for name in KNOWN_SERVICES}
+        self.tables: dict[str, dict[int, dict]] = {
+            k: {} for k in ("extent", "target", "targetextent", "portal", "initiator", "auth")
+        }
+        self.global_cfg = {
+            "id": 1,
+            "basename": "iqn.2005-10.org.freenas.ctl",
+            "isns_servers": [],
+            "listen_port": 3260,
+            "pool_avail_threshold": None,
+            "alua": False,
+            "iser": False,
+        }
+        self.services = {
+            name: {
+                "id": SERVICE_IDS[name],
+                "service": name,
+                "enable": name == "smartd",
+                "state": "STOPPED",
+                "pids": [],
+            }
+            for name in KNOWN_SERVICES
+        }
         self.sessions: list[dict] = []
         self.api_keys: dict[int, dict] = {}
         self.users: dict[str, str] = {}
+        self.otp: dict[str, str] = {}
         self.files: set[str] = set()
+        self._ds_cache = None
 
     def dump(self) -> dict:
         with self.lock:
-            return copy.deepcopy({
-                "format": 1, "profile": self.p.name,
-                "datasets": self.datasets, "snapshots": self.snapshots,
-                "tables": {k: [v for _, v in sorted(t.items())] for k, t in self.tables.items()},
-                "global": self.global_cfg, "services": self.services, "sessions": self.sessions,
-                "api_keys": [v for _, v in sorted(self.api_keys.items())], "users": self.users,
-                "files": sorted(self.files),
-            })
+            return copy.deepcopy(
+                {
+                    "format": 1,
+                    "profile": self.p.name,
+                    "datasets": self.datasets,
+                    "snapshots": self.snapshots,
+                    "tables": {k: [v for _, v in sorted(t.items())] for k, t in self.tables.items()},
+                    "global": self.global_cfg,
+                    "services": self.services,
+                    "sessions": self.sessions,
+                    "api_keys": [v for _, v in sorted(self.api_keys.items())],
+                    "users": self.users,
+                    "otp": self.otp,
+                    "files": sorted(self.files),
+                }
+            )
 
     def load(self, d: dict):
         with self.lock:
@@ -200,6 +276,7 @@ class Nas:
             self.sessions = d.get("sessions", [])
             self.api_keys = {k["id"]: k for k in d.get("api_keys", [])}
             self.users.update(d.get("users", {}))
+            self.otp.update(d.get("otp", {}))
             self.files = set(d.get("files", []))
 
     def _next_id(self, table: str) -> int:
@@ -212,6 +289,7 @@ class Nas:
         def deco(fn):
             self.methods[name] = MethodSpec(fn, **kw)
             return fn
+
         return deco
 
     def has_method(self, name: str) -> bool:
@@ -232,15 +310,42 @@ class Nas:
 
     def call(self, ctx: Ctx, method: str, params: list):
         """Run a (non-job) method synchronously. Raises SimError subclasses."""
+        from .apiversions import adapt_args, adapt_result
+
         spec = self.authorize(ctx, method)
+        params = adapt_args(ctx.api_version, method, params)
         S.check_arity(self.p.pydantic, method, params, spec.max_args, spec.min_args)
+        self._check_id_arg(method, params)
         with self.lock:
             result = spec.func(ctx, *params)
-        return self.dump_result(ctx, spec, result)
+        return adapt_result(ctx.api_version, method, self.dump_result(ctx, spec, result))
+
+    def _check_id_arg(self, method: str, params: list):
+        svc, _, verb = method.rpartition(".")
+        if verb not in ("get_instance", "update", "delete") or not params or svc == "iscsi.global":
+            return
+        id_ = params[0]
+        if svc.startswith(("pool.dataset", "pool.snapshot", "zfs.snapshot")):
+            ok, kind = isinstance(id_, str), "str"
+        elif svc == "service":
+            ok, kind = isinstance(id_, (str, int)) and not isinstance(id_, bool), "str"
+        else:
+            ok, kind = isinstance(id_, int) and not isinstance(id_, bool), "int"
+        if not ok:
+            schema = method.replace(".", "_")
+            if self.p.pydantic:
+                msg = "Input should be a valid integer" if kind == "int" else "Input should be a valid string"
+            else:
+                msg = "Not an integer" if kind == "int" else "Not a string"
+            raise ValidationErrors([(f"{schema}.id", msg, errno.EINVAL)])
 
     def dump_result(self, ctx: Ctx, spec: MethodSpec, result):
-        if spec.secret_fields and self.p.roles and not (
-                ctx.session.full_admin or ctx.session.has("SHARING_ISCSI_AUTH_WRITE")):
+        if (
+            spec.secret_fields
+            and self.p.roles
+            and not (ctx.session.full_admin or ctx.session.has("SHARING_ISCSI_AUTH_WRITE"))
+        ):
+
             def red(o):
                 if isinstance(o, dict):
                     o = dict(o)
@@ -248,6 +353,7 @@ class Nas:
                         if f in o:
                             o[f] = REDACTED
                 return o
+
             result = [red(r) for r in result] if isinstance(result, list) else red(result)
         return copy.deepcopy(result)
 
@@ -286,8 +392,11 @@ class Nas:
         return f"{self.global_cfg['basename']}:{name}"
 
     def active_sessions_for_targets(self, target_ids) -> list[str]:
-        iqns = [self.target_iqn(self.tables["target"][t]["name"]) for t in target_ids
-                if t in self.tables["target"]]
+        iqns = [
+            self.target_iqn(self.tables["target"][t]["name"])
+            for t in target_ids
+            if t in self.tables["target"]
+        ]
         out = []
         for s in self.sessions:
             if s["target"] in iqns and s["target"] not in out:
@@ -296,7 +405,11 @@ class Nas:
 
     def add_session(self, target: str, initiator: str) -> dict:
         with self.lock:
-            iqn = target if ":" in target and target.startswith(("iqn.", "eui.", "naa.")) else self.target_iqn(target)
+            iqn = (
+                target
+                if ":" in target and target.startswith(("iqn.", "eui.", "naa."))
+                else self.target_iqn(target)
+            )
             s = {"initiator": initiator, "target": iqn, **copy.deepcopy(SESSION_TEMPLATE)}
             self.sessions.append(s)
             return s
@@ -308,24 +421,87 @@ class Nas:
     def ds_exists(self, name):
         return name in self.datasets
 
+    @staticmethod
+    def _own_used(d) -> int:
+        if d["type"] == "VOLUME":
+            return SPARSE_USED if (d.get("origin") or d.get("sparse")) else d["volsize"]
+        return 98304
+
     def ds_used(self, name) -> int:
+        c = self._ds_cache
+        if c is not None and name in c["used"]:
+            return c["used"][name]
         d = self.datasets[name]
         if d["type"] == "VOLUME":
-            if d.get("origin") or d.get("sparse"):
-                return SPARSE_USED
-            return d["volsize"]
-        return sum(self.ds_used(c) for c in self.ds_children(name)) + 98304
+            used = self._own_used(d)
+        else:
+            prefix = name + "/"
+            used = self._own_used(d) + sum(
+                self._own_used(o) for n, o in self.datasets.items() if n.startswith(prefix)
+            )
+        if c is not None:
+            c["used"][name] = used
+        return used
 
     def ds_children(self, name) -> list[str]:
-        return [n for n in self.datasets if n.rsplit("/", 1)[0] == name and n != name]
+        d = self.datasets.get(name)
+        if d is not None and d["type"] == "VOLUME":
+            return []  # a zvol cannot have child datasets
+        c = self._ds_cache
+        if c is not None:
+            if c["children"] is None:
+                idx: dict[str, list[str]] = {}
+                for n in sorted(self.datasets):
+                    if "/" in n:
+                        idx.setdefault(n.rsplit("/", 1)[0], []).append(n)
+                c["children"] = idx
+            return c["children"].get(name, [])
+        return sorted(n for n in self.datasets if "/" in n and n.rsplit("/", 1)[0] == name)
 
     def ds_available(self) -> int:
-        return max(POOL_SIZE - self.ds_used("tank"), 0)
+        c = self._ds_cache
+        if c is not None and c["avail"] is not None:
+            return c["avail"]
+        total = 0
+        for d in self.datasets.values():
+            if d["type"] != "VOLUME":
+                total += 98304
+            elif d.get("origin") or d.get("sparse"):
+                total += SPARSE_USED
+            else:
+                total += d["volsize"]
+        avail = max(POOL_SIZE - total, 0)
+        if c is not None:
+            c["avail"] = avail
+        return avail
+
+    def ds_entries(self, names, _fn=None, children: bool = True, wanted: set | None = None):
+        """Entries for ``names`` with per-call caches (children index, used/available, built entries).
+
+        ``children=False`` leaves ``children`` empty; ``wanted`` (top-level keys) skips building the rest.
+        """
+        if self._ds_cache is not None:
+            return _fn() if _fn else [self.ds_entry(n) for n in names]
+        self._ds_cache = {
+            "children": None,
+            "used": {},
+            "avail": None,
+            "entries": {},
+            "children_on": children,
+            "wanted": wanted,
+        }
+        try:
+            return _fn() if _fn else [self.ds_entry(n) for n in names]
+        finally:
+            self._ds_cache = None
 
     def _prop(self, parsed, rawvalue=None, value=None, source="LOCAL"):
-        d = {"parsed": parsed, "rawvalue": rawvalue if rawvalue is not None else
-             (None if parsed is None else str(parsed)),
-             "value": value if value is not None else (None if parsed is None else str(parsed)), "source": source}
+        d = {
+            "parsed": parsed,
+            "rawvalue": rawvalue if rawvalue is not None else (None if parsed is None else str(parsed)),
+            "value": value if value is not None else (None if parsed is None else str(parsed)),
+            "source": source,
+        }
         if not self.p.core:
             d["source_info"] = None
         return d
@@ -341,58 +517,104 @@ class Nas:
             cur = cur.rsplit("/", 1)[0]
 
     def ds_entry(self, name: str) -> dict:
+        c = self._ds_cache
+        if c is not None and name in c["entries"]:
+            return c["entries"][name]
+        e = self._ds_entry(name)
+        if c is not None:
+            c["entries"][name] = e
+        return e
+
+    def _ds_entry(self, name: str) -> dict:
         d = self.datasets[name]
         vol = d["type"] == "VOLUME"
-        e = {
-            "id": name, "name": name, "type": d["type"], "pool": name.split("/")[0],
-            "encrypted": False, "encryption_root": None, "key_loaded": False, "locked": False,
-            "children": [self.ds_entry(c) for c in self.ds_children(name)],
-        }
-        if self.p.user_properties:
-            e["user_properties"] = {k: self._prop(v, v, v) for k, v in sorted(d["user_properties"].items())}
-        e["mountpoint"] = None if vol else f"/mnt/{name}"
-        used = self.ds_used(name)
-        avail = self.ds_available()
-        for key, default in (("compression", "LZ4"), ("sync", "STANDARD"), ("deduplication", "OFF"),
-                             ("readonly", "OFF"), ("checksum", "ON")):
+        c = self._ds_cache or {}
+        wanted = c.get("wanted")
+        P = self._prop
+
+        def inh(key, default, lower=True):
             v, src = self._inherited(name, key, default)
-            e[key] = self._prop(v, v.lower() if key != "compression" else v.lower(), v, src)
-        copies, src = self._inherited(name, "copies", 1)
-        e["copies"] = self._prop(copies, str(copies), str(copies), src)
+            return P(v, v.lower() if lower else str(v), v if lower else str(v), src)
+
+        def refres():
+            if not vol:
+                return P(0, "0", "0B", "DEFAULT")
+            r = 0 if (d.get("sparse") or d.get("origin")) else d["volsize"]
+            return P(r, str(r), zfs_human(r) if r else "0B", "LOCAL" if r else "NONE")
+
+        def sized(n):
+            return P(n, str(n), zfs_human(n), "NONE")
+
+        origin = d.get("origin") or ""
+        builders = [
+            ("id", lambda: name),
+            ("name", lambda: name),
+            ("type", lambda: d["type"]),
+            ("pool", lambda: name.split("/")[0]),
+            ("encrypted", lambda: False),
+            ("encryption_root", lambda: None),
+            ("key_loaded", lambda: False),
+            ("locked", lambda: False),
+            (
+                "children",
+                lambda: (
+                    [self.ds_entry(ch) for ch in self.ds_children(name)] if c.get("children_on", True) else []
+                ),
+            ),
+        ]
+        if self.p.user_properties:
+            builders.append(
+                ("user_properties", lambda: {k: P(v, v, v) for k, v in sorted(d["user_properties"].items())})
+            )
+        builders += [
+            ("mountpoint", lambda: None if vol else f"/mnt/{name}"),
+            ("compression", lambda: inh("compression", "LZ4")),
+            ("sync", lambda: inh("sync", "STANDARD")),
+            ("deduplication", lambda: inh("deduplication", "OFF")),
+            ("readonly", lambda: inh("readonly", "OFF")),
+            ("checksum", lambda: inh("checksum", "ON")),
+            ("copies", lambda: inh("copies", 1, lower=False)),
+        ]
         if vol:
             vs, vbs = d["volsize"], d["volblocksize"]
-            e["volsize"] = self._prop(vs, str(vs), zfs_human(vs), "LOCAL")
-            e["volblocksize"] = self._prop(vbs, str(vbs), zfs_human(vbs), "NONE")
-            snapdev, src = self._inherited(name, "snapdev", "HIDDEN")
-            e["snapdev"] = self._prop(snapdev, snapdev.lower(), snapdev, src)
-            refres = 0 if (d.get("sparse") or d.get("origin")) else vs
-            e["refreservation"] = self._prop(refres, str(refres), zfs_human(refres) if refres else "0B",
-                                             "LOCAL" if refres else "NONE")
-        else:
-            e["refreservation"] = self._prop(0, "0", "0B", "DEFAULT")
-        e["reservation"] = self._prop(0, "0", "0B", "DEFAULT")
-        e["used"] = self._prop(used, str(used), zfs_human(used), "NONE")
-        e["available"] = self._prop(avail, str(avail), zfs_human(avail), "NONE")
-        origin = d.get("origin") or ""
-        e["origin"] = self._prop(origin, origin, origin, "NONE")
-        e["creation"] = self._prop({"$date": d["creation"] * 1000}, str(d["creation"]),
-                                   time.strftime("%a %b %d %H:%M %Y", time.gmtime(d["creation"])), "NONE")
-        e["key_format"] = self._prop(None, "none", None, "DEFAULT")
-        e["encryption_algorithm"] = self._prop(None, "off", None, "DEFAULT")
+            builders += [
+                ("volsize", lambda: P(vs, str(vs), zfs_human(vs), "LOCAL")),
+                ("volblocksize", lambda: P(vbs, str(vbs), zfs_human(vbs), "NONE")),
+                ("snapdev", lambda: inh("snapdev", "HIDDEN")),
+            ]
+        builders += [
+            ("refreservation", refres),
+            ("reservation", lambda: P(0, "0", "0B", "DEFAULT")),
+            ("used", lambda: sized(self.ds_used(name))),
+            ("available", lambda: sized(self.ds_available())),
+            ("origin", lambda: P(origin, origin, origin, "NONE")),
+            (
+                "creation",
+                lambda: P(
+                    {"$date": d["creation"] * 1000},
+                    str(d["creation"]),
+                    time.strftime("%a %b %d %H:%M %Y", time.gmtime(d["creation"])),
+                    "NONE",
+                ),
+            ),
+            ("key_format", lambda: P(None, "none", None, "DEFAULT")),
+            ("encryption_algorithm", lambda: P(None, "off", None, "DEFAULT")),
+        ]
         if d.get("comments") is not None:
-            c = d["comments"]
-            e["comments"] = self._prop(c, c, c, "LOCAL")
+            cm = d["comments"]
+            builders.append(("comments", lambda: P(cm, cm, cm, "LOCAL")))
         if d.get("managedby") is not None:
-            m = d["managedby"]
-            e["managedby"] = self._prop(m, m, m, "LOCAL")
-        return e
+            mb = d["managedby"]
+            builders.append(("managedby", lambda: P(mb, mb, mb, "LOCAL")))
+        return {k: fn() for k, fn in builders if wanted is None or k in wanted}
 
     def visible_datasets(self):
         return [n for n in self.datasets]
 
     # ------------------------------------------------------------------ registration of all methods
-    def _register(self):  # noqa: C901 - one big table of methods
+    def _register(self):
         from . import methods
+
         methods.register(self)
 
     # ------------------------------------------------------------------ jobs
@@ -400,24 +622,39 @@ class Nas:
         jid = self.next_job_id
         self.next_job_id += 1
         job = {
-            "id": jid, "method": method, "arguments": copy.deepcopy(arguments), "transient": False,
-            "description": description, "abortable": False, "logs_path": None, "logs_excerpt": None,
+            "id": jid,
+            "method": method,
+            "arguments": copy.deepcopy(arguments),
+            "transient": False,
+            "description": description,
+            "abortable": False,
+            "logs_path": None,
+            "logs_excerpt": None,
             "progress": {"percent": 0, "description": "", "extra": None},
-            "result": None, "result_encoding_error": None, "error": None, "exception": None,
-            "exc_info": None, "state": "WAITING", "time_started": {"$date": int(time.time() * 1000)},
+            "result": None,
+            "result_encoding_error": None,
+            "error": None,
+            "exception": None,
+            "exc_info": None,
+            "state": "WAITING",
+            "time_started": {"$date": int(time.time() * 1000)},
             "time_finished": None,
-            "credentials": {"type": "LOGIN_PASSWORD" if ctx.session.api_key_id is None else "API_KEY",
-                            "data": {"username": ctx.session.username}},
+            "credentials": {
+                "type": "LOGIN_PASSWORD" if ctx.session.api_key_id is None else "API_KEY",
+                "data": {"username": ctx.session.username},
+            },
         }
         if self.p.legacy_jobs_option:
             job["message_ids"] = []
         self.jobs[jid] = job
-        self.on_event("core.get_jobs", "added", jid, copy.deepcopy(job))
+        if self.wants_event("core.get_jobs"):
+            self.on_event("core.get_jobs", "added", jid, copy.deepcopy(job))
         return job
 
     def job_update(self, job: dict, **changes):
         job.update(changes)
-        self.on_event("core.get_jobs", "changed", job["id"], copy.deepcopy(job))
+        if self.wants_event("core.get_jobs"):
+            self.on_event("core.get_jobs", "changed", job["id"], copy.deepcopy(job))
 
 
 # helpers used by methods.py ------------------------------------------------------------------------
@@ -429,5 +666,21 @@ def secret_ok(ctx: Ctx) -> bool:
     return ctx.session.full_admin or ctx.session.has("SHARING_ISCSI_AUTH_WRITE")
 
 
-__all__ = ["Nas", "Ctx", "Session", "MethodSpec", "zfs_human", "zvol_path", "zvol_name", "sanitize_extent",
-           "REDACTED", "ValidationError", "CallError", "ValidationErrors", "errno", "hashlib", "ipaddress", "field"]
+__all__ = [
+    "REDACTED",
+    "CallError",
+    "Ctx",
+    "MethodSpec",
+    "Nas",
+    "Session",
+    "ValidationError",
+    "ValidationErrors",
+    "errno",
+    "field",
+    "hashlib",
+    "ipaddress",
+    "sanitize_extent",
+    "zfs_human",
+    "zvol_name",
+    "zvol_path",
+]

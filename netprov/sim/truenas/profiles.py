@@ -1,4 +1,5 @@
 """Per-version behaviour switches (doc §10)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,41 +9,41 @@ from dataclasses import dataclass
 class Profile:
     name: str
     version_string: str
-    core: bool                      # TrueNAS CORE (FreeBSD/ctld) vs SCALE (Linux/SCST)
-    jsonrpc: bool                   # serves /api/current (25.04+)
-    notauth_errno: int              # legacy "Not authenticated" errno: 13 on CORE, 207 from 22.12
-    post_auth_limit: int | None     # 64 KiB after auth (24.10+), None on CORE
-    rate_limit: bool                # unauthenticated per-IP rate limit (24.10+)
-    roles: bool                     # role based authorisation / secret redaction (24.10+)
-    login_ex: bool                  # auth.login_ex (25.04+)
-    revoke_insecure_api_key: bool   # API_KEY_PLAIN over insecure transport revokes the key (25.04+)
-    pydantic: bool                  # strict pydantic argument models (25.04+)
-    extent_name_max: int | None     # 64 on SCALE
-    serial_max: int                 # 15 CORE 13, 20 SCALE
-    extent_single_target: bool      # "Extent is already in use." (SCALE >= 22.12.4)
-    extent_product_id: bool         # 25.10+
-    target_name_max: int | None     # 120 from the 25.04 model
+    core: bool  # TrueNAS CORE (FreeBSD/ctld) vs SCALE (Linux/SCST)
+    jsonrpc: bool  # serves /api/current (25.04+)
+    notauth_errno: int  # legacy "Not authenticated" errno: 13 on CORE, 207 from 22.12
+    post_auth_limit: int | None  # 64 KiB after auth (24.10+), None on CORE
+    rate_limit: bool  # unauthenticated per-IP rate limit (24.10+)
+    roles: bool  # role based authorisation / secret redaction (24.10+)
+    login_ex: bool  # auth.login_ex (25.04+)
+    revoke_insecure_api_key: bool  # API_KEY_PLAIN over insecure transport revokes the key (25.04+)
+    pydantic: bool  # strict pydantic argument models (25.04+)
+    extent_name_max: int | None  # 64 on SCALE
+    serial_max: int  # 15 CORE 13, 20 SCALE
+    extent_single_target: bool  # "Extent is already in use." (SCALE >= 22.12.4)
+    extent_product_id: bool  # 25.10+
+    target_name_max: int | None  # 120 from the 25.04 model
     target_name_exists_msg: str
-    target_delete_extents: bool     # iscsi.target.delete(id, force, delete_extents) 25.04+
-    target_auth_networks: bool      # SCALE
-    target_rel_tgt_id: bool         # 24.04+
-    target_iscsi_parameters: bool   # 25.04+
-    alias_empty_is_value: bool      # CORE: "" is a real alias value
-    initiator_auth_network: bool    # CORE: auth_network on initiator groups
-    portal_port_per_ip: bool        # CORE: listen [{ip, port}]
-    portal_discovery_fields: bool   # <= 24.10: discovery_authmethod/discovery_authgroup on portals
-    auth_discovery_auth: bool       # 25.04+: iscsi.auth.discovery_auth
-    auth_secret_no_hash: bool       # 25.04 forbids '#'
-    global_listen_port: bool        # SCALE
-    global_iser: bool               # 25.04+
-    user_properties: bool           # SCALE 22.02+
-    create_ancestors: bool          # SCALE 22.02+
+    target_delete_extents: bool  # iscsi.target.delete(id, force, delete_extents) 25.04+
+    target_auth_networks: bool  # SCALE
+    target_rel_tgt_id: bool  # 24.04+
+    target_iscsi_parameters: bool  # 25.04+
+    alias_empty_is_value: bool  # CORE: "" is a real alias value
+    initiator_auth_network: bool  # CORE: auth_network on initiator groups
+    portal_port_per_ip: bool  # CORE: listen [{ip, port}]
+    portal_discovery_fields: bool  # <= 24.10: discovery_authmethod/discovery_authgroup on portals
+    auth_discovery_auth: bool  # 25.04+: iscsi.auth.discovery_auth
+    auth_secret_no_hash: bool  # 25.04 forbids '#'
+    global_listen_port: bool  # SCALE
+    global_iser: bool  # 25.04+
+    user_properties: bool  # SCALE 22.02+
+    create_ancestors: bool  # SCALE 22.02+
     default_volblocksize: str | None  # "16K" SCALE >= 23.10; None => ZFS default (8K on CORE 13)
     volblocksize_check_only_if_given: bool  # CORE
     dataset_name_max: int
-    core_start_restarts: bool       # CORE: service.start == rc restart
-    service_control: bool           # 25.10: service.control job
-    legacy_jobs_option: bool        # 25.10: core.set_options legacy_jobs
+    core_start_restarts: bool  # CORE: service.start == rc restart
+    service_control: bool  # 25.10: service.control job
+    legacy_jobs_option: bool  # 25.10: core.set_options legacy_jobs
     extent_create_ro_msg: str = "Must be set when disk is a ZFS Snapshot"
     pinned_versions: tuple = ()
     errname: bool = True
@@ -55,63 +56,180 @@ def _add(p: Profile) -> None:
     PROFILES[p.name] = p
 
 
-_add(Profile(
-    name="13", version_string="TrueNAS-13.0-U6.1", core=True, jsonrpc=False, notauth_errno=13,
-    post_auth_limit=None, rate_limit=False, roles=False, login_ex=False, revoke_insecure_api_key=False,
-    pydantic=False, extent_name_max=None, serial_max=15, extent_single_target=False,
-    extent_product_id=False, target_name_max=None, target_name_exists_msg="Target name already exists",
-    target_delete_extents=False, target_auth_networks=False, target_rel_tgt_id=False,
-    target_iscsi_parameters=False, alias_empty_is_value=True, initiator_auth_network=True,
-    portal_port_per_ip=True, portal_discovery_fields=True, auth_discovery_auth=False,
-    auth_secret_no_hash=False, global_listen_port=False, global_iser=False, user_properties=False,
-    create_ancestors=False, default_volblocksize=None, volblocksize_check_only_if_given=True,
-    dataset_name_max=255, core_start_restarts=True, service_control=False, legacy_jobs_option=False,
-))
-_add(Profile(
-    name="24.10", version_string="TrueNAS-SCALE-24.10.2.2", core=False, jsonrpc=False, notauth_errno=207,
-    post_auth_limit=64 * 1024, rate_limit=True, roles=True, login_ex=False, revoke_insecure_api_key=False,
-    pydantic=False, extent_name_max=64, serial_max=20, extent_single_target=True,
-    extent_product_id=False, target_name_max=None,
-    target_name_exists_msg="Target with this name already exists",
-    target_delete_extents=False, target_auth_networks=True, target_rel_tgt_id=True,
-    target_iscsi_parameters=False, alias_empty_is_value=False, initiator_auth_network=False,
-    portal_port_per_ip=False, portal_discovery_fields=True, auth_discovery_auth=False,
-    auth_secret_no_hash=False, global_listen_port=True, global_iser=False, user_properties=True,
-    create_ancestors=True, default_volblocksize="16K", volblocksize_check_only_if_given=False,
-    dataset_name_max=200, core_start_restarts=False, service_control=False, legacy_jobs_option=False,
-))
-_add(Profile(
-    name="25.04", version_string="TrueNAS-25.04.2.4", core=False, jsonrpc=True, notauth_errno=207,
-    post_auth_limit=64 * 1024, rate_limit=True, roles=True, login_ex=True, revoke_insecure_api_key=True,
-    pydantic=True, extent_name_max=64, serial_max=20, extent_single_target=True,
-    extent_product_id=False, target_name_max=120,
-    target_name_exists_msg="Target with this name already exists",
-    target_delete_extents=True, target_auth_networks=True, target_rel_tgt_id=True,
-    target_iscsi_parameters=True, alias_empty_is_value=False, initiator_auth_network=False,
-    portal_port_per_ip=False, portal_discovery_fields=False, auth_discovery_auth=True,
-    auth_secret_no_hash=True, global_listen_port=True, global_iser=True, user_properties=True,
-    create_ancestors=True, default_volblocksize="16K", volblocksize_check_only_if_given=False,
-    dataset_name_max=200, core_start_restarts=False, service_control=False, legacy_jobs_option=False,
-    pinned_versions=("v24.10", "v25.04.0", "v25.04.1", "v25.04.2"),
-))
-_add(Profile(
-    name="25.10", version_string="TrueNAS-25.10.1", core=False, jsonrpc=True, notauth_errno=207,
-    post_auth_limit=64 * 1024, rate_limit=True, roles=True, login_ex=True, revoke_insecure_api_key=True,
-    pydantic=True, extent_name_max=64, serial_max=20, extent_single_target=True,
-    extent_product_id=True, target_name_max=120,
-    target_name_exists_msg="Target with this name already exists",
-    target_delete_extents=True, target_auth_networks=True, target_rel_tgt_id=True,
-    target_iscsi_parameters=True, alias_empty_is_value=False, initiator_auth_network=False,
-    portal_port_per_ip=False, portal_discovery_fields=False, auth_discovery_auth=True,
-    auth_secret_no_hash=True, global_listen_port=True, global_iser=True, user_properties=True,
-    create_ancestors=True, default_volblocksize="16K", volblocksize_check_only_if_given=False,
-    dataset_name_max=200, core_start_restarts=False, service_control=True, legacy_jobs_option=True,
-    pinned_versions=("v24.10", "v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2"),
-))
+_add(
+    Profile(
+        name="13",
+        version_string="TrueNAS-13.0-U6.1",
+        core=True,
+        jsonrpc=False,
+        notauth_errno=13,
+        post_auth_limit=None,
+        rate_limit=False,
+        roles=False,
+        login_ex=False,
+        revoke_insecure_api_key=False,
+        pydantic=False,
+        extent_name_max=None,
+        serial_max=15,
+        extent_single_target=False,
+        extent_product_id=False,
+        target_name_max=None,
+        target_name_exists_msg="Target name already exists",
+        target_delete_extents=False,
+        target_auth_networks=False,
+        target_rel_tgt_id=False,
+        target_iscsi_parameters=False,
+        alias_empty_is_value=True,
+        initiator_auth_network=True,
+        portal_port_per_ip=True,
+        portal_discovery_fields=True,
+        auth_discovery_auth=False,
+        auth_secret_no_hash=False,
+        global_listen_port=False,
+        global_iser=False,
+        user_properties=False,
+        create_ancestors=False,
+        default_volblocksize=None,
+        volblocksize_check_only_if_given=True,
+        dataset_name_max=255,
+        core_start_restarts=True,
+        service_control=False,
+        legacy_jobs_option=False,
+    )
+)
+_add(
+    Profile(
+        name="24.10",
+        version_string="TrueNAS-SCALE-24.10.2.2",
+        core=False,
+        jsonrpc=False,
+        notauth_errno=207,
+        post_auth_limit=64 * 1024,
+        rate_limit=True,
+        roles=True,
+        login_ex=False,
+        revoke_insecure_api_key=False,
+        pydantic=False,
+        extent_name_max=64,
+        serial_max=20,
+        extent_single_target=True,
+        extent_product_id=False,
+        target_name_max=None,
+        target_name_exists_msg="Target with this name already exists",
+        target_delete_extents=False,
+        target_auth_networks=True,
+        target_rel_tgt_id=True,
+        target_iscsi_parameters=False,
+        alias_empty_is_value=False,
+        initiator_auth_network=False,
+        portal_port_per_ip=False,
+        portal_discovery_fields=True,
+        auth_discovery_auth=False,
+        auth_secret_no_hash=False,
+        global_listen_port=True,
+        global_iser=False,
+        user_properties=True,
+        create_ancestors=True,
+        default_volblocksize="16K",
+        volblocksize_check_only_if_given=False,
+        dataset_name_max=200,
+        core_start_restarts=False,
+        service_control=False,
+        legacy_jobs_option=False,
+    )
+)
+_add(
+    Profile(
+        name="25.04",
+        version_string="TrueNAS-25.04.2.4",
+        core=False,
+        jsonrpc=True,
+        notauth_errno=207,
+        post_auth_limit=64 * 1024,
+        rate_limit=True,
+        roles=True,
+        login_ex=True,
+        revoke_insecure_api_key=True,
+        pydantic=True,
+        extent_name_max=64,
+        serial_max=20,
+        extent_single_target=True,
+        extent_product_id=False,
+        target_name_max=120,
+        target_name_exists_msg="Target with this name already exists",
+        target_delete_extents=True,
+        target_auth_networks=True,
+        target_rel_tgt_id=True,
+        target_iscsi_parameters=True,
+        alias_empty_is_value=False,
+        initiator_auth_network=False,
+        portal_port_per_ip=False,
+        portal_discovery_fields=False,
+        auth_discovery_auth=True,
+        auth_secret_no_hash=True,
+        global_listen_port=True,
+        global_iser=True,
+        user_properties=True,
+        create_ancestors=True,
+        default_volblocksize="16K",
+        volblocksize_check_only_if_given=False,
+        dataset_name_max=200,
+        core_start_restarts=False,
+        service_control=False,
+        legacy_jobs_option=False,
+        pinned_versions=("v24.10", "v25.04.0", "v25.04.1", "v25.04.2"),
+    )
+)
+_add(
+    Profile(
+        name="25.10",
+        version_string="TrueNAS-25.10.1",
+        core=False,
+        jsonrpc=True,
+        notauth_errno=207,
+        post_auth_limit=64 * 1024,
+        rate_limit=True,
+        roles=True,
+        login_ex=True,
+        revoke_insecure_api_key=True,
+        pydantic=True,
+        extent_name_max=64,
+        serial_max=20,
+        extent_single_target=True,
+        extent_product_id=True,
+        target_name_max=120,
+        target_name_exists_msg="Target with this name already exists",
+        target_delete_extents=True,
+        target_auth_networks=True,
+        target_rel_tgt_id=True,
+        target_iscsi_parameters=True,
+        alias_empty_is_value=False,
+        initiator_auth_network=False,
+        portal_port_per_ip=False,
+        portal_discovery_fields=False,
+        auth_discovery_auth=True,
+        auth_secret_no_hash=True,
+        global_listen_port=True,
+        global_iser=True,
+        user_properties=True,
+        create_ancestors=True,
+        default_volblocksize="16K",
+        volblocksize_check_only_if_given=False,
+        dataset_name_max=200,
+        core_start_restarts=False,
+        service_control=True,
+        legacy_jobs_option=True,
+        pinned_versions=("v24.10", "v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2"),
+    )
+)
 
 
 def get_profile(name: str) -> Profile:
-    try:
-        return PROFILES[str(name)]
-    except KeyError:
-        raise ValueError(f"unknown TrueNAS profile {name!r}; choose one of {sorted(PROFILES)}") from None
+    """``"13"``, ``"24.10"``, ``"25.04"``, ``"25.10"``; longer versions (``"13.0-U6"``) map to them."""
+    key = str(name).strip()
+    if key in PROFILES:
+        return PROFILES[key]
+    for cand in sorted(PROFILES, key=len, reverse=True):
+        if key.startswith(cand + ".") or key.startswith(cand + "-"):
+            return PROFILES[cand]
+    raise ValueError(f"unknown TrueNAS profile {name!r}; choose one of {sorted(PROFILES)}")

@@ -3,26 +3,30 @@
 Two dialects: the legacy ``middlewared.schema`` messages (CORE, SCALE <= 24.10 and legacy-schema methods)
 and the 25.04+ pydantic messages (doc §8 "Typical messages").
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
 
 from .errors import ValidationErrors
 
 _REQUIRED = object()
+PYDANTIC_STR_MAX = 1024  # 25.04+ models cap strings at 1024 characters unless a field overrides it (doc §7)
 
 
 @dataclass
 class Field:
-    kind: str                      # str, int, bool, list, dict, any
-    default: Any = None            # _REQUIRED => required
+    kind: str  # str, int, bool, list, dict, any
+    default: Any = None  # _REQUIRED => required
     null: bool = False
     enum: tuple | None = None
     max_length: int | None = None
     min_length: int | None = None
-    range: tuple | None = None     # (min, max)
-    items: "dict[str, Field] | Field | None" = None  # for list of dicts / list of scalars
+    range: tuple | None = None  # (min, max)
+    items: dict[str, Field] | Field | None = None  # for list of dicts / list of scalars
     extra: dict = dc_field(default_factory=dict)
 
     @property
@@ -81,8 +85,12 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
     if v is None:
         if f.null:
             return None
-        verrors.add(attr, _TYPE_MSG_PYD[f.kind] if pyd and f.kind in _TYPE_MSG_PYD else
-                    ("Input should be a valid " + f.kind if pyd else "null not allowed"))
+        verrors.add(
+            attr,
+            _TYPE_MSG_PYD[f.kind]
+            if pyd and f.kind in _TYPE_MSG_PYD
+            else ("Input should be a valid " + f.kind if pyd else "null not allowed"),
+        )
         return None
     if not _type_ok(f.kind, v):
         verrors.add(attr, (_TYPE_MSG_PYD if pyd else _TYPE_MSG_LEGACY).get(f.kind, "Invalid type"))
@@ -90,28 +98,50 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
     if f.enum is not None and v not in f.enum:
         verrors.add(attr, f"Input should be {_fmt_enum(f.enum)}" if pyd else f"Invalid choice: {v}")
         return None
-    if f.max_length is not None and isinstance(v, str) and len(v) > f.max_length:
-        verrors.add(attr, f"String should have at most {f.max_length} characters" if pyd
-                    else f"The value may not be longer than {f.max_length} characters")
+    max_length = f.max_length if f.max_length is not None else (PYDANTIC_STR_MAX if pyd else None)
+    if max_length is not None and isinstance(v, str) and len(v) > max_length:
+        verrors.add(
+            attr,
+            f"String should have at most {max_length} characters"
+            if pyd
+            else f"The value may not be longer than {max_length} characters",
+        )
         return None
     if f.min_length is not None and isinstance(v, (str, list)) and len(v) < f.min_length:
         if isinstance(v, str):
-            verrors.add(attr, f"String should have at least {f.min_length} character"
-                        + ("s" if f.min_length != 1 else "") if pyd else "Empty value not allowed")
+            verrors.add(
+                attr,
+                f"String should have at least {f.min_length} character" + ("s" if f.min_length != 1 else "")
+                if pyd
+                else "Empty value not allowed",
+            )
         else:
-            verrors.add(attr, f"List should have at least {f.min_length} item"
-                        + ("s" if f.min_length != 1 else "") + " after validation, not 0"
-                        if pyd else "At least one item is required")
+            verrors.add(
+                attr,
+                f"List should have at least {f.min_length} item"
+                + ("s" if f.min_length != 1 else "")
+                + " after validation, not 0"
+                if pyd
+                else "At least one item is required",
+            )
         return None
     if f.range is not None and isinstance(v, int):
         lo, hi = f.range
         if lo is not None and v < lo:
-            verrors.add(attr, f"Input should be greater than or equal to {lo}" if pyd
-                        else f"Should be greater or equal than {lo}")
+            verrors.add(
+                attr,
+                f"Input should be greater than or equal to {lo}"
+                if pyd
+                else f"Should be greater or equal than {lo}",
+            )
             return None
         if hi is not None and v > hi:
-            verrors.add(attr, f"Input should be less than or equal to {hi}" if pyd
-                        else f"Should be lower or equal than {hi}")
+            verrors.add(
+                attr,
+                f"Input should be less than or equal to {hi}"
+                if pyd
+                else f"Should be lower or equal than {hi}",
+            )
             return None
     if f.kind == "list" and f.items is not None:
         out = []
@@ -127,8 +157,15 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
     return v
 
 
-def check_dict(pyd: bool, schema: str, spec: dict, data, verrors: ValidationErrors | None = None,
-               update: bool = False, raise_now: bool = True) -> dict:
+def check_dict(
+    pyd: bool,
+    schema: str,
+    spec: dict,
+    data,
+    verrors: ValidationErrors | None = None,
+    update: bool = False,
+    raise_now: bool = True,
+) -> dict:
     own = verrors is None
     if own:
         verrors = ValidationErrors()
@@ -140,7 +177,9 @@ def check_dict(pyd: bool, schema: str, spec: dict, data, verrors: ValidationErro
     out: dict = {}
     for key, value in data.items():
         if key not in spec:
-            verrors.add(f"{schema}.{key}", "Extra inputs are not permitted" if pyd else "Field was not expected")
+            verrors.add(
+                f"{schema}.{key}", "Extra inputs are not permitted" if pyd else "Field was not expected"
+            )
             continue
         out[key] = check_value(pyd, f"{schema}.{key}", spec[key], value, verrors)
     if not update:
@@ -160,11 +199,14 @@ def check_dict(pyd: bool, schema: str, spec: dict, data, verrors: ValidationErro
 def check_arity(pyd: bool, method: str, params: list, max_args: int, min_args: int = 0):
     if len(params) > max_args:
         if pyd:
-            raise ValidationErrors([(None, f"Too many arguments (expected {max_args}, found {len(params)})", 22)])
+            raise ValidationErrors(
+                [(None, f"Too many arguments (expected {max_args}, found {len(params)})", 22)]
+            )
         raise ValidationErrors([(None, f"Too many arguments (expected {max_args}, found {len(params)})", 22)])
     if len(params) < min_args:
-        raise ValidationErrors([(None, f"Not enough arguments (expected at least {min_args}, "
-                                 f"found {len(params)})", 22)])
+        raise ValidationErrors(
+            [(None, f"Not enough arguments (expected at least {min_args}, found {len(params)})", 22)]
+        )
 
 
 Validator = Callable[[Any], None]

@@ -1,4 +1,5 @@
 """Websocket front-end of the simulator: both wire protocols, auth gating, limits, knobs (doc §2-§5)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,20 +27,30 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 
 from .errors import (
-    CallError, MatchNotFound, MethodNotFound, NotAuthenticated, RateLimited, SimError, ValidationErrors,
-    errname, fake_trace,
+    CallError,
+    MatchNotFound,
+    MethodNotFound,
+    NotAuthenticated,
+    RateLimited,
+    SimError,
+    ValidationErrors,
+    errname,
+    fake_trace,
 )
+from .apiversions import api_version_for
 from .methods import JobRequest
 from .nas import Ctx, Nas, Session, zvol_path
 from .profiles import get_profile
 
 log = logging.getLogger("netprov.sim.truenas")
 
-MAX_IN_FLIGHT = 20      # admitted (executing + waiting) per connection
+MAX_IN_FLIGHT = 20  # admitted (executing + waiting) per connection
 MAX_EXECUTING = 10
 ANON_LIMIT = 8 * 1024
 RATE_LIMIT_CALLS = 20
 RATE_LIMIT_WINDOW = 60.0
+RATE_LIMIT_CACHE = 100
+RATE_LIMIT_WIPE = 600.0
 
 
 def is_loopback(ip: str) -> bool:
@@ -56,16 +67,36 @@ def generate_api_key(key_id: int = 1) -> str:
 
 
 class Knobs:
-    """Fault injection. ``fail_call`` and ``drop_at`` count calls from the moment they are set (1-based)."""
+    """Fault injection and timing switches (all take effect immediately, from any thread).
 
-    def __init__(self, sim: "Simulator"):
+    ``latency``             seconds slept before each reply (inside the per-connection execution slot, so it
+                            also makes the 10-executing / 20-admitted limits observable).
+    ``fail_call``           ``(n, errno, message)``: the n-th call received from now (1-based, any connection)
+                            answers with ``CallError(message, errno)`` in the protocol's shape; one shot.
+    ``drop_at``             ``n``: the connection receiving the n-th call from now is aborted (no close frame,
+                            no reply); one shot.
+    ``out_of_order``        replies are buffered for ``out_of_order_window`` seconds and flushed in a shuffled
+                            order (seeded RNG; a batch of >= 2 is never flushed in arrival order).
+    ``zvol_device_lag``     ``n``: every zvol created (or cloned) while n > 0 fails its first n
+                            ``iscsi.extent.create`` attempts with the real "Device '/dev/zvol/...'
+                            ... does not exist" validation error (SCALE profiles; CORE checks the
+                            dataset instead, so there is no race there).
+    ``insecure_transport``  treat every connection as remote plain ws:// (API keys get revoked on 25.04+).
+    ``rate_limit``          per (method, IP) limit on unauthenticated calls (24.10+), on by default.
+    ``rate_limit_sleep``    (lo, hi) seconds slept before "Rate Limit Exceeded" (real: 1-10 s).
+    ``auth_failure_sleep``  (lo, hi) seconds slept when ``auth.login_with_api_key`` gets an unknown key
+                            (real 25.04+: 1-2 s); default 0 to keep tests fast.
+    """
+
+    def __init__(self, sim: Simulator):
         self._sim = sim
         self.latency: float = 0.0
         self.out_of_order: bool = False
         self.out_of_order_window: float = 0.05
-        self.insecure_transport: bool = False      # treat every connection as non-loopback, non-TLS
+        self.insecure_transport: bool = False  # treat every connection as non-loopback, non-TLS
         self.rate_limit_sleep: tuple = (1.0, 10.0)  # real server sleeps 1-10 s before "Rate Limit Exceeded"
-        self.rate_limit: bool = True                # per (method, IP) limit on unauthenticated calls (24.10+)
+        self.rate_limit: bool = True  # per (method, IP) limit on unauthenticated calls (24.10+)
+        self.auth_failure_sleep: tuple = (0.0, 0.0)
         self._fail_call = None
         self._fail_at = None
         self._drop_at = None
@@ -103,24 +134,64 @@ def jsonrpc_error(exc: BaseException, profile) -> dict:
     if isinstance(exc, MethodNotFound):
         return {"code": -32601, "message": "Method does not exist"}
     if isinstance(exc, NotAuthenticated):
-        return {"code": -32001, "message": "Method call error", "data": {
-            "error": 207, "errname": "ENOTAUTHENTICATED", "reason": "[ENOTAUTHENTICATED] Not authenticated",
-            "trace": None, "extra": None}}
+        return {
+            "code": -32001,
+            "message": "Method call error",
+            "data": {
+                "error": 207,
+                "errname": "ENOTAUTHENTICATED",
+                "reason": "[ENOTAUTHENTICATED] Not authenticated",
+                "trace": None,
+                "extra": None,
+            },
+        }
     if isinstance(exc, ValidationErrors):
-        return {"code": -32602, "message": "Invalid params", "data": {
-            "error": errno.EINVAL, "errname": "EINVAL", "reason": str(exc), "trace": fake_trace(exc),
-            "extra": [[a, m, e] for a, m, e in exc.errors]}}
+        return {
+            "code": -32602,
+            "message": "Invalid params",
+            "data": {
+                "error": errno.EINVAL,
+                "errname": "EINVAL",
+                "reason": str(exc),
+                "trace": fake_trace(exc),
+                "extra": [[a, m, e] for a, m, e in exc.errors],
+            },
+        }
     if isinstance(exc, CallError):
-        return {"code": -32001, "message": "Method call error", "data": {
-            "error": exc.errno, "errname": errname(exc.errno), "reason": str(exc), "trace": fake_trace(exc),
-            "extra": exc.extra}}
+        return {
+            "code": -32001,
+            "message": "Method call error",
+            "data": {
+                "error": exc.errno,
+                "errname": errname(exc.errno),
+                "reason": str(exc),
+                "trace": fake_trace(exc),
+                "extra": exc.extra,
+            },
+        }
     if isinstance(exc, MatchNotFound):
-        return {"code": -32001, "message": "Method call error", "data": {
-            "error": errno.EINVAL, "errname": "EINVAL", "reason": "MatchNotFound()", "trace": fake_trace(exc),
-            "extra": None}}
-    return {"code": -32001, "message": "Method call error", "data": {
-        "error": errno.EINVAL, "errname": "EINVAL", "reason": str(exc) or repr(exc), "trace": fake_trace(exc),
-        "extra": None}}
+        return {
+            "code": -32001,
+            "message": "Method call error",
+            "data": {
+                "error": errno.EINVAL,
+                "errname": "EINVAL",
+                "reason": "MatchNotFound()",
+                "trace": fake_trace(exc),
+                "extra": None,
+            },
+        }
+    return {
+        "code": -32001,
+        "message": "Method call error",
+        "data": {
+            "error": errno.EINVAL,
+            "errname": "EINVAL",
+            "reason": str(exc) or repr(exc),
+            "trace": fake_trace(exc),
+            "extra": None,
+        },
+    }
 
 
 def legacy_error(exc: BaseException, profile, known_services=()) -> dict:
@@ -130,6 +201,7 @@ def legacy_error(exc: BaseException, profile, known_services=()) -> dict:
             d["errname"] = errname(err)
         d.update({"type": type_, "reason": reason, "trace": trace, "extra": extra})
         return d
+
     if isinstance(exc, MethodNotFound):
         return mk(201, None, exc.legacy_reason(known_services))
     if isinstance(exc, NotAuthenticated):
@@ -150,10 +222,10 @@ class TooManyCalls(SimError):
 
 # ------------------------------------------------------------------------------------- connection
 class Conn:
-    def __init__(self, sim: "Simulator", ws, kind: str):
+    def __init__(self, sim: Simulator, ws, kind: str):
         self.sim = sim
         self.ws = ws
-        self.kind = kind                  # "jsonrpc" | "legacy"
+        self.kind = kind  # "jsonrpc" | "legacy"
         self.session = Session()
         self.options: dict = {}
         self.connected = kind == "jsonrpc"
@@ -166,6 +238,7 @@ class Conn:
         addr = ws.remote_address
         self.peer_ip = addr[0] if addr else "127.0.0.1"
         self.tasks: set = set()
+        self.api_version: str | None = None
 
     # -------------------------------------------------------------- sending
     async def _send_now(self, obj):
@@ -187,7 +260,8 @@ class Conn:
         self.pending.append(obj)
         if self.flush_handle is None:
             self.flush_handle = asyncio.get_running_loop().call_later(
-                self.sim.knobs.out_of_order_window, lambda: self._spawn(self._flush()))
+                self.sim.knobs.out_of_order_window, lambda: self._spawn(self._flush())
+            )
 
     async def _flush(self):
         self.flush_handle = None
@@ -226,16 +300,28 @@ class Conn:
                 err = {"code": -32000, "message": "Maximum number of concurrent calls (20) has exceeded"}
                 await self._send_now({"jsonrpc": "2.0", "error": err, "id": id_})
             else:
-                d = {"error": errno.ETOOMANYREFS, "errname": "ETOOMANYREFS", "type": None,
-                     "reason": "Maximum number of concurrent calls (20) has exceeded.", "trace": None,
-                     "extra": None}
+                d = {
+                    "error": errno.ETOOMANYREFS,
+                    "errname": "ETOOMANYREFS",
+                    "type": None,
+                    "reason": "Maximum number of concurrent calls (20) has exceeded.",
+                    "trace": None,
+                    "extra": None,
+                }
                 await self._send_now({"msg": "result", "id": id_, "error": d})
             return
         if self.kind == "jsonrpc":
-            await self.send_reply({"jsonrpc": "2.0", "error": jsonrpc_error(exc, self.sim.profile), "id": id_})
+            await self.send_reply(
+                {"jsonrpc": "2.0", "error": jsonrpc_error(exc, self.sim.profile), "id": id_}
+            )
         else:
-            await self.send_reply({"msg": "result", "id": id_, "error": legacy_error(
-                exc, self.sim.profile, self.sim.nas.known_services())})
+            await self.send_reply(
+                {
+                    "msg": "result",
+                    "id": id_,
+                    "error": legacy_error(exc, self.sim.profile, self.sim.nas.known_services()),
+                }
+            )
 
     # -------------------------------------------------------------- main loop
     async def run(self):
@@ -265,6 +351,7 @@ class Conn:
     async def on_jsonrpc(self, raw: str):
         def err(code, message, id_=None):
             return {"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": id_}
+
         try:
             msg = json.loads(raw)
         except ValueError as e:
@@ -284,7 +371,9 @@ class Conn:
         elif msg["jsonrpc"] != "2.0":
             problem = "'jsonrpc' member must be of type string and hold value '2.0'"
         elif not isinstance(msg.get("method"), str):
-            problem = "Missing 'method' member" if "method" not in msg else "'method' member must be of type string"
+            problem = (
+                "Missing 'method' member" if "method" not in msg else "'method' member must be of type string"
+            )
         elif not isinstance(msg.get("params", []), list):
             problem = "'params' member must be of type array"
         elif id_ is not None and not isinstance(id_, (str, int)) or isinstance(id_, bool):
@@ -325,8 +414,13 @@ class Conn:
         elif t == "sub":
             sid = msg.get("id")
             if not self.session.authenticated:
-                await self._send_now({"msg": "result", "id": sid, "error": legacy_error(
-                    CallError("Not authorized", errno.EACCES), self.sim.profile)})
+                await self._send_now(
+                    {
+                        "msg": "result",
+                        "id": sid,
+                        "error": legacy_error(CallError("Not authorized", errno.EACCES), self.sim.profile),
+                    }
+                )
                 return
             self.subs[sid] = msg.get("name")
             await self._send_now({"msg": "ready", "subs": [sid]})
@@ -391,13 +485,24 @@ class Simulator:
     performed), ``nas`` (the state object).
     """
 
-    def __init__(self, profile: str = "25.04", api_key: str | None = None, users: dict | None = None,
-                 state: dict | str | os.PathLike | None = None, tls: tuple | None = None,
-                 host: str = "127.0.0.1", port: int = 0, seed: int = 1234):
+    def __init__(
+        self,
+        profile: str = "25.04",
+        api_key: str | None = None,
+        users: dict | None = None,
+        state: dict | str | os.PathLike | None = None,
+        tls: tuple | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 1234,
+    ):
         self.profile = get_profile(profile)
         self.seed = seed
         self.nas = Nas(self.profile, seed=seed)
         self.nas.on_event = self._emit
+        self.nas.wants_event = lambda coll: any(
+            c.session.authenticated and c.wants(coll) for c in list(self._conns)
+        )
         if state is not None:
             self.load_state(state if isinstance(state, dict) else json.loads(Path(state).read_text()))
         self.api_key_generated = False
@@ -426,6 +531,8 @@ class Simulator:
         self._server = None
         self._conns: set[Conn] = set()
         self._rate: dict = {}
+        self._bulk_locks: dict = {}
+        self._rate_wiped = time.monotonic()
         self._stop_evt: asyncio.Event | None = None
 
     # -------------------------------------------------------------- keys / users / state helpers
@@ -435,7 +542,13 @@ class Simulator:
     def _store_key(self, key: str, username: str, roles):
         head = key.split("-", 1)[0]
         kid = int(head) if head.isdigit() and int(head) not in self.nas.api_keys else self._next_key_id()
-        self.nas.api_keys[kid] = {"id": kid, "key": key, "username": username, "roles": roles, "revoked": False}
+        self.nas.api_keys[kid] = {
+            "id": kid,
+            "key": key,
+            "username": username,
+            "roles": roles,
+            "revoked": False,
+        }
         return kid
 
     def add_api_key(self, username: str = "root", roles: list | None = None) -> str:
@@ -449,8 +562,12 @@ class Simulator:
         key = key or self.api_key
         return any(k["key"] == key and k.get("revoked") for k in self.nas.api_keys.values())
 
-    def add_user(self, username: str, password: str):
-        self.nas.users[username] = password
+    def add_user(self, username: str, password: str, otp_token: str | None = None):
+        """Add a password login; with ``otp_token`` the user has two-factor auth (fixed token)."""
+        with self.nas.lock:
+            self.nas.users[username] = password
+            if otp_token is not None:
+                self.nas.otp[username] = otp_token
 
     def dump_state(self) -> dict:
         return self.nas.dump()
@@ -467,7 +584,7 @@ class Simulator:
         os.replace(tmp, path)
 
     @classmethod
-    def from_state_file(cls, path, **kwargs) -> "Simulator":
+    def from_state_file(cls, path, **kwargs) -> Simulator:
         d = json.loads(Path(path).read_text())
         kwargs.setdefault("profile", d.get("profile", "25.04"))
         return cls(state=d, **kwargs)
@@ -480,9 +597,10 @@ class Simulator:
         with self.nas.lock:
             self.nas.drop_sessions()
 
-    def add_snapshot(self, snapshot: str, volsize: int = 8 * 2 ** 30, volblocksize: str | None = None) -> dict:
+    def add_snapshot(self, snapshot: str, volsize: int = 8 * 2**30, volblocksize: str | None = None) -> dict:
         """Seed a golden image: zvol ``<dataset>`` (created with its ancestors if missing) + ``@snapshot``."""
         from .nas import VOLBLOCKSIZES
+
         ds, _, snap = snapshot.partition("@")
         if not snap:
             raise ValueError("snapshot must look like pool/path/zvol@name")
@@ -493,20 +611,42 @@ class Simulator:
             for comp in parts[1:-1]:
                 cur = f"{cur}/{comp}"
                 if cur not in nas.datasets:
-                    nas.datasets[cur] = {"name": cur, "type": "FILESYSTEM", "props": {},
-                                         "creation": int(time.time()), "user_properties": {}, "origin": None,
-                                         "device_pending": 0, "comments": None, "managedby": None}
+                    nas.datasets[cur] = {
+                        "name": cur,
+                        "type": "FILESYSTEM",
+                        "props": {},
+                        "creation": int(time.time()),
+                        "user_properties": {},
+                        "origin": None,
+                        "device_pending": 0,
+                        "comments": None,
+                        "managedby": None,
+                    }
             if ds not in nas.datasets:
                 vbs = VOLBLOCKSIZES[volblocksize or self.profile.default_volblocksize or "8K"]
                 if volsize % vbs:
                     raise ValueError("volsize must be a multiple of volblocksize")
-                nas.datasets[ds] = {"name": ds, "type": "VOLUME", "props": {}, "creation": int(time.time()),
-                                    "user_properties": {}, "origin": None, "device_pending": 0,
-                                    "comments": None, "managedby": None, "volsize": volsize,
-                                    "volblocksize": vbs, "sparse": False}
+                nas.datasets[ds] = {
+                    "name": ds,
+                    "type": "VOLUME",
+                    "props": {},
+                    "creation": int(time.time()),
+                    "user_properties": {},
+                    "origin": None,
+                    "device_pending": 0,
+                    "comments": None,
+                    "managedby": None,
+                    "volsize": volsize,
+                    "volblocksize": vbs,
+                    "sparse": False,
+                }
             d = nas.datasets[ds]
-            nas.snapshots[snapshot] = {"creation": int(time.time()), "createtxg": 1000 + len(nas.snapshots),
-                                       "volsize": d.get("volsize"), "volblocksize": d.get("volblocksize")}
+            nas.snapshots[snapshot] = {
+                "creation": int(time.time()),
+                "createtxg": 1000 + len(nas.snapshots),
+                "volsize": d.get("volsize"),
+                "volblocksize": d.get("volblocksize"),
+            }
             return {"dataset": ds, "snapshot": snapshot, "disk": zvol_path(snapshot)}
 
     @property
@@ -536,7 +676,7 @@ class Simulator:
         return self.url_for("/api/current" if self.profile.jsonrpc else "/websocket")
 
     # -------------------------------------------------------------- lifecycle
-    def start(self) -> "Simulator":
+    def start(self) -> Simulator:
         if self._thread is not None:
             return self
         started = threading.Event()
@@ -568,9 +708,16 @@ class Simulator:
             ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ssl_ctx.load_cert_chain(self.tls[0], self.tls[1])
         self._stop_evt = asyncio.Event()
-        async with ws_serve(self._handler, self.host, self._req_port, process_request=self._process_request,
-                            max_size=16 * 1024 * 1024, ping_interval=None, ssl=ssl_ctx,
-                            compression=None) as server:
+        async with ws_serve(
+            self._handler,
+            self.host,
+            self._req_port,
+            process_request=self._process_request,
+            max_size=16 * 1024 * 1024,
+            ping_interval=None,
+            ssl=ssl_ctx,
+            compression=None,
+        ) as server:
             self._server = server
             self.port = server.sockets[0].getsockname()[1]
             started.set()
@@ -607,18 +754,24 @@ class Simulator:
         p = self.profile
         if path == "/api/versions" and p.jsonrpc:
             body = json.dumps(list(p.pinned_versions) + ["current"]).encode()
-            headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-                               ("Connection", "close")])
+            headers = Headers(
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                ]
+            )
             return Response(200, "OK", headers, body)
         if path == "/websocket":
             return None
-        if p.jsonrpc and (path == "/api/current" or path[len("/api/"):] in p.pinned_versions):
+        if p.jsonrpc and (path == "/api/current" or path[len("/api/") :] in p.pinned_versions):
             return None
         return connection.respond(http.HTTPStatus.NOT_FOUND, "404 Not Found\n")
 
     async def _handler(self, ws):
         path = ws.request.path.split("?", 1)[0]
         conn = Conn(self, ws, "legacy" if path == "/websocket" else "jsonrpc")
+        conn.api_version = api_version_for(self.profile, conn.kind, path)
         self._conns.add(conn)
         try:
             await conn.run()
@@ -635,6 +788,7 @@ class Simulator:
             for c in list(self._conns):
                 if c.session.authenticated and c.wants(collection):
                     c.send_event(collection, msg, id_, fields)
+
         try:
             if threading.current_thread() is self._thread:
                 fanout()
@@ -659,6 +813,11 @@ class Simulator:
     async def _rate_limit(self, method: str, ip: str):
         now = time.monotonic()
         key = (method, ip)
+        if now - self._rate_wiped >= RATE_LIMIT_WIPE:
+            self._rate.clear()
+            self._rate_wiped = now
+        if key not in self._rate and len(self._rate) >= RATE_LIMIT_CACHE:
+            raise RateLimited()  # global cache full: every unauthenticated call fails until the wipe
         ent = self._rate.get(key)
         if ent is None or now - ent[0] >= RATE_LIMIT_WINDOW:
             ent = self._rate[key] = [now, 0]
@@ -679,8 +838,13 @@ class Simulator:
 
     async def _dispatch(self, conn: Conn, method: str, params: list, msg_id):
         nas = self.nas
-        ctx = Ctx(session=conn.session, secure_transport=self._secure_transport(conn), peer_ip=conn.peer_ip,
-                  conn=conn)
+        ctx = Ctx(
+            session=conn.session,
+            secure_transport=self._secure_transport(conn),
+            peer_ip=conn.peer_ip,
+            conn=conn,
+            api_version=conn.api_version,
+        )
         if method in ("core.subscribe", "core.unsubscribe") and conn.kind == "jsonrpc":
             if not conn.session.authenticated:
                 raise NotAuthenticated()
@@ -697,18 +861,31 @@ class Simulator:
             raise MethodNotFound(method)
         if not spec.no_auth and not conn.session.authenticated:
             raise NotAuthenticated()
-        if (spec.no_auth and not conn.session.authenticated and self.profile.rate_limit and self.knobs.rate_limit
-                and method != "core.set_options"):
+        if (
+            spec.no_auth
+            and not conn.session.authenticated
+            and self.profile.rate_limit
+            and self.knobs.rate_limit
+            and method != "core.set_options"
+        ):
             await self._rate_limit(method, conn.peer_ip)
+        if method == "auth.login_with_api_key" and self.knobs.auth_failure_sleep[1] > 0:
+            key = params[0] if params else None
+            if not any(k["key"] == key for k in nas.api_keys.values()):
+                await asyncio.sleep(random.uniform(*self.knobs.auth_failure_sleep))
         if spec.job:
             nas.authorize(ctx, method)
             from .schema import check_arity
+
             check_arity(self.profile.pydantic, method, params, spec.max_args, spec.min_args)
             with nas.lock:
                 jr = spec.func(ctx, *params)
             job, fut = self._start_job(ctx, jr, msg_id)
-            if (self.profile.legacy_jobs_option and conn.kind == "jsonrpc"
-                    and conn.options.get("legacy_jobs", True) is False):
+            if (
+                self.profile.legacy_jobs_option
+                and conn.kind == "jsonrpc"
+                and conn.options.get("legacy_jobs", True) is False
+            ):
                 outcome = await fut
                 if isinstance(outcome, BaseException):
                     raise outcome
@@ -730,6 +907,36 @@ class Simulator:
         asyncio.get_running_loop().create_task(self._run_job(job, jr, ctx, fut))
         return job, fut
 
+    async def _bulk_items(self, ctx: Ctx, job, method, plist, results):
+        nas = self.nas
+        spec = nas.methods.get(method)
+        for i, params in enumerate(plist):
+            self.round_trips[f"core.bulk:{method}"] += 1
+            try:
+                if spec is not None and spec.job:
+                    with nas.lock:
+                        inner = spec.func(ctx, *params)
+                    ijob, _ = self._start_job(ctx, inner, None)
+                    item = {"job_id": ijob["id"], "result": None, "error": None}
+                else:
+                    item = {"result": nas.call(ctx, method, params), "error": None}
+            except SimError as e:
+                item = {"result": None, "error": str(e) or repr(e)}
+            except Exception as e:  # a simulator bug: report it per item like the middleware would
+                log.exception("bulk item %s crashed", method)
+                item = {"result": None, "error": str(e) or repr(e)}
+            finally:
+                if spec is not None and spec.mutating:
+                    self._mutated()
+            results.append(item)
+            pct = int(100 * (i + 1) / max(len(plist), 1))
+            if pct - job["progress"]["percent"] >= 10 or i + 1 == len(plist):  # throttled, like upstream
+                with nas.lock:
+                    nas.job_update(
+                        job, progress={"percent": pct, "description": f"{i + 1}/{len(plist)}", "extra": None}
+                    )
+            await asyncio.sleep(0)
+
     async def _run_job(self, job, jr: JobRequest, ctx: Ctx, fut):
         nas = self.nas
         await asyncio.sleep(0)
@@ -739,46 +946,45 @@ class Simulator:
         try:
             if jr.bulk is not None:
                 method, plist = jr.bulk
+                # core.bulk holds a lock named bulk:<method>: two bulks for one method run one after the other
+                lock = self._bulk_locks.setdefault(method, asyncio.Lock())
+                await lock.acquire()
                 results = []
-                for i, params in enumerate(plist):
-                    self.round_trips[f"core.bulk:{method}"] += 1
-                    item: dict = {}
-                    try:
-                        spec = nas.methods.get(method)
-                        if spec is not None and spec.job:
-                            with nas.lock:
-                                inner = spec.func(ctx, *params)
-                            ijob, _ = self._start_job(ctx, inner, None)
-                            item = {"job_id": ijob["id"], "result": None, "error": None}
-                        else:
-                            item = {"result": nas.call(ctx, method, params), "error": None}
-                    except SimError as e:
-                        item = {"result": None, "error": str(e) or repr(e)}
-                    finally:
-                        if spec is not None and spec.mutating:
-                            self._mutated()
-                    results.append(item)
-                    with nas.lock:
-                        nas.job_update(job, progress={"percent": int(100 * (i + 1) / max(len(plist), 1)),
-                                                      "description": f"{i + 1}/{len(plist)}", "extra": None})
-                    await asyncio.sleep(0)
+                try:
+                    await self._bulk_items(ctx, job, method, plist, results)
+                finally:
+                    lock.release()
                 outcome = results
             else:
                 with nas.lock:
                     outcome = jr.run()
                 self._mutated()
             with nas.lock:
-                nas.job_update(job, state="SUCCESS", result=copy.deepcopy(outcome),
-                               progress={"percent": 100, "description": "", "extra": None},
-                               time_finished={"$date": int(time.time() * 1000)})
-        except SimError as e:
-            exc_info = {"repr": repr(e), "type": "VALIDATION" if isinstance(e, ValidationErrors) else type(e).__name__,
-                        "errno": getattr(e, "errno", errno.EINVAL),
-                        "extra": [[a, m, n] for a, m, n in e.errors] if isinstance(e, ValidationErrors)
-                        else getattr(e, "extra", None)}
+                nas.job_update(
+                    job,
+                    state="SUCCESS",
+                    result=copy.deepcopy(outcome),
+                    progress={"percent": 100, "description": "", "extra": None},
+                    time_finished={"$date": int(time.time() * 1000)},
+                )
+        except Exception as e:  # noqa: BLE001 - any failure ends the job as FAILED
+            exc_info = {
+                "repr": repr(e),
+                "type": "VALIDATION" if isinstance(e, ValidationErrors) else type(e).__name__,
+                "errno": getattr(e, "errno", errno.EINVAL),
+                "extra": [[a, m, n] for a, m, n in e.errors]
+                if isinstance(e, ValidationErrors)
+                else getattr(e, "extra", None),
+            }
             with nas.lock:
-                nas.job_update(job, state="FAILED", error=str(e) or repr(e), exception=fake_trace(e)["formatted"],
-                               exc_info=exc_info, time_finished={"$date": int(time.time() * 1000)})
+                nas.job_update(
+                    job,
+                    state="FAILED",
+                    error=str(e) or repr(e),
+                    exception=fake_trace(e)["formatted"],
+                    exc_info=exc_info,
+                    time_finished={"$date": int(time.time() * 1000)},
+                )
             outcome = e
         if not fut.done():
             fut.set_result(outcome)
