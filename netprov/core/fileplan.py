@@ -28,9 +28,22 @@ from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
 from netprov.errors import PathConfinementError
 
 __all__ = [
-    "Action", "Activation", "FileChange", "FilePlan", "OWNED_RECORD", "Reason", "RemoteEntry",
-    "RemoteManifest", "TEMP_PREFIX", "confine", "check_relpath", "effective_mode", "has_header",
-    "mask_secrets", "plan_files", "text_wanted",
+    "OWNED_RECORD",
+    "TEMP_PREFIX",
+    "Action",
+    "Activation",
+    "FileChange",
+    "FilePlan",
+    "Reason",
+    "RemoteEntry",
+    "RemoteManifest",
+    "check_relpath",
+    "confine",
+    "effective_mode",
+    "has_header",
+    "mask_secrets",
+    "plan_files",
+    "text_wanted",
 ]
 
 #: Name of the per-root record of headerless files netprov owns (binaries). Dot-prefixed:
@@ -374,8 +387,8 @@ def _plan_one(root: Root, path: str, f: BootFile, remote: RemoteManifest, diffs:
     kind = Kind(f.kind)
     mode = effective_mode(f)
     after_sha = remote.sources.get(f.source) if kind == Kind.BINARY else f.sha256
-    base = dict(root=root, path=path, kind=kind, after_sha256=after_sha, after_mode=mode,
-                secret=f.secret, file=f)
+    base = {"root": root, "path": path, "kind": kind, "after_sha256": after_sha, "after_mode": mode,
+                "secret": f.secret, "file": f}
 
     def conflict(reason: Reason, e: RemoteEntry | None = None) -> FileChange:
         return FileChange(Action.CONFLICT, reason=reason, before_sha256=e.sha256 if e else None,
@@ -400,7 +413,7 @@ def _plan_one(root: Root, path: str, f: BootFile, remote: RemoteManifest, diffs:
         return conflict(Reason.UNMANAGED, e)
     same_content = e.sha256 == after_sha
     same_mode = e.mode == mode
-    before = dict(before_sha256=e.sha256, before_mode=e.mode)
+    before = {"before_sha256": e.sha256, "before_mode": e.mode}
     if same_content and same_mode:
         return FileChange(Action.NOOP, reason=Reason.UNCHANGED, **before, **base)
     reason = Reason.MODE if same_content else (Reason.CONTENT if same_mode else Reason.CONTENT_AND_MODE)

@@ -40,16 +40,28 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Self
 
 from netprov.adapters.pxe.ssh import SshConnection, collect, connect
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
 from netprov.core.fileplan import (
-    OWNED_RECORD, TEMP_PREFIX, Action, Activation, FileChange, FilePlan, RemoteEntry, RemoteManifest,
-    confine, effective_mode, plan_files, text_wanted,
+    OWNED_RECORD,
+    TEMP_PREFIX,
+    Action,
+    Activation,
+    FileChange,
+    FilePlan,
+    RemoteEntry,
+    RemoteManifest,
+    confine,
+    effective_mode,
+    mask_secrets,
+    plan_files,
+    text_wanted,
 )
 from netprov.errors import ConnectError, PathConfinementError, PushError, StalePlanError
 
-__all__ = ["PxeHost", "PxeSettings", "PushReport", "confine"]
+__all__ = ["PushReport", "PxeHost", "PxeSettings", "confine"]
 
 Progress = Callable[[str, "FileChange | None"], None]
 
@@ -188,7 +200,7 @@ class PxeHost:
         if self._conn is not None:
             self._conn.close()
 
-    def __enter__(self) -> PxeHost:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -215,7 +227,7 @@ class PxeHost:
             rootmap = {Root(r): posixpath.normpath(d) for r, d in roots.items()}
         else:
             rootmap = {Root(r): self._root_dir(r) for r in roots}
-        for r, d in rootmap.items():
+        for d in rootmap.values():
             confine(d, "x")  # validates the root itself
         srcs = sorted(set(sources))
         for s in srcs:
@@ -294,10 +306,10 @@ class PxeHost:
         finally:
             try:
                 lock.close()
-            except Exception:  # noqa: BLE001 - the lock dies with the channel anyway
+            except Exception:  # noqa: BLE001, S110 - the lock dies with the channel anyway
                 pass
         note("done", None)
-        done = lambda a: tuple(c.address for c in ops.changes if c.action == a)  # noqa: E731
+        done = lambda a: tuple(c.address for c in ops.changes if c.action == a)
         return PushReport(plan.server, done(Action.CREATE), done(Action.UPDATE), done(Action.DELETE),
                           plan.activation, validated, self.round_trips - rt0, uploaded,
                           time.monotonic() - t0, output)
@@ -331,7 +343,8 @@ class PxeHost:
             full = confine(root_dir, rel)
             checks.append(f'[ "$(cd -P -- {q(root_dir)} && pwd)/{rel}" = "$(cd -P -- {q(full)} && pwd)" ] '
                           f'|| {{ echo NETPROV-ESCAPE {q(full)}; exit 68; }}')
-        cmd = (f"umask 022; mkdir -p -- {' '.join(q(d) for d in dirs)} || exit 69\n"
+        mkdir = f"mkdir -p -- {' '.join(q(d) for d in dirs)} || exit 69" if dirs else ":"
+        cmd = (f"umask 022; {mkdir}\n"
                + "\n".join(checks) + "\n"
                + f"tar -x -o -f - -C / || exit 70\nexec sh {q(ops.script_path)}")
         ch = conn.open_channel(cmd)
@@ -373,7 +386,8 @@ class PxeHost:
                                  f"({_stale_detail(out)}); plan again (nothing was changed)")
         if res.rc == 65:
             raise PushError(f"dnsmasq rejected the new configuration on {s.server_name}; nothing was "
-                            f"activated and live files are unchanged:\n{_test_message(out, ops)}")
+                            f"activated and live files are unchanged:\n"
+                            + mask_secrets(_test_message(out, ops), ops.secrets))
         raise PushError(f"staging files on {s.server_name} failed (exit {res.rc}); live files are unchanged:"
                         f"\n{(out + res.err).strip()[-2000:]}")
 
@@ -501,6 +515,10 @@ class _Ops:
     validate: bool
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(x for c in self.changes if c.file is not None for x in c.file.secrets)
+
+    @property
     def writes(self) -> list[_Op]:
         return [o for o in self.ops if o.action in (Action.CREATE, Action.UPDATE)]
 
@@ -568,7 +586,11 @@ def _build_ops(plan: FilePlan, roots: Mapping[Root, str], token: str) -> _Ops:
                 ops.append(_Op(None, Action.UPDATE, r, live, tmp, bak, 0o644, body))
                 dirs.add(rd)
 
-    first_dir = min(dirs) if dirs else min(roots.values())
+    # The stage script goes next to the first file touched: that directory exists (DELETE) or is
+    # created by the stage command's mkdir -p (CREATE/UPDATE).
+    first_dir = posixpath.dirname(ops[0].live) if ops else min(roots.values())
+    if ops and ops[0].action != Action.DELETE:
+        dirs.add(first_dir)
     script_path = f"{first_dir}/{TEMP_PREFIX}{token}.stage.sh"
 
     # The test config: every final drop-in + every final hostsdir file.
@@ -656,8 +678,10 @@ def _stage_script(ops: _Ops, s: PxeSettings, user: str) -> tuple[str, bool]:
                      f"sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/^/dhcp-host=/' {q(p)}")
         L.append('} > "$TC" || fail 69')
         L.append('chmod 644 "$TC"')
-        test = s.test_command.format(conf='"$TC"', dnsmasq=q(s.dnsmasq))
-        L.append(f"if out=$( ( {_wrap(test, s.sudo, user)} ) 2>&1 ); then :; else rc=$?; "
+        # The test command gets the config path as $1 of its own shell (survives sudo's env reset).
+        test = s.test_command.format(conf='"$1"', dnsmasq=q(s.dnsmasq))
+        runner = ("sudo -n " if s.sudo and user != "root" else "") + f"sh -c {q(test)} netprov-test \"$TC\""
+        L.append(f"if out=$( ( {runner} ) 2>&1 </dev/null ); then :; else rc=$?; "
                  'echo "NETPROV-TEST-FAILED $rc"; printf "%s\\n" "$out"; echo NETPROV-TEST-CONF; '
                  'cat "$TC"; fail 65; fi')
         L.append('rm -f -- "$TC"; TC=""')
@@ -666,24 +690,52 @@ def _stage_script(ops: _Ops, s: PxeSettings, user: str) -> tuple[str, bool]:
     return "\n".join(L) + "\n", validated
 
 
+# Batch file operations, one line each: "L<TAB>live<TAB>bak" (hard-link backup of live, copy if
+# links are not possible; skipped when live is absent), "R<TAB>from<TAB>to" (atomic rename; skipped
+# for a DELETE whose live file is already gone: "r"). Paths never contain TAB or newline (confine).
+# perl (Essential on Debian/Ubuntu) does them in one process; otherwise a POSIX sh loop runs one
+# ln/mv per file. Either stops at the first failure with a non-zero exit.
+_BATCH = r"""
+batch() {
+  if command -v perl >/dev/null 2>&1; then
+    perl -e 'while (<STDIN>) { chomp; my ($op, $a, $b) = split /\t/, $_, 3;
+      if ($op eq "L") { next unless -e $a; unlink $b; link($a, $b) or system("cp", "-p", "--", $a, $b) == 0
+          or die "backup $a: $!\n" }
+      elsif ($op eq "R") { rename($a, $b) or die "rename $a -> $b: $!\n" }
+      elsif ($op eq "r") { next unless -e $a || -l $a; rename($a, $b) or die "rename $a -> $b: $!\n" }
+      else { die "bad op $op\n" } }'
+  else
+    while IFS='	' read -r op a b; do
+      case $op in
+        L) if [ -e "$a" ]; then ln -f -- "$a" "$b" 2>/dev/null || cp -p -- "$a" "$b" || return 1; fi ;;
+        R) mv -f -- "$a" "$b" || return 1 ;;
+        r) if [ -e "$a" ] || [ -L "$a" ]; then mv -f -- "$a" "$b" || return 1; fi ;;
+        *) return 1 ;;
+      esac
+    done
+  fi
+}
+"""
+
+
 def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str) -> str:
     pending = s.lock_path + ".pending"
-    L = ["trap '' HUP PIPE", "set -u", f"P={q(pending)}"]
-    undo, commit, baks = [], [], []
+    L = ["trap '' HUP PIPE", "set -u", f"P={q(pending)}", _BATCH]
+    undo, batch, baks = [], [], []
     for o in ops.ops:
         live, tmp, bak = q(o.live), q(o.tmp), q(o.bak)
         if o.action == Action.CREATE:
-            commit.append(f"mv -f -- {tmp} {live} || F")
+            batch.append(f"R\t{o.tmp}\t{o.live}")
             undo.append(f"[ -e {tmp} ] || rm -f -- {live}")
         elif o.action == Action.UPDATE:
-            commit.append(f"{{ [ ! -e {live} ] || ln -f -- {live} {bak} 2>/dev/null || cp -p -- {live} {bak}; }}"
-                          f" && mv -f -- {tmp} {live} || F")
+            batch.append(f"L\t{o.live}\t{o.bak}")
+            batch.append(f"R\t{o.tmp}\t{o.live}")
             undo.append(f"if [ -e {bak} ]; then mv -f -- {bak} {live}; elif [ ! -e {tmp} ]; then "
                         f"rm -f -- {live}; fi")
             baks.append(bak)
         elif o.action == Action.DELETE:
-            commit.append(f"if [ -e {live} ]; then mv -f -- {live} {bak} || F; fi")
-            undo.append(f"[ -e {bak} ] && mv -f -- {bak} {live}")
+            batch.append(f"r\t{o.live}\t{o.bak}")
+            undo.append(f"if [ -e {bak} ]; then mv -f -- {bak} {live}; fi")
             baks.append(bak)
     temps = [q(o.tmp) for o in ops.ops if o.action in (Action.CREATE, Action.UPDATE)]
     L.append("undo() {\n" + "\n".join(undo or [":"]) + "\n}")
@@ -691,7 +743,11 @@ def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str)
     L.append("F() { undo; clean; rm -f -- \"$P\"; echo NETPROV-COMMIT-FAILED; exit 72; }")
     if activation != Activation.NONE:
         L.append(f"printf '%s\\n' {activation.value} > \"$P\" 2>/dev/null")
-    L.extend(commit)
+    if batch:
+        for line in batch:
+            if "NETPROV_OPS" in line or "\n" in line:
+                raise PathConfinementError(f"unexpected path in {line!r}")
+        L.append("batch <<'NETPROV_OPS' || F\n" + "\n".join(batch) + "\nNETPROV_OPS")
     if activation != Activation.NONE:
         cmd = s.restart_command if activation == Activation.RESTART else s.reload_command
         act = _wrap(cmd, s.sudo, user)
@@ -710,14 +766,14 @@ def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str)
 class _ChannelWriter(io.RawIOBase):
     """File-like sink that sends tar blocks into an SSH channel."""
 
-    def __init__(self, ch) -> None:  # noqa: ANN001
+    def __init__(self, ch) -> None:
         self.ch = ch
         self.sent = 0
 
     def writable(self) -> bool:
         return True
 
-    def write(self, b) -> int:  # noqa: ANN001
+    def write(self, b) -> int:
         data = bytes(b)
         self.ch.sendall(data)
         self.sent += len(data)

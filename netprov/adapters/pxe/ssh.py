@@ -22,8 +22,8 @@ import base64
 import getpass
 import hashlib
 import os
-import socket
 from dataclasses import dataclass
+from typing import Self
 
 import paramiko
 
@@ -64,7 +64,7 @@ class _Policy(paramiko.MissingHostKeyPolicy):
         self.display = display
         self.appended: str | None = None
 
-    def missing_host_key(self, client, hostname, key):  # noqa: ANN001 (paramiko API)
+    def missing_host_key(self, client, hostname, key):
         fp = fingerprint(key)
         known_other = client.get_host_keys().get(hostname)
         if known_other:
@@ -136,7 +136,7 @@ class SshConnection:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> SshConnection:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -171,7 +171,7 @@ def connect(host: str, *, port: int | None = None, user: str | None = None,
     if os.path.exists(cfg_path):
         try:
             cfg = paramiko.SSHConfig.from_path(cfg_path).lookup(host)
-        except Exception as exc:  # paramiko raises assorted errors on bad configs
+        except Exception as exc:  # noqa: BLE001 - paramiko raises assorted errors on bad configs
             raise ConnectError(f"cannot read SSH config {cfg_path}: {exc}") from None
     hostname = cfg.get("hostname", host)
     port = int(port or cfg.get("port") or 22)
@@ -217,7 +217,7 @@ def connect(host: str, *, port: int | None = None, user: str | None = None,
         client.close()
         raise AuthError(f"SSH to {display}: key authentication failed ({exc}); netprov uses the SSH agent "
                         f"and key files only (tried: {', '.join(keys) or 'agent and default keys'})") from None
-    except (paramiko.SSHException, socket.error, EOFError, OSError) as exc:
+    except (paramiko.SSHException, EOFError, OSError) as exc:
         client.close()
         raise ConnectError(f"SSH to {display}: {exc or type(exc).__name__}") from None
     return SshConnection(client, display, user)
