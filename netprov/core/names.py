@@ -16,6 +16,7 @@ TARGET_NAME_RE = re.compile(r"^[-a-z0-9.:]+$")
 #: SCST device-name limit for extents; targets use the same budget so names stay identical.
 ISCSI_NAME_MAX = 64
 _HASH_PREFIX_MAX = 24
+_ISCSI_MAP = str.maketrans({"/": ":", "@": ":", ":": "-", ".": "-", "_": "-"})
 
 
 def check_machine_name(name: str) -> str | None:
@@ -42,15 +43,7 @@ def iscsi_name(path: str) -> str:
     unique, valid and within SCST's limit. Extent names never contain ``.`` or
     ``/`` this way, so SCST's flattening cannot make two of them collide.
     """
-    out = []
-    for ch in path.lower():
-        if ch in "/@":
-            out.append(":")
-        elif ch in ":._":
-            out.append("-")
-        else:
-            out.append(ch)
-    name = "".join(out)
+    name = path.lower().translate(_ISCSI_MAP)
     if len(name) <= ISCSI_NAME_MAX:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()
