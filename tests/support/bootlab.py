@@ -17,15 +17,17 @@ The configuration under test is pluggable: a test hands the lab a :class:`PxeTre
 a dnsmasq drop-in directory loaded with ``conf-dir``, and a ``dhcp-hostsdir`` directory) and a list
 of :class:`tests.support.tgt.Target`. Hand-made files (phase 1) or netprov's rendered output
 (phase 2) go in the same places. The lab's own dnsmasq main file only sets what belongs to the lab
-(no DNS, pid/lease/log files, the interface, RA, ``conf-dir``); everything PXE comes from the tree.
+(no DNS, ``log-dhcp``, the interface, ``no-ping``, RA, ``conf-dir``; pid/lease/log files are given
+on the command line by :class:`tests.support.dnsmasq.Dnsmasq`); everything PXE comes from the tree.
 
 Cleanup: every process is stopped by its PID and every namespace removed in :meth:`BootLab.close`
 (idempotent, also registered with ``atexit``); :func:`sweep_leftovers` removes namespaces left by a
 previous, killed run (only those whose creating PID is gone, so a parallel run is never touched).
 
-Public API: :func:`missing_requirements`, :func:`sweep_leftovers`, :class:`PxeTree`,
-:class:`Dnsmasq`, :class:`BootLab` (``start``, ``serve``, ``add_tap``, ``vm``, ``sighup_dnsmasq``,
-``restart_dnsmasq``, ``leases``, ``close``) and the constants ``SERVER_IP``, ``ROUTER_IP``,
+Public API: :func:`missing_requirements`, :func:`require_lab`, :func:`new_workdir`,
+:func:`sweep_leftovers`, :class:`PxeTree`,
+:func:`read_leases`, :class:`BootLab` (``start``, ``serve``, ``add_tap``, ``vm``, ``sighup_dnsmasq``,
+``restart_dnsmasq``, ``leases``, ``diagnostics``, ``close``) and the constants ``SERVER_IP``, ``ROUTER_IP``,
 ``SUBNET``, ``DHCP_RANGE``, ``IPXE_DIR``.
 """
 
@@ -38,12 +40,13 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import register_netns, unregister_netns
 from tests.support import tgt as tgt_mod
+from tests.support.dnsmasq import Dnsmasq
 
 NS_PREFIX = "npe-"
 _NS_RE = re.compile(r"^npe-b(\d+)x[0-9a-f]+-(lan|srv|rtr)$")
@@ -82,8 +85,21 @@ def missing_requirements(uefi: bool = False) -> list[str]:
     return out
 
 
+def require_lab(uefi: bool = False) -> None:
+    """Skip the calling test when the lab can't run here, with the reason; with
+    ``NETPROV_REQUIRE_E2E=1`` (CI) fail it instead: an e2e test must never silently not run."""
+    import pytest
+
+    missing = missing_requirements(uefi=uefi)
+    if missing:
+        reason = "boot lab unavailable: " + "; ".join(missing)
+        if os.environ.get("NETPROV_REQUIRE_E2E") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
 def _run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    r = subprocess.run(list(cmd), capture_output=True, text=True, **kw)
+    r = subprocess.run(list(cmd), check=False, capture_output=True, text=True, **kw)
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
     return r
@@ -119,14 +135,37 @@ def _delete_ns(name: str) -> None:
     _run("ip", "netns", "delete", name, check=False)
 
 
-def sweep_leftovers() -> list[str]:
-    """Remove this lab's namespaces left by runs whose process is gone; return their names."""
+WORKDIR_PREFIX = "npe-lab-"
+_WORKDIR_RE = re.compile(r"^npe-lab-(\d+)-")
+
+
+def new_workdir(base: str = "/tmp") -> Path:
+    """A fresh, world-traversable lab work directory named after this process (for the sweep).
+
+    dnsmasq drops to its own user, so the TFTP root and hostsdir under it must be reachable:
+    pytest's own tmp_path (0700) is not."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=base))
+    d.chmod(0o755)
+    return d
+
+
+def sweep_leftovers(base: str = "/tmp") -> list[str]:
+    """Clean up after killed runs: for lab namespaces and work directories whose creating PID is
+    gone, kill the processes left inside (by PID), delete the namespaces and the directories.
+    Namespaces of a live process (a parallel run) are never touched. Returns what was removed."""
     gone = []
     for name in _ns_list():
         m = _NS_RE.match(name)
         if m and not _pid_alive(int(m.group(1))):
             _delete_ns(name)
             gone.append(name)
+    for d in Path(base).glob(f"{WORKDIR_PREFIX}*"):
+        m = _WORKDIR_RE.match(d.name)
+        if m and d.is_dir() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(str(d))
     return gone
 
 
@@ -139,7 +178,7 @@ class PxeTree:
     hosts_dir: Path     # dhcp-hostsdir (re-read on SIGHUP; additions also via inotify)
 
     @classmethod
-    def create(cls, base: Path | str) -> "PxeTree":
+    def create(cls, base: Path | str) -> PxeTree:
         base = Path(base)
         tree = cls(base / "tftp", base / "dnsmasq.d", base / "hosts.d")
         for d in (tree.tftp_root, tree.conf_dir, tree.hosts_dir):
@@ -166,105 +205,27 @@ class PxeTree:
         return p
 
 
-class Dnsmasq:
-    """One dnsmasq in a namespace, with its own pid, lease and log files."""
-
-    def __init__(self, name: str, netns: str, workdir: Path, lines: list[str]):
-        self.name = name
-        self.netns = netns
-        self.workdir = Path(workdir)
-        self.conf = self.workdir / f"{name}.conf"
-        self.pid_file = self.workdir / f"{name}.pid"
-        self.lease_file = self.workdir / f"{name}.leases"
-        self.log_path = self.workdir / f"{name}.log"
-        self.lines = lines
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 10.0) -> "Dnsmasq":
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        body = [
-            "# lab-owned main file",
-            "port=0",
-            f"pid-file={self.pid_file}",
-            f"dhcp-leasefile={self.lease_file}",
-            f"log-facility={self.log_path}",
-            "log-dhcp",
-            *self.lines,
-        ]
-        self.conf.write_text("\n".join(body) + "\n")
-        self.lease_file.touch()
-        self.lease_file.chmod(0o666)
-        errlog = open(self.workdir / f"{self.name}.stderr", "ab")
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, "dnsmasq", "--keep-in-foreground",
-             f"--conf-file={self.conf}"],
-            stdin=subprocess.DEVNULL, stdout=errlog, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        errlog.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dnsmasq {self.name} exited with {self.proc.returncode}: "
-                                   f"{self.stderr_text()[-2000:]} {self.log_text()[-2000:]}")
-            if "started, version" in self.log_text() and ("DHCP" in self.log_text() or "TFTP" in self.log_text()):
-                return self
-            time.sleep(0.05)
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def sighup(self) -> None:
-        """Re-read hostsdir/optsdir (not the conf files); the PID stays the same."""
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGHUP)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            _kill_pid(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                _kill_pid(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def stderr_text(self) -> str:
-        try:
-            return (self.workdir / f"{self.name}.stderr").read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def leases(self) -> dict[str, str]:
-        """MAC (lower case) -> IPv4 address from the lease file."""
-        out = {}
-        try:
-            for line in self.lease_file.read_text().splitlines():
-                parts = line.split()
-                if len(parts) >= 3 and ":" in parts[1]:
-                    out[parts[1].lower()] = parts[2]
-        except FileNotFoundError:
-            pass
-        return out
+def read_leases(lease_file: Path) -> dict[str, str]:
+    """MAC (lower case) -> IPv4 address from a dnsmasq lease file."""
+    out: dict[str, str] = {}
+    try:
+        for line in Path(lease_file).read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and ":" in parts[1]:
+                out[parts[1].lower()] = parts[2]
+    except FileNotFoundError:
+        pass
+    return out
 
 
-_LIVE_LABS: "weakref.WeakSet[BootLab]" = weakref.WeakSet()
+def _dnsmasq_conf(lines: list[str], user: str | None) -> str:
+    head = ["# boot lab: lab-owned main file", "port=0", "log-dhcp"]
+    if user:
+        head.append(f"user={user}")
+    return "\n".join(head + lines) + "\n"
+
+
+_LIVE_LABS: weakref.WeakSet[BootLab] = weakref.WeakSet()
 
 
 @atexit.register
@@ -278,10 +239,15 @@ class BootLab:
     addresses) or ``"proxy"`` (a router namespace hands out addresses; the PXE server's dnsmasq
     runs in proxy-DHCP mode beside it)."""
 
-    def __init__(self, workdir: Path | str, mode: str = "full"):
+    def __init__(self, workdir: Path | str, mode: str = "full", dnsmasq_user: str | None = None):
         if mode not in ("full", "proxy"):
             raise ValueError(mode)
         self.mode = mode
+        # None: dnsmasq drops to its compiled-in user and group (Debian's dnsmasq-base: nobody and
+        # "dip"; the packaged service passes its own user, the group stays "dip"). Files it serves
+        # by TFTP or re-reads on SIGHUP must be readable by them: a 0640 file only with group dip.
+        # "root" keeps root, and then TFTP serves world-readable files only.
+        self.dnsmasq_user = dnsmasq_user
         self.workdir = Path(workdir)
         tag = f"npe-b{os.getpid()}x{secrets.token_hex(3)}"
         self.ns_lan = f"{tag}-lan"
@@ -301,6 +267,7 @@ class BootLab:
     def _ns_add(self, name: str) -> None:
         _run("ip", "netns", "add", name)
         self._namespaces.append(name)
+        register_netns(name)  # the shared atexit cleanup deletes it too
         _run("ip", "-n", name, "link", "set", "lo", "up")
         # No DAD: addresses usable at once, and the RA goes out without delay.
         _run("ip", "netns", "exec", name, "sysctl", "-q", "-w",
@@ -314,7 +281,7 @@ class BootLab:
         _run("ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", SERVER_IF, "nodad")
         _run("ip", "-n", ns, "link", "set", SERVER_IF, "up")
 
-    def start(self) -> "BootLab":
+    def start(self) -> BootLab:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.workdir.chmod(0o755)  # dnsmasq drops to its own user: it must reach the tree
         try:
@@ -329,15 +296,16 @@ class BootLab:
                 self._attach(self.ns_rtr, "rtr", ROUTER_IP, ROUTER_IP6)
             self.tgt = tgt_mod.Tgtd(self.workdir / "tgt", SERVER_IP, netns=self.ns_srv).start()
             if self.mode == "proxy":
-                self.router = Dnsmasq("router", self.ns_rtr, self.workdir, [
+                self.router = Dnsmasq.start(self.ns_rtr, self.workdir / "dnsmasq-router", _dnsmasq_conf([
                     f"interface={SERVER_IF}",
                     "bind-interfaces",
+                    "no-ping",
                     f"dhcp-range={DHCP_RANGE[0]},{DHCP_RANGE[1]},{NETMASK},1h",
                     f"dhcp-option=option:router,{ROUTER_IP}",
                     "dhcp-authoritative",
                     "enable-ra",
                     f"dhcp-range={ULA_PREFIX},ra-only,64",
-                ]).start()
+                ], self.dnsmasq_user))
         except BaseException:
             self.close()
             raise
@@ -352,26 +320,34 @@ class BootLab:
         return name
 
     # ---- services -----------------------------------------------------------------------
-    def serve(self, tree: PxeTree, targets: list[tgt_mod.Target] | tuple = ()) -> Dnsmasq:
-        """Start the PXE server's dnsmasq on ``tree`` and configure tgtd with ``targets``."""
+    def serve(self, tree: PxeTree, targets: list[tgt_mod.Target] | tuple | None = None,
+              extra_lines: list[str] | tuple[str, ...] = ()) -> Dnsmasq:
+        """Start the PXE server's dnsmasq on ``tree``; configure tgtd with ``targets`` unless None
+        (e.g. when :func:`tests.support.tgt_bridge.configure` already did).
+
+        The main file written by the lab holds only ``port=0``, ``log-dhcp``, the interface,
+        (full mode) the RA lines, ``extra_lines`` and ``conf-dir=<tree.conf_dir>,*.conf``; the
+        returned :class:`tests.support.dnsmasq.Dnsmasq` offers ``restart_command`` /
+        ``reload_command`` strings a PXE-server config (netprov over SSH) can run."""
         self.tree = tree
+        # dnsmasq drops to its own user after reading its conf files: the TFTP root and the
+        # hostsdir (re-read on SIGHUP) must be reachable by that user (0755 dirs, 0644 files).
         for d in (tree.tftp_root, tree.conf_dir, tree.hosts_dir):
             d.chmod(0o755)
-            p = d.parent
-            while p != p.parent and p != Path("/tmp"):
-                p.chmod(p.stat().st_mode | 0o005)  # traversable for the dnsmasq user
-                if p == self.workdir:
-                    break
-                p = p.parent
         lines = [f"interface={SERVER_IF}", "bind-interfaces"]
         if self.mode == "full":
-            lines += ["enable-ra", f"dhcp-range={ULA_PREFIX},ra-only,64"]
+            # no-ping: dnsmasq would ping each new dynamic address for ~3 s before offering it;
+            # nobody else lives on the lab's LAN. Fixed (dhcp-host) addresses are not pinged anyway.
+            lines += ["no-ping", "enable-ra", f"dhcp-range={ULA_PREFIX},ra-only,64"]
+        lines += list(extra_lines)
         lines.append(f"conf-dir={tree.conf_dir},*.conf")
         if self.dnsmasq:
             self.dnsmasq.stop()
-        self.dnsmasq = Dnsmasq("pxe", self.ns_srv, self.workdir, lines).start()
+        self.dnsmasq = Dnsmasq.start(self.ns_srv, self.workdir / "dnsmasq-pxe",
+                                     _dnsmasq_conf(lines, self.dnsmasq_user))
         assert self.tgt is not None
-        self.tgt.configure(list(targets))
+        if targets is not None:
+            self.tgt.configure(list(targets))
         return self.dnsmasq
 
     def sighup_dnsmasq(self) -> None:
@@ -385,7 +361,7 @@ class BootLab:
     def leases(self) -> dict[str, str]:
         """MAC -> IPv4 from whichever dnsmasq hands out addresses in this mode."""
         d = self.router if self.mode == "proxy" else self.dnsmasq
-        return d.leases() if d else {}
+        return read_leases(d.lease_file) if d else {}
 
     def vm(self, name: str, mac: str, firmware: str = "bios", **kw):
         """Start a VM on a new tap (see :class:`tests.support.qemu.Vm`)."""
@@ -398,9 +374,9 @@ class BootLab:
         """Log tails of everything in the lab, for assertion messages."""
         parts = []
         if self.dnsmasq:
-            parts.append(f"--- dnsmasq (pxe) log ---\n{self.dnsmasq.log_text()[-tail:]}")
+            parts.append(f"--- dnsmasq (pxe) log ---\n{self.dnsmasq.log()[-tail:]}")
         if self.router:
-            parts.append(f"--- dnsmasq (router) log ---\n{self.router.log_text()[-tail:]}")
+            parts.append(f"--- dnsmasq (router) log ---\n{self.router.log()[-tail:]}")
         if self.tgt:
             parts.append(f"--- tgtd log ---\n{self.tgt.log_text()[-tail:]}")
         for vm in self.vms:
@@ -415,25 +391,26 @@ class BootLab:
         for vm in self.vms:
             try:
                 vm.stop()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - cleanup goes on whatever failed
                 pass
         for d in (self.dnsmasq, self.router):
             if d:
                 try:
                     d.stop()
-                except Exception:
+                except Exception:  # noqa: BLE001, S110 - cleanup goes on whatever failed
                     pass
         if self.tgt:
             try:
                 self.tgt.stop()
-            except Exception:
+            except Exception:  # noqa: BLE001, S110 - cleanup goes on whatever failed
                 pass
         for ns in reversed(self._namespaces):
             _delete_ns(ns)
+            unregister_netns(ns)
         self._namespaces.clear()
         _LIVE_LABS.discard(self)
 
-    def __enter__(self) -> "BootLab":
+    def __enter__(self) -> BootLab:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc) -> None:

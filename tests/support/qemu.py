@@ -15,7 +15,8 @@ when ``NETPROV_E2E_KVM=1`` asks for it and it is really there.
 * ``firmware="uefi-ipxe"``: OVMF with the NIC's iPXE ROM (the client is iPXE from the start).
 
 The serial port goes to a file; :meth:`Vm.wait_for` polls it for a success regex or any of the
-failure regexes, with a bounded timeout. :meth:`Vm.stop` kills QEMU by its PID.
+failure regexes, with a bounded timeout (also against the text with line breaks removed: iPXE's BIOS
+console wraps long lines at 80 columns). :meth:`Vm.stop` kills QEMU by its PID.
 
 Public API: :class:`Vm` (``start``, ``wait_for``, ``serial_text``, ``alive``, ``stop``,
 ``elapsed``), :class:`BootTimeout`, :class:`BootFailed`, :func:`accel`.
@@ -44,7 +45,7 @@ def accel() -> str:
             mods = Path("/proc/modules").read_text()
         except OSError:
             mods = ""
-        if re.search(r"^kvm_(intel|amd) ", mods, re.M):
+        if re.search(r"^kvm_(intel|amd) ", mods, re.MULTILINE):
             return "kvm"
     return "tcg"
 
@@ -91,16 +92,15 @@ class Vm:
             cmd += ["-device", nic + (",romfile=" if self.firmware == "uefi" else "")]
         return cmd + self.extra
 
-    def start(self) -> "Vm":
+    def start(self) -> Vm:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.serial.write_bytes(b"")
         self.tap = self.lab.add_tap()
-        err = open(self.dir / "qemu.stderr", "wb")
-        self.started_at = time.monotonic()
-        self.proc = subprocess.Popen(["ip", "netns", "exec", self.lab.ns_lan, *self.command()],
-                                     stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        err.close()
+        cmd = ["ip", "netns", "exec", self.lab.ns_lan, *self.command()]
+        with open(self.dir / "qemu.stderr", "wb") as err:
+            self.started_at = time.monotonic()
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         return self
 
     def serial_text(self, clean: bool = True) -> str:
@@ -125,11 +125,13 @@ class Vm:
         deadline = time.monotonic() + timeout
         while True:
             text = self.serial_text()
-            m = rx.search(text)
+            # iPXE's BIOS console wraps at 80 columns: also match with the line breaks removed.
+            flat = text.replace("\n", "")
+            m = rx.search(text) or rx.search(flat)
             if m:
                 return m
             for f in frx:
-                fm = f.search(text)
+                fm = f.search(text) or f.search(flat)
                 if fm:
                     raise BootFailed(f"{self.name}: failure pattern {f.pattern!r} after {self.elapsed():.1f}s\n"
                                      + self.lab.diagnostics())

@@ -7,13 +7,16 @@ so it never talks to (or is confused with) a host tgtd from the ``tgt`` package.
 Mapping used by :meth:`Tgtd.configure`, one :class:`Target` per iSCSI target:
 
 * target IQN -> ``tgtadm --op new --mode target --targetname IQN``;
-* the disk -> a logical unit backed by an image file. **tgt reserves LUN 0 for its controller**,
-  so the disk is LUN 1 (iPXE URI ``iscsi:<ip>:::1:<iqn>``); TrueNAS would put it at LUN 0;
-* allowed initiators -> ``--op bind --initiator-name IQN`` for each (plus ``--initiator-address
-  ALL``, without which tgt lets nobody in). An empty tuple means "any initiator" (TrueNAS: a target
-  without an initiator group, or a group with no names);
-* CHAP -> an account (``--mode account --op new``) bound to the target; ``mutual`` adds an
-  outgoing account (``--outgoing``) for mutual CHAP.
+* the disk -> a logical unit backed by an image file (``extra_luns`` for more). **tgt reserves LUN 0
+  for its controller**, so the disk is LUN 1 (iPXE URI ``iscsi:<ip>:::1:<iqn>``); TrueNAS would put
+  it at LUN 0; ``readonly`` -> ``--params readonly=1``;
+* allowed initiators -> ``--op bind --initiator-name IQN`` for each. tgt admits a login when the
+  address ACL *or* the name ACL matches, and an empty address ACL matches nobody, so a target with
+  names gets no address binding at all; an empty tuple means "any initiator" (TrueNAS: a target
+  without an initiator group, or a group with no names) and binds ``--initiator-address ALL``;
+* CHAP -> an account (``--mode account --op new``) bound to the target (``extra_accounts`` for
+  more); ``mutual`` adds an outgoing account (``--outgoing``) for mutual CHAP. Accounts are global
+  in tgtd: the same user bound to two targets has one secret (the last one given).
 
 tgtd ignores SIGTERM: :meth:`Tgtd.stop` deletes the targets, then ``--mode system --op delete``,
 and SIGKILLs the PID if it is still there after that.
@@ -49,6 +52,9 @@ class Target:
     initiators: tuple[str, ...] = ()           # empty: any initiator
     chap: tuple[str, str] | None = None        # (user, secret): forward (incoming) CHAP
     mutual: tuple[str, str] | None = None      # (user, secret): the target's own (outgoing) CHAP
+    readonly: bool = False
+    extra_luns: tuple[tuple[int, Path, bool], ...] = ()    # more (lun, backing, readonly) on this target
+    extra_accounts: tuple[tuple[str, str], ...] = ()       # more incoming CHAP accounts
 
 
 class TgtError(RuntimeError):
@@ -78,22 +84,21 @@ class Tgtd:
     def _ns(self) -> list[str]:
         return ["ip", "netns", "exec", self.netns] if self.netns else []
 
-    def start(self, timeout: float = 10.0) -> "Tgtd":
+    def start(self, timeout: float = 10.0) -> Tgtd:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [*self._ns(), "tgtd", "-f", "-C", str(self.control_port),
-             "--iscsi", f"portal={self.portal_ip}:{self.port}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self._env(),
-            start_new_session=True,
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*self._ns(), "tgtd", "-f", "-C", str(self.control_port),
+                 "--iscsi", f"portal={self.portal_ip}:{self.port}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self._env(),
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise TgtError(f"tgtd exited with {self.proc.returncode}: {self.log_text()[-2000:]}")
-            r = subprocess.run(self._adm("--mode", "system", "--op", "show"), capture_output=True,
-                               text=True, env=self._env())
+            r = subprocess.run(self._adm("--mode", "system", "--op", "show"), check=False,
+                               capture_output=True, text=True, env=self._env())
             if r.returncode == 0:
                 return self
             time.sleep(0.05)
@@ -104,7 +109,7 @@ class Tgtd:
 
     def adm(self, *args: str, check: bool = True) -> str:
         """Run one ``tgtadm`` command against this tgtd; return its stdout."""
-        r = subprocess.run(self._adm(*args), capture_output=True, text=True, env=self._env())
+        r = subprocess.run(self._adm(*args), check=False, capture_output=True, text=True, env=self._env())
         if check and r.returncode != 0:
             raise TgtError(f"tgtadm {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
         return r.stdout
@@ -125,8 +130,8 @@ class Tgtd:
                     self.remove_target(iqn)
                 except TgtError:
                     pass
-            subprocess.run(self._adm("--mode", "system", "--op", "delete"), capture_output=True,
-                           env=self._env())
+            subprocess.run(self._adm("--mode", "system", "--op", "delete"), check=False,
+                           capture_output=True, env=self._env())
             try:
                 self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
@@ -154,14 +159,25 @@ class Tgtd:
         self._next_tid += 1
         self.adm("--mode", "target", "--op", "new", "--tid", str(tid), "--targetname", t.iqn)
         self._tids[t.iqn] = tid
-        self.adm("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(t.lun),
-                 "--backing-store", str(t.backing))
-        self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-address", "ALL")
-        for name in t.initiators:
-            self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-name", name)
-        if t.chap:
-            self._account(t.chap)
-            self.adm("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", t.chap[0])
+        for lun, backing, ro in ((t.lun, t.backing, t.readonly), *t.extra_luns):
+            if lun == 0:
+                raise TgtError("tgt reserves LUN 0 for its controller: use LUN >= 1")
+            self.adm("--mode", "logicalunit", "--op", "new", "--tid", str(tid), "--lun", str(lun),
+                     "--backing-store", str(backing))
+            if ro:
+                self.adm("--mode", "logicalunit", "--op", "update", "--tid", str(tid), "--lun", str(lun),
+                         "--params", "readonly=1")
+        # tgt admits a login when the address ACL OR the name ACL matches (an empty name ACL
+        # matches everyone, an empty address ACL no one): so bind "ALL" addresses only when no
+        # initiator names restrict the target, else a name binding would restrict nothing.
+        if t.initiators:
+            for name in t.initiators:
+                self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-name", name)
+        else:
+            self.adm("--mode", "target", "--op", "bind", "--tid", str(tid), "--initiator-address", "ALL")
+        for cred in (t.chap, *t.extra_accounts) if t.chap else t.extra_accounts:
+            self._account(cred)
+            self.adm("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", cred[0])
         if t.mutual:
             self._account(t.mutual)
             self.adm("--mode", "account", "--op", "bind", "--tid", str(tid), "--user", t.mutual[0],
