@@ -311,6 +311,9 @@ class PxeServer(Strict):
     log_dhcp: bool = False
     test_command: str | None = Field(None, description="validates a config; {conf} is the file. "
                                      "default: dnsmasq --test --conf-file={conf}")
+    secret_group: str = Field("dip", pattern=r"^[a-z_][a-z0-9_-]*$",
+                              description="group that may read CHAP-bearing scripts (0640): the group dnsmasq "
+                              "runs as ('dip' is its compiled-in default on Debian/Ubuntu)")
     reload_command: str | None = Field(None, description="SIGHUP (hosts changed). default: systemctl reload dnsmasq")
     restart_command: str | None = Field(None, description="config changed. default: systemctl restart dnsmasq")
 
@@ -428,9 +431,8 @@ class Extra(Strict):
 
     kernel_args: str = Field("", description="appended to the installer's kernel command line")
     ipxe: list[str] = Field(default_factory=list, description="iPXE lines run before the boot action")
-    dnsmasq: list[str] = Field(default_factory=list, description="extra dhcp-host tags (set:NAME)")
 
-    @field_validator("ipxe", "dnsmasq")
+    @field_validator("ipxe")
     @classmethod
     def _lines(cls, v: list[str]) -> list[str]:
         return [_no_shell(x, "each line") for x in v]

@@ -130,10 +130,6 @@ def test_netprov_apply_then_bios_and_uefi_boot(world):
         assert lab.tgt.connected_initiators(iqn) == [f"{INITIATOR_BASE}:{name}"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dnsmasq 2.90 aborts ('free(): invalid pointer', SIGABRT, nothing in its log) on SIGHUP once it has "
-    "served a machine whose dhcp-hostsdir line carries a set:<tag> (netprov writes set:netprov-known); "
-    "lines without set: survive. Remove this mark when host lines drop the tag."))
 def test_netprov_adds_a_machine_with_sighup_only(world):
     lab = world[0]
     _apply(world, ["alpha"])
@@ -150,10 +146,6 @@ def test_netprov_adds_a_machine_with_sighup_only(world):
     assert lab.tgt.connected_initiators("iqn.2005-10.org.freenas.ctl:alpha") == [f"{INITIATOR_BASE}:alpha"]
 
 
-@pytest.mark.xfail(strict=True, raises=BootFailed, reason=(
-    "netprov writes a CHAP machine's script 0640 with group 'dnsmasq', which Debian does not have: the file "
-    "stays root:root and dnsmasq (running as nobody/dnsmasq, group 'dip') cannot read it, so TFTP denies it "
-    "and boot.ipxe says 'not in the inventory'. Remove this mark when the group matches dnsmasq's."))
 def test_netprov_chap_machine_boots(world):
     lab, tree = world[0], world[1]
     _apply(world, ["gamma"])
