@@ -52,13 +52,17 @@ def host_file_name(machine: str) -> str:
 
 def root_path(storage: Storage, machine: str) -> str:
     """RFC 4173 iSCSI root path as iPXE wants it: ``iscsi:<host>::<port>:<lun hex>:<iqn>``."""
+    return _root_prefix(storage) + names.target_iqn(storage.basename, machine, storage.target_prefix)
+
+
+@lru_cache(maxsize=64)
+def _root_prefix(storage: Storage) -> str:
     host = storage.portal_host
     if ":" in host:
         host = f"[{host}]"
     port = "" if storage.portal_port == 3260 else str(storage.portal_port)
     lun = f"{storage.lun:x}" if storage.lun else ""
-    iqn = names.target_iqn(storage.basename, machine, storage.target_prefix)
-    return f"iscsi:{host}::{port}:{lun}:{iqn}"
+    return f"iscsi:{host}::{port}:{lun}:"
 
 
 @dataclass(frozen=True)
@@ -200,7 +204,11 @@ _BLANK_RUNS = re.compile(r"\n{3,}")
 
 def _tidy(text: str) -> str:
     """Strip trailing spaces, collapse runs of blank lines, end with one newline (stable output)."""
-    text = _BLANK_RUNS.sub("\n\n", _TRAILING_WS.sub("", text.replace("\r\n", "\n")))
+    text = text.replace("\r\n", "\n")
+    if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):
+        text = _TRAILING_WS.sub("", text)
+    if "\n\n\n" in text:
+        text = _BLANK_RUNS.sub("\n\n", text)
     return text.strip("\n") + "\n"
 
 
