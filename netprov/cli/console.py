@@ -61,8 +61,10 @@ def problem(p, *, quiet: bool = False) -> None:
             if p.col:
                 loc += f",col={p.col}"
         msg = f"{p.path}: {p.message}" if p.path else p.message
-        sys.stdout.write(f"::{level} {loc}::{_gh_escape(msg)}\n")
-        sys.stdout.flush()
+        # stderr: the runner reads workflow commands from both streams, and stdout stays pure data
+        # (`plan --json` must parse).
+        sys.stderr.write(f"::{level} {loc}::{_gh_escape(msg)}\n")
+        sys.stderr.flush()
 
 
 def error(message: str) -> None:

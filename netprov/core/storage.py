@@ -469,11 +469,13 @@ class _Planner:
         zdata = {"path": m.zvol, "machine": name, "volsize": want_size, "volblocksize": m.volblocksize,
                  "sparse": m.sparse, "clone_from": m.clone_from, "grow_to": m.volsize or None,
                  "mark": mark_comment(m.zvol)}
-        if not self.a.parent_exists:
+        if not self.a.parent_exists or (self.a.parent_type or "FILESYSTEM") != "FILESYSTEM":
+            why = (f"parent dataset {self.d.parent} does not exist on the NAS; create it first"
+                   if not self.a.parent_exists else
+                   f"parent {self.d.parent} is a {str(self.a.parent_type).lower()}, not a filesystem; zvols "
+                   "cannot be created under it")
             out_fwd.append(self.ch("zvol", zaddr, Action.CREATE, "zvol does not exist", machine=name,
-                                   after={"name": m.zvol, **after_z},
-                                   refused=f"parent dataset {self.d.parent} does not exist on the NAS; create it first",
-                                   data=zdata))
+                                   after={"name": m.zvol, **after_z}, refused=why, data=zdata))
             zvol_ok = False
         elif z is None:
             refused = None
@@ -571,7 +573,7 @@ class _Planner:
         edata = {**extent_after, "comment": mark_comment(m.zvol)}
         e = ix.extent_by_name.get(m.target)
         mine = [x for x in ix.extents_of.get(name, [])]
-        if e is not None and ix.extent_owner.get(e["id"]) != name:
+        if e is not None and ix.extent_owner.get(e["id"]) != name and zvol_ok:
             if ix.extent_owner.get(e["id"]) is None and self.p.adopt:
                 pass  # adopted below as an update
             else:
@@ -654,6 +656,11 @@ class _Planner:
                                    machine=name, after={**iafter, "comment": icomment},
                                    data={"initiators": [m.initiator_iqn], "comment": icomment}))
         else:
+            # keep the group the machine's target already uses (drop the others)
+            used = set()
+            for tt in ix.targets_of.get(name, []):
+                used.update(g.get("initiator") for g in tt.get("groups") or [])
+            inits = sorted(inits, key=lambda r: (r["id"] not in used, r["id"]))
             i0 = inits[0]
             initiator_id = i0["id"]
             before = {"initiators": sorted(i0.get("initiators") or [])}

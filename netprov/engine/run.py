@@ -70,6 +70,7 @@ class RunPlan:
     storage: dict[str, tuple[DesiredStorage, ActualStorage, list[Change]]]
     files: dict[str, fp.FilePlan]
     desired_files: dict[str, list[BootFile]]
+    loaded: LoadedInventory
 
 
 @dataclass
@@ -173,8 +174,6 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
     for server in sorted(inv.pxe_servers):
         system = f"pxe:{server}"
         desired_files = by_server.get(server, [])
-        if policy.machines is not None:
-            desired_files = _only_targeted(loaded, server, desired_files, policy.machines, world, state)
         reporter.event(system, "read")
         if world.offline:
             snap = (state.get("pxe") or {}).get(server)
@@ -184,6 +183,9 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
             fplan = fp.plan_files(desired_files, manifest)
         else:
             fplan = world.pxe[server].plan(desired_files)
+        if policy.machines is not None:
+            others = [m for m in loaded.machines if m.pxe_server == server and m.name not in policy.machines]
+            fplan = leave_alone(fplan, desired_files, machine_paths(others))
         file_plans[server] = fplan
         fingerprints[system] = manifest_fingerprint(fplan.manifest) if fplan.manifest else ""
         changes += file_changes(system, fplan)
@@ -194,16 +196,28 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
                 options={"allow_destroy": policy.allow_destroy, "adopt": policy.adopt,
                          "targets": sorted(policy.machines) if policy.machines is not None else None,
                          "offline": world.offline})
-    return RunPlan(plan, storage_parts, file_plans, by_server)
+    return RunPlan(plan, storage_parts, file_plans, by_server, loaded)
 
 
-def _only_targeted(loaded, server, files, machines, world, state) -> list[BootFile]:
-    """With --target, plan only the named machines' files (plus the shared ones): other machines'
-    files are left as the server holds them, neither rewritten nor deleted."""
+def machine_paths(machines) -> set[str]:
+    """The per-machine file names (host line file, iPXE script) of ``machines``."""
     from netprov.core.render import host_file_name, script_name
-    other = {m for m in loaded.machines if m.pxe_server == server and m.name not in machines}
-    skip = {host_file_name(m.name) for m in other} | {script_name(m.mac) for m in other}
-    return [f for f in files if f.path not in skip]
+    return {host_file_name(m.name) for m in machines} | {script_name(m.mac) for m in machines}
+
+
+def leave_alone(fplan: fp.FilePlan, desired: list[BootFile], paths: set[str]) -> fp.FilePlan:
+    """Re-plan without touching ``paths``: as the server holds them, neither written nor deleted.
+
+    Used for ``--target`` (other machines' files) and after a storage failure (the failed
+    machines' files: never point a machine at a disk that isn't there).
+    """
+    if not paths or fplan.manifest is None:
+        return fplan
+    manifest = fplan.manifest
+    from dataclasses import replace
+    kept = {k: e for k, e in manifest.entries.items() if k[1] not in paths}
+    manifest = replace(manifest, entries=kept)
+    return fp.plan_files([f for f in desired if f.path not in paths], manifest)
 
 
 def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
@@ -226,6 +240,13 @@ def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
         out.append(Change(system, "service", f"dnsmasq[{fplan.server}]", Action.UPDATE, fplan.activation_reason,
                           None, {"activation": fplan.activation.value}))
     return out
+
+
+def _machine_of(run: RunPlan, address: str) -> str | None:
+    for c in run.plan.changes:
+        if c.address == address:
+            return c.machine
+    return None
 
 
 def _oct(mode: int | None) -> str | None:
@@ -285,9 +306,16 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         world.storage[name].apply(todo, expected_fingerprint=expected, desired=desired,
                                   progress=storage_progress(system), parallel=parallel)
 
-    # Phase 2: boot files (each server checks its own fingerprint inside one lock).
+    # Phase 2: boot files (each server checks its own fingerprint inside one lock). A machine whose
+    # storage chain failed keeps its old files: its script must not point at a disk that isn't there.
+    failed_machines = {m for m in (_machine_of(run, a) for a, _ in result.failed) if m}
     for server, fplan in sorted(run.files.items()):
         system = f"pxe:{server}"
+        if failed_machines:
+            held = [m for m in run.loaded.machines if m.pxe_server == server and m.name in failed_machines]
+            if held:
+                fplan = leave_alone(fplan, run.desired_files.get(server, []), machine_paths(held))
+                result.skipped += [f"{server}: files of {m.name} (its storage failed)" for m in held]
         if not fplan.has_changes:
             continue
         if should_stop():

@@ -66,7 +66,8 @@ def test_github_actions_annotations(capsys, monkeypatch) -> None:
     bad = ROOT / "tests/inventories/bad/duplicate_mac.yaml"
     code, out, err = run(["validate", str(bad)], capsys)
     assert code == 1
-    assert f"::error file={bad},line=27,col=10::machines.beta.mac: MAC 52:54:00:00:00:01 is also used by" in out
+    assert f"::error file={bad},line=27,col=10::machines.beta.mac: MAC 52:54:00:00:00:01 is also used by" in err
+    assert out == ""
 
 
 def test_usage_error_is_64_not_2(capsys) -> None:

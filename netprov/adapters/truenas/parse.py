@@ -184,6 +184,8 @@ def build_actual(parent: str, *, datasets: Iterable[Mapping], extents: Iterable[
         if name == parent:
             parent_row = d
             continue
+        if not str(name).startswith(parent + "/"):
+            continue            # a sibling such as tank/netboot2 (the query is a prefix match)
         z = zvol(d)
         if z is not None:
             zvols.append(z)

@@ -92,6 +92,7 @@ _HAS_LEGACY_FLAG = "legacy" in inspect.signature(_ws_connect).parameters
 # Credentials
 # --------------------------------------------------------------------------------------------
 
+
 def _secret(value: Any) -> SecretStr | None:
     if value is None:
         return None
@@ -140,6 +141,7 @@ class Credentials:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+
 
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
@@ -195,8 +197,9 @@ def _plain(obj: Any) -> Any:
 
 def _errname(code: Any) -> str:
     if isinstance(code, int):
-        return errno_mod.errorcode.get(code, {ENOMETHOD: "ENOMETHOD", ENOTAUTHENTICATED: "ENOTAUTHENTICATED"}
-                                        .get(code, str(code)))
+        return errno_mod.errorcode.get(
+            code, {ENOMETHOD: "ENOMETHOD", ENOTAUTHENTICATED: "ENOTAUTHENTICATED"}.get(code, str(code))
+        )
     return str(code)
 
 
@@ -234,8 +237,9 @@ def _envelope(protocol: str, call_id: Any, method: str, params: list) -> dict:
     return {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params}
 
 
-def plan_bulk_chunks(method: str, items: Sequence[Any], *, protocol: str = "jsonrpc",
-                     limit: int = MAX_MESSAGE_BYTES) -> tuple[list[list[int]], list[int]]:
+def plan_bulk_chunks(
+    method: str, items: Sequence[Any], *, protocol: str = "jsonrpc", limit: int = MAX_MESSAGE_BYTES
+) -> tuple[list[list[int]], list[int]]:
     """Split ``items`` (each a params list) into ``core.bulk`` calls whose messages stay under ``limit``.
 
     Returns ``(chunks, too_large)``: chunks are lists of item indexes in input order, packed
@@ -256,7 +260,7 @@ def plan_bulk_chunks(method: str, items: Sequence[Any], *, protocol: str = "json
         if current and size + 1 + alone > budget:
             chunks.append(current)
             current, size = [], overhead
-        size += alone + (1 if current else 0)   # a comma separates items
+        size += alone + (1 if current else 0)  # a comma separates items
         current.append(i)
     if current:
         chunks.append(current)
@@ -267,15 +271,16 @@ def plan_bulk_chunks(method: str, items: Sequence[Any], *, protocol: str = "json
 # The client
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass(eq=False)
 class _Pending:
     method: str
     secrets_src: Any
     event: threading.Event = field(default_factory=threading.Event)
     result: Any = None
-    error: Any = None            # the raw error object from the NAS
-    dropped: str | None = None   # set when the socket died before the reply
-    abandoned: bool = False      # caller timed out; reply (if any) is discarded
+    error: Any = None  # the raw error object from the NAS
+    dropped: str | None = None  # set when the socket died before the reply
+    abandoned: bool = False  # caller timed out; reply (if any) is discarded
 
 
 class TrueNASClient:
@@ -305,8 +310,17 @@ class TrueNASClient:
     # ---------------------------------------------------------------- connect / close
 
     @classmethod
-    def connect(cls, url: str, creds: Credentials, *, ca_file: str | None = None, insecure: bool = False,
-                timeout: float = 30.0, max_inflight: int = MAX_INFLIGHT, probe: bool = False) -> "TrueNASClient":
+    def connect(
+        cls,
+        url: str,
+        creds: Credentials,
+        *,
+        ca_file: str | None = None,
+        insecure: bool = False,
+        timeout: float = 30.0,
+        max_inflight: int = MAX_INFLIGHT,
+        probe: bool = False,
+    ) -> "TrueNASClient":
         """Open, (for legacy) handshake, log in and read ``system.version``.
 
         ``url``: ``wss://host/api/current`` (JSON-RPC), ``wss://host/websocket`` (legacy), or a
@@ -327,8 +341,9 @@ class TrueNASClient:
         logger.debug("connected to %s (%s, %s)", self.host, self.protocol, self.version)
         return self
 
-    def _plan_urls(self, url: str, *, probe: bool, ca_file: str | None,
-                   insecure: bool) -> tuple[list[str], ssl.SSLContext | None, str]:
+    def _plan_urls(
+        self, url: str, *, probe: bool, ca_file: str | None, insecure: bool
+    ) -> tuple[list[str], ssl.SSLContext | None, str]:
         raw = url.strip()
         if "://" not in raw:
             raw = "wss://" + raw
@@ -339,11 +354,12 @@ class TrueNASClient:
         host = parts.hostname or ""
         if not host:
             raise ConnectError("TrueNAS URL has no host name: use wss://HOST")
-        netloc = parts.netloc.rsplit("@", 1)[-1]   # never carry userinfo into a URL we print
+        netloc = parts.netloc.rsplit("@", 1)[-1]  # never carry userinfo into a URL we print
         if self._creds.api_key is not None and scheme == "ws" and not _is_loopback(host):
             raise ConnectError(
                 f"refusing to send an API key over unencrypted ws:// to {host}: use wss://{netloc} "
-                "(TrueNAS 25.04+ revokes API keys that cross plain ws://)")
+                "(TrueNAS 25.04+ revokes API keys that cross plain ws://)"
+            )
         path = parts.path.rstrip("/")
         base = urlunsplit((scheme, netloc, "", "", ""))
         if probe or not path:
@@ -357,8 +373,10 @@ class TrueNASClient:
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
-                msg = (f"TLS certificate verification is disabled for {host} (insecure): "
-                       "anyone on the path can read and alter this session")
+                msg = (
+                    f"TLS certificate verification is disabled for {host} (insecure): "
+                    "anyone on the path can read and alter this session"
+                )
                 warnings.warn(msg, stacklevel=3)
                 logger.warning(msg)
             else:
@@ -366,7 +384,8 @@ class TrueNASClient:
                     ctx = ssl.create_default_context(cafile=ca_file)
                 except (OSError, ssl.SSLError) as e:
                     raise TLSVerifyError(
-                        f"cannot load CA file {ca_file!r} to verify {host}: {e.strerror or e}") from None
+                        f"cannot load CA file {ca_file!r} to verify {host}: {e.strerror or e}"
+                    ) from None
         return candidates, ctx, host
 
     def _open(self, candidates: list[str], ctx: ssl.SSLContext | None) -> None:
@@ -374,8 +393,13 @@ class TrueNASClient:
             last = i == len(candidates) - 1
             try:
                 kwargs: dict[str, Any] = dict(
-                    ssl=ctx, open_timeout=self.timeout, max_size=None, compression=None,
-                    ping_interval=20, ping_timeout=max(20.0, self.timeout), close_timeout=2,
+                    ssl=ctx,
+                    open_timeout=self.timeout,
+                    max_size=None,
+                    compression=None,
+                    ping_interval=20,
+                    ping_timeout=max(20.0, self.timeout),
+                    close_timeout=2,
                     user_agent_header="netprov",
                 )
                 if _HAS_LEGACY_FLAG:
@@ -386,27 +410,33 @@ class TrueNASClient:
                 if not last:
                     logger.debug("%s answered HTTP %s; trying the next endpoint", candidate, status)
                     continue
+                where = urlsplit(candidate).path
                 raise ConnectError(
-                    f"{self.host} refused the websocket upgrade on {urlsplit(candidate).path} (HTTP {status}): "
+                    f"{self.host} refused the websocket upgrade on {where} (HTTP {status}): "
                     "is this a TrueNAS API endpoint? use wss://HOST/api/current (25.04+), "
-                    "wss://HOST/websocket (older), or wss://HOST to probe") from None
+                    "wss://HOST/websocket (older), or wss://HOST to probe"
+                ) from None
             except ssl.SSLCertVerificationError as e:
                 raise TLSVerifyError(
                     f"TLS certificate of {self.host} could not be verified ({e.verify_message or e.reason}): "
-                    "pass the NAS's CA certificate as ca_file, or use insecure to skip verification") from None
+                    "pass the NAS's CA certificate as ca_file, or use insecure to skip verification"
+                ) from None
             except ssl.SSLError as e:
-                raise ConnectError(f"TLS handshake with {self.host} failed ({e.reason or e}): "
-                                   "check the URL scheme and port") from None
+                raise ConnectError(
+                    f"TLS handshake with {self.host} failed ({e.reason or e}): check the URL scheme and port"
+                ) from None
             except (TimeoutError, wsexc.InvalidHandshake, wsexc.InvalidURI, OSError, EOFError) as e:
-                raise ConnectError(f"cannot reach TrueNAS at {self.host}: {_one_line(e, 200) or type(e).__name__}"
-                                   ) from None
+                raise ConnectError(
+                    f"cannot reach TrueNAS at {self.host}: {_one_line(e, 200) or type(e).__name__}"
+                ) from None
             self.url = candidate
             break
         self.protocol = "legacy" if urlsplit(self.url).path.rstrip("/").endswith("/websocket") else "jsonrpc"
         if self.protocol == "legacy":
             self._legacy_handshake()
-        self._reader = threading.Thread(target=self._read_loop, name=f"netprov-truenas-{self.host}",
-                                        daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"netprov-truenas-{self.host}", daemon=True
+        )
         self._reader.start()
 
     def _legacy_handshake(self) -> None:
@@ -424,13 +454,17 @@ class TrueNASClient:
                 if kind == "failed":
                     raise ConnectError(f"{self.host} refused the legacy websocket protocol (version 1)")
         except TimeoutError:
-            raise ConnectError(f"{self.host} did not answer the legacy websocket handshake "
-                               f"within {self.timeout:g} s") from None
+            raise ConnectError(
+                f"{self.host} did not answer the legacy websocket handshake within {self.timeout:g} s"
+            ) from None
         except wsexc.ConnectionClosed as e:
-            raise ConnectError(f"{self.host} closed the connection during the handshake{self._close_detail(e)}"
-                               ) from None
+            raise ConnectError(
+                f"{self.host} closed the connection during the handshake{self._close_detail(e)}"
+            ) from None
         except ValueError:
-            raise ConnectError(f"{self.host} sent a non-JSON handshake reply: not a TrueNAS endpoint?") from None
+            raise ConnectError(
+                f"{self.host} sent a non-JSON handshake reply: not a TrueNAS endpoint?"
+            ) from None
 
     def close(self) -> None:
         """Close the socket; pending calls fail with :class:`ConnectError`. Idempotent."""
@@ -471,22 +505,36 @@ class TrueNASClient:
             try:
                 ok = self.call("auth.login_with_api_key", key)
             except MethodNotFound:
+                # FreeNAS 11.3 has no API keys; TrueNAS 27+ drops login_with_api_key for login_ex,
+                # which needs the key's username.
+                no_keys = AuthError(
+                    f"{self.host} offers no API-key login this client can use: FreeNAS 11.3 has no API "
+                    "keys (use a username and password); TrueNAS 27+ also needs the API key's username"
+                )
                 if not c.username:
-                    raise AuthError(f"{self.host} has no auth.login_with_api_key (TrueNAS 27+?): "
-                                    "give the API key's username too") from None
-                resp = self.call("auth.login_ex", {"mechanism": "API_KEY_PLAIN", "username": c.username,
-                                                   "api_key": key})
-                self._check_login_ex(resp, what="API key")
+                    raise no_keys from None
+                try:
+                    resp = self.call(
+                        "auth.login_ex",
+                        {"mechanism": "API_KEY_PLAIN", "username": c.username, "api_key": key},
+                    )
+                except MethodNotFound:
+                    raise no_keys from None
+                self._check_login_ex(resp, what=f"API key of user {c.username!r}")
                 return
             if ok is not True:
-                raise AuthError(f"{self.host} refused the API key (auth.login_with_api_key): "
-                                "check that it is correct and not expired or revoked")
+                raise AuthError(
+                    f"{self.host} refused the API key (auth.login_with_api_key): "
+                    "check that it is correct and not expired or revoked"
+                )
             return
         password = c.password.get_secret_value() if c.password is not None else ""
         if self.protocol == "jsonrpc":
             try:
-                resp = self.call("auth.login_ex", {"mechanism": "PASSWORD_PLAIN", "username": c.username,
-                                                   "password": password})
+                resp = self.call(
+                    "auth.login_ex",
+                    {"mechanism": "PASSWORD_PLAIN", "username": c.username, "password": password},
+                )
             except MethodNotFound:
                 pass
             else:
@@ -502,27 +550,42 @@ class TrueNASClient:
             return
         hints = {
             "OTP_REQUIRED": "the account requires a one-time password, which netprov does not support: "
-                            "use an API key",
+            "use an API key",
             "EXPIRED": "the credentials have expired (an API key sent over plain ws:// is revoked by 25.04+)",
             "REDIRECT": "log in to the active storage controller instead"
-                        + (f" ({', '.join(map(str, resp.get('urls') or []))})" if isinstance(resp, dict) else ""),
+            + (f" ({', '.join(map(str, resp.get('urls') or []))})" if isinstance(resp, dict) else ""),
         }
-        raise AuthError(f"{self.host} refused the {what} (auth.login_ex: {kind or 'unexpected reply'})"
-                        + (f": {hints[kind]}" if kind in hints else ""))
+        raise AuthError(
+            f"{self.host} refused the {what} (auth.login_ex: {kind or 'unexpected reply'})"
+            + (f": {hints[kind]}" if kind in hints else "")
+        )
 
     # ---------------------------------------------------------------- calls
 
-    def call(self, method: str, *params: Any, timeout: float | None = None, resource: str | None = None) -> Any:
+    def call(
+        self, method: str, *params: Any, timeout: float | None = None, resource: str | None = None
+    ) -> Any:
         """Call ``method`` with positional ``params``; return its result or raise a RemoteError."""
         t = self.timeout if timeout is None else float(timeout)
         deadline = time.monotonic() + t
         pending = self._submit(method, params, deadline, t)
         return self._wait(pending, deadline, t, resource)
 
-    def query(self, namespace: str, filters: Sequence[Any] | None = None, *, select: Sequence[Any] | None = None,
-              order_by: Sequence[str] | None = None, get: bool = False, limit: int | None = None,
-              offset: int | None = None, count: bool = False, extra: dict | None = None,
-              timeout: float | None = None, resource: str | None = None) -> Any:
+    def query(
+        self,
+        namespace: str,
+        filters: Sequence[Any] | None = None,
+        *,
+        select: Sequence[Any] | None = None,
+        order_by: Sequence[str] | None = None,
+        get: bool = False,
+        limit: int | None = None,
+        offset: int | None = None,
+        count: bool = False,
+        extra: dict | None = None,
+        timeout: float | None = None,
+        resource: str | None = None,
+    ) -> Any:
         """``<namespace>.query(filters, options)`` sending only the options that are set (doc §7)."""
         method = namespace if namespace.endswith(".query") else namespace + ".query"
         options: dict[str, Any] = {}
@@ -603,18 +666,27 @@ class TrueNASClient:
 
     # ---------------------------------------------------------------- jobs / bulk
 
-    def call_job(self, method: str, *params: Any, timeout: float | None = None,
-                 resource: str | None = None) -> Any:
+    def call_job(
+        self, method: str, *params: Any, timeout: float | None = None, resource: str | None = None
+    ) -> Any:
         """Call a job method and wait for the job; ``timeout`` bounds the call plus the wait."""
         t = self.timeout if timeout is None else float(timeout)
         start = time.monotonic()
         job_id = self.call(method, *params, timeout=t, resource=resource)
         if isinstance(job_id, bool) or not isinstance(job_id, int):
-            return job_id   # 25.10+ new-style jobs answer with the result itself
-        return self.wait_job(job_id, max(0.0, t - (time.monotonic() - start)), method=method, resource=resource)
+            return job_id  # 25.10+ new-style jobs answer with the result itself
+        return self.wait_job(
+            job_id, max(0.0, t - (time.monotonic() - start)), method=method, resource=resource
+        )
 
-    def wait_job(self, job_id: int, timeout: float | None = None, *, method: str | None = None,
-                 resource: str | None = None) -> Any:
+    def wait_job(
+        self,
+        job_id: int,
+        timeout: float | None = None,
+        *,
+        method: str | None = None,
+        resource: str | None = None,
+    ) -> Any:
         """Poll ``core.get_jobs`` until job ``job_id`` ends; return its result or raise."""
         t = self.timeout if timeout is None else float(timeout)
         deadline = time.monotonic() + t
@@ -623,12 +695,16 @@ class TrueNASClient:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise CallTimeout(f"{method or 'job'}: job {job_id} on {self.host} still {state} "
-                                  f"after {t:g} s")
+                raise CallTimeout(
+                    f"{method or 'job'}: job {job_id} on {self.host} still {state} after {t:g} s"
+                )
             jobs = self.call("core.get_jobs", [["id", "=", job_id]], timeout=remaining)
             if not jobs:
-                raise ApiError(method or "core.get_jobs", f"{method or 'job'}: job {job_id} not found on {self.host}",
-                               resource=resource)
+                raise ApiError(
+                    method or "core.get_jobs",
+                    f"{method or 'job'}: job {job_id} not found on {self.host}",
+                    resource=resource,
+                )
             job = jobs[0]
             method = method or job.get("method") or "job"
             state = job.get("state") or "unknown"
@@ -654,7 +730,9 @@ class TrueNASClient:
         code = exc_info.get("errno") if isinstance(exc_info.get("errno"), int) else None
         return ApiError(method, f"{where}: job {job_id} failed: {reason}", errno=code, resource=resource)
 
-    def bulk(self, method: str, params_list: Iterable[Sequence[Any]], *, timeout: float | None = None) -> list[Any]:
+    def bulk(
+        self, method: str, params_list: Iterable[Sequence[Any]], *, timeout: float | None = None
+    ) -> list[Any]:
         """Run ``method`` once per params tuple through ``core.bulk`` jobs.
 
         Items are packed greedily into ``core.bulk`` calls whose messages stay under 64 KiB, run
@@ -666,13 +744,16 @@ class TrueNASClient:
         results: list[Any] = [None] * len(items)
         chunks, too_large = plan_bulk_chunks(method, items, protocol=self.protocol)
         for i in too_large:
-            results[i] = ApiError(method, f"{method}: bulk item {i} is {len(_dumps(items[i]).encode())} bytes, "
-                                          "over the NAS's 64 KiB message limit")
+            results[i] = ApiError(
+                method,
+                f"{method}: bulk item {i} is {len(_dumps(items[i]).encode())} bytes, "
+                "over the NAS's 64 KiB message limit",
+            )
         for chunk in chunks:
             out = self.call_job("core.bulk", method, [items[i] for i in chunk], timeout=timeout)
             if not isinstance(out, list) or len(out) != len(chunk):
                 raise ApiError(method, f"core.bulk({method}): unexpected job result from {self.host}")
-            for i, entry in zip(chunk, out):
+            for i, entry in zip(chunk, out, strict=True):
                 err = entry.get("error") if isinstance(entry, dict) else None
                 if err:
                     secrets: list[str] = []
@@ -697,12 +778,17 @@ class TrueNASClient:
         call_id: Any = f"n{n}" if self.protocol == "legacy" else n
         data = _dumps(_envelope(self.protocol, call_id, method, _plain(list(params))))
         if len(data.encode()) >= MAX_MESSAGE_BYTES:
-            raise ApiError(method, f"{method}: request is {len(data.encode())} bytes, over the NAS's 64 KiB "
-                                   "message limit (use bulk() or smaller batches)")
+            raise ApiError(
+                method,
+                f"{method}: request is {len(data.encode())} bytes, over the NAS's 64 KiB "
+                "message limit (use bulk() or smaller batches)",
+            )
         self._check_open(method)
         if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise CallTimeout(f"{method}: {self.max_inflight} calls to {self.host} already in flight "
-                              f"and none finished within {t:g} s")
+            raise CallTimeout(
+                f"{method}: {self.max_inflight} calls to {self.host} already in flight "
+                f"and none finished within {t:g} s"
+            )
         pending = _Pending(method, params)
         with self._lock:
             if self._closed:
@@ -719,7 +805,9 @@ class TrueNASClient:
         try:
             self._ws.send(data)
         except (wsexc.ConnectionClosed, OSError, RuntimeError) as e:
-            detail = self._close_detail(e) if isinstance(e, wsexc.ConnectionClosed) else f": {_one_line(e, 120)}"
+            detail = (
+                self._close_detail(e) if isinstance(e, wsexc.ConnectionClosed) else f": {_one_line(e, 120)}"
+            )
             if call_id is not None:
                 with self._lock:
                     if self._pending.pop(call_id, None) is not None:
@@ -731,13 +819,20 @@ class TrueNASClient:
         while True:
             if not pending.event.wait(max(0.0, deadline - time.monotonic())):
                 pending.abandoned = True
-                raise CallTimeout(f"{pending.method}: no answer from {self.host} within {t:g} s"
-                                  + (f" ({resource})" if resource else ""))
+                raise CallTimeout(
+                    f"{pending.method}: no answer from {self.host} within {t:g} s"
+                    + (f" ({resource})" if resource else "")
+                )
             if pending.dropped is not None:
-                raise ConnectError(f"{pending.method}: connection to {self.host} dropped before the NAS "
-                                   f"answered ({pending.dropped}); the call may or may not have been applied")
-            if pending.error is not None and self._is_too_many_calls(pending.error) \
-                    and deadline - time.monotonic() > retry_delay:
+                raise ConnectError(
+                    f"{pending.method}: connection to {self.host} dropped before the NAS "
+                    f"answered ({pending.dropped}); the call may or may not have been applied"
+                )
+            if (
+                pending.error is not None
+                and self._is_too_many_calls(pending.error)
+                and deadline - time.monotonic() > retry_delay
+            ):
                 # The NAS refused to admit the call (its 20-call limit raced with our slot release); it
                 # did not run, so sending it again is safe.
                 logger.debug("%s refused %s: too many calls in flight; retrying", self.host, pending.method)
@@ -765,8 +860,11 @@ class TrueNASClient:
                 except Exception as e:  # noqa: BLE001 - one odd message must not kill the session
                     logger.warning("ignoring a malformed message from %s (%s)", self.host, type(e).__name__)
         except wsexc.ConnectionClosed as e:
-            reason = ("the NAS closed the connection" + self._close_detail(e)) if not self._closed \
+            reason = (
+                ("the NAS closed the connection" + self._close_detail(e))
+                if not self._closed
                 else self._close_reason
+            )
         except Exception as e:  # noqa: BLE001 - the reader must never die silently
             reason = f"reader failed: {type(e).__name__}"
             logger.warning("truenas reader for %s stopped: %s", self.host, type(e).__name__)
@@ -826,8 +924,12 @@ class TrueNASClient:
         if "id" in msg and ("result" in msg or "error" in msg) and "method" not in msg:
             if msg["id"] is None:
                 err = msg.get("error") or {}
-                logger.warning("%s reported a connection-level error: %s %s", self.host,
-                               err.get("code"), _one_line(err.get("message"), 120))
+                logger.warning(
+                    "%s reported a connection-level error: %s %s",
+                    self.host,
+                    err.get("code"),
+                    _one_line(err.get("message"), 120),
+                )
                 return
             self._dispatch(msg["id"], msg.get("result"), msg.get("error"))
         else:
@@ -845,7 +947,9 @@ class TrueNASClient:
         if error is not None:
             pending.error = error
         pending.result = result
-        logger.debug("reply %s id=%s %s", pending.method, call_id, "error" if pending.error is not None else "ok")
+        logger.debug(
+            "reply %s id=%s %s", pending.method, call_id, "error" if pending.error is not None else "ok"
+        )
         pending.event.set()
 
     # ---------------------------------------------------------------- error mapping
@@ -857,18 +961,26 @@ class TrueNASClient:
             s = "no matching object (a query with get=True matched nothing)"
         return _scrub(s, list(secrets) + self._creds.secrets())
 
-    def _validation_error(self, method: str, triples: list[tuple[str, str, int | None]], resource: str | None,
-                          secrets: list[str]) -> ApiValidationError:
+    def _validation_error(
+        self,
+        method: str,
+        triples: list[tuple[str, str, int | None]],
+        resource: str | None,
+        secrets: list[str],
+    ) -> ApiValidationError:
         clean = [(a, self._clean_reason(m, secrets), c) for a, m, c in triples]
         head = method + (f" ({resource})" if resource else "")
         body = "; ".join(f"{a}: {m}" if a else m for a, m, _ in clean)
-        return ApiValidationError(method, f"{head}: {body}", errno=errno_mod.EINVAL, errors=clean,
-                                  resource=resource)
+        return ApiValidationError(
+            method, f"{head}: {body}", errno=errno_mod.EINVAL, errors=clean, resource=resource
+        )
 
     def _not_found(self, method: str) -> MethodNotFound:
         nas = f"{self.host} ({self.version})" if self.version else self.host
-        return MethodNotFound(f"{method}: the NAS {nas} does not offer this API method; "
-                              "this TrueNAS version may not be supported")
+        return MethodNotFound(
+            f"{method}: the NAS {nas} does not offer this API method; "
+            "this TrueNAS version may not be supported"
+        )
 
     def _map_error(self, method: str, error: Any, resource: str | None, params: Any) -> RemoteError:
         secrets: list[str] = []
@@ -881,7 +993,9 @@ class TrueNASClient:
             reason = error.get("reason") or error.get("errname") or "call failed"
             extra = error.get("extra")
             if error.get("type") == "VALIDATION":
-                triples = _norm_triples(extra) or _parse_validation_text(reason) or [("", _one_line(reason), code)]
+                triples = (
+                    _norm_triples(extra) or _parse_validation_text(reason) or [("", _one_line(reason), code)]
+                )
                 return self._validation_error(method, triples, resource, secrets)
         else:
             if not isinstance(error, dict):
@@ -891,16 +1005,31 @@ class TrueNASClient:
             if rpc_code == JSONRPC_METHOD_NOT_FOUND:
                 return self._not_found(method)
             if rpc_code == JSONRPC_INVALID_PARAMS:
-                triples = (_norm_triples(data.get("extra")) or _parse_validation_text(data.get("reason") or "")
-                           or [("", _one_line(data.get("reason") or error.get("message") or "Invalid params"),
-                                data.get("error"))])
+                triples = (
+                    _norm_triples(data.get("extra"))
+                    or _parse_validation_text(data.get("reason") or "")
+                    or [
+                        (
+                            "",
+                            _one_line(data.get("reason") or error.get("message") or "Invalid params"),
+                            data.get("error"),
+                        )
+                    ]
+                )
                 return self._validation_error(method, triples, resource, secrets)
             if rpc_code == JSONRPC_TOO_MANY_CALLS:
-                return ApiError(method, f"{head}: {self.host} refused the call: too many concurrent calls",
-                                errno=errno_mod.ETOOMANYREFS, resource=resource)
+                return ApiError(
+                    method,
+                    f"{head}: {self.host} refused the call: too many concurrent calls",
+                    errno=errno_mod.ETOOMANYREFS,
+                    resource=resource,
+                )
             if not data:
-                return ApiError(method, f"{head}: {self._clean_reason(error.get('message') or rpc_code, secrets)}",
-                                resource=resource)
+                return ApiError(
+                    method,
+                    f"{head}: {self._clean_reason(error.get('message') or rpc_code, secrets)}",
+                    resource=resource,
+                )
             code = data.get("error")
             reason = data.get("reason") or error.get("message") or "call failed"
             extra = data.get("extra")
@@ -909,16 +1038,25 @@ class TrueNASClient:
         if code == ENOMETHOD or "Method does not exist" in str(reason):
             return self._not_found(method)
         if code == ENOTAUTHENTICATED or (code == EACCES and "not authenticated" in str(reason).lower()):
-            return AuthError(f"{head}: {self.host} says the session is not authenticated: "
-                             "check the credentials")
+            return AuthError(
+                f"{head}: {self.host} says the session is not authenticated: check the credentials"
+            )
         if code == EACCES:
-            return AuthError(f"{head}: not authorized on {self.host}: the account lacks the role this "
-                             "method needs")
+            return AuthError(
+                f"{head}: not authorized on {self.host}: the account lacks the role this method needs"
+            )
         if code == EBUSY and method.startswith("auth."):
-            return ApiError(method, f"{head}: {text}: too many logins from this address; wait up to 10 minutes",
-                            errno=code, resource=resource)
-        triples = _norm_triples(extra) if isinstance(extra, list) and extra and isinstance(extra[0], list) else []
+            return ApiError(
+                method,
+                f"{head}: {text}: too many logins from this address; wait up to 10 minutes",
+                errno=code,
+                resource=resource,
+            )
+        triples = (
+            _norm_triples(extra) if isinstance(extra, list) and extra and isinstance(extra[0], list) else []
+        )
         if triples and code == errno_mod.EINVAL:
             return self._validation_error(method, triples, resource, secrets)
-        return ApiError(method, f"{head}: {text}", errno=code if isinstance(code, int) else None,
-                        resource=resource)
+        return ApiError(
+            method, f"{head}: {text}", errno=code if isinstance(code, int) else None, resource=resource
+        )

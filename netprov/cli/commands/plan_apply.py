@@ -321,6 +321,10 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
             changed = sorted(s for s in run.plan.fingerprints
                              if run.plan.fingerprints[s] != saved["fingerprints"].get(s))
             raise NetprovError(f"saved plan is stale: {', '.join(changed)} changed since it was made; plan again")
+        if saved is not None and [c.to_json() for c in run.plan.changes] != saved["changes"]:
+            # Same world, same inventory file, different plan: templates or secrets changed.
+            raise NetprovError("saved plan is stale: the plan made now differs from the saved one (template "
+                               "overrides or secrets changed); plan again")
         views.plan_rich(run.plan, console.err() if not opts.quiet else _null_console())
         if not run.plan.has_changes:
             console.info("Nothing to do.", quiet=opts.quiet)

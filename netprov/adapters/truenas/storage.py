@@ -1,0 +1,612 @@
+"""TrueNAS storage backend: read the NAS into ``ActualStorage``; execute a storage plan.
+
+Reading costs a constant number of API calls whatever the number of machines: each kind is
+queried once (with filters and ``select``), all pipelined on the one connection, so the wall time
+is about one round trip. Nothing is queried per machine.
+
+Applying:
+
+* re-reads the NAS first and raises ``StalePlanError`` when ``fingerprint(actual.to_json())`` is not
+  the plan's (apply never acts on a world the plan did not see);
+* runs the shared portal first, then every machine's chain, then the service (enable, and start
+  only when not running: on CORE ``service.start`` on a running service restarts ctld and drops
+  every session);
+* machine chains run side by side: each is a generator that yields one API call at a time; a
+  scheduler gathers the calls every chain is waiting on and sends them together, pipelined with at
+  most ``parallel`` calls in flight (or, with ``bulk=True``, through ``core.bulk`` when many calls
+  share a method; errors stay attributable: one result per item). A chain stops at its first failure
+  or refused change; the others go on. The report lists what was done, what failed (with the
+  error line) and what was skipped (and why);
+* before any update or delete the object is looked up again by id *and* name/mark (TrueNAS reuses
+  ids), and the change fails if it no longer matches;
+* an extent create on a zvol created moments ago is retried while the NAS says the device does not
+  exist yet (backoff, about 10 s at most).
+
+Executor inputs come only from the plan's changes (``Change.data``, which holds no secret) plus the
+CHAP secrets, which come from the ``DesiredStorage`` given to ``read``/``apply``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator, Iterable, Sequence
+
+from netprov.adapters.truenas import parse
+from netprov.core.plan import Action, Change, fingerprint
+from netprov.core.storage import (MARK, PROP_MACHINE, PROP_MANAGED, SERVICE, ActualStorage, DesiredStorage,
+                                  parse_mark)
+from netprov.errors import ApiError, NetprovError, RemoteError, StalePlanError
+
+ProgressFn = Callable[[str, Change, "str | None"], None]
+
+#: A method with at least this many calls waiting in one round goes through ``core.bulk``.
+BULK_MIN = 24
+#: ``apply(bulk=None)`` uses ``core.bulk`` when a ``core.ping`` takes at least this long (seconds).
+BULK_RTT = 0.008
+#: How long an extent create keeps retrying while a new zvol's device node is missing.
+DEVICE_WAIT = 10.0
+_DEVICE_MISSING = re.compile(r"(Device .* does not exist|Zvol .* does not exist)", re.IGNORECASE)
+_BULKABLE = re.compile(r"^(pool\.dataset|iscsi\.(extent|target|targetextent|initiator|auth))\.(create|update|delete)$")
+
+DATASET_SELECT = ["id", "name", "type", "volsize", "volblocksize", "refreservation", "origin", "comments",
+                  "user_properties"]
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    """``TrueNAS-25.04.2.4`` -> (25, 4); ``TrueNAS-SCALE-24.10.2`` -> (24, 10); ``TrueNAS-13.0-U6.1`` -> (13, 0)."""
+    m = re.search(r"(?:FreeNAS|TrueNAS)(?:-SCALE)?-(\d+)\.(\d+)", version or "")
+    if not m:
+        m = re.search(r"(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (25, 4)
+
+
+@dataclass
+class StorageReport:
+    """What apply did. ``failed`` and ``skipped`` carry a one-line reason each."""
+
+    system: str
+    done: list[Change] = field(default_factory=list)
+    failed: list[tuple[Change, str]] = field(default_factory=list)
+    skipped: list[tuple[Change, str]] = field(default_factory=list)
+    round_trips: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed (refused or skipped changes may remain)."""
+        return not self.failed
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and not self.skipped
+
+    def lines(self) -> list[str]:
+        out = [f"done     {c.action.value:8} {c.address}" for c in self.done]
+        out += [f"FAILED   {c.action.value:8} {c.address}: {why}" for c, why in self.failed]
+        out += [f"skipped  {c.action.value:8} {c.address}: {why}" for c, why in self.skipped]
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"system": self.system,
+                "done": [c.address for c in self.done],
+                "failed": [{"address": c.address, "machine": c.machine, "error": why} for c, why in self.failed],
+                "skipped": [{"address": c.address, "machine": c.machine, "reason": why} for c, why in self.skipped],
+                "round_trips": dict(self.round_trips)}
+
+
+class _Call:
+    __slots__ = ("method", "params", "job")
+
+    def __init__(self, method: str, *params: Any, job: bool = False) -> None:
+        self.method, self.params, self.job = method, params, job
+
+
+class _Sleep:
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+Op = _Call | _Sleep
+Chain = Generator[Op, Any, None]
+
+
+class ChangeFailed(NetprovError):
+    """One change could not be carried out (the message is the report's error line)."""
+
+
+class TrueNASStorage:
+    """The storage backend for one ``storage:`` entry of the inventory, over one ``TrueNASClient``."""
+
+    def __init__(self, client: Any, storage_name: str, storage_model: Any) -> None:
+        self.client = client
+        self.storage_name = storage_name
+        self.model = storage_model
+        self.system = f"storage:{storage_name}"
+        self.version = version_tuple(getattr(client, "version", "") or "")
+        self.core = self.version[0] < 20                     # FreeNAS 11 / TrueNAS CORE 12-13
+        self.user_properties = not self.core                 # SCALE 22.02+
+        self.service_control = self.version >= (25, 10)
+        self.snapshot_ns = "pool.snapshot" if self.version >= (25, 4) else "zfs.snapshot"
+        self._desired: DesiredStorage | None = None
+
+    # ------------------------------------------------------------------ read
+
+    def read_calls(self, desired: DesiredStorage | None = None) -> list[tuple[str, tuple]]:
+        parent = desired.parent if desired is not None else self.model.parent
+        calls: list[tuple[str, tuple]] = [
+            ("pool.dataset.query", ([["id", "^", parent]],
+                                    {"select": DATASET_SELECT, "extra": {"retrieve_children": False}})),
+            ("iscsi.extent.query", ([], {"select": ["id", "name", "type", "disk", "path", "serial", "blocksize",
+                                                    "ro", "enabled", "comment"]})),
+            ("iscsi.target.query", ([], {"select": ["id", "name", "alias", "mode", "groups"]})),
+            ("iscsi.targetextent.query", ([], {"select": ["id", "target", "extent", "lunid"]})),
+            ("iscsi.initiator.query", ([], {"select": ["id", "initiators", "comment"]})),
+            ("iscsi.auth.query", ([], {"select": ["id", "tag", "user", "peeruser", "secret"]})),
+            ("iscsi.portal.query", ([], {"select": ["id", "tag", "listen", "comment"]})),
+            ("iscsi.global.config", ()),
+            ("service.query", ([["service", "=", SERVICE]], {"select": ["service", "enable", "state"]})),
+            ("iscsi.global.sessions", ([], {"select": ["target", "initiator"]})),
+        ]
+        sources = desired.clone_sources if desired is not None else []
+        if sources:
+            calls.append((f"{self.snapshot_ns}.query", ([["id", "in", sources]],
+                                                         {"select": ["id", "name", "properties"]})))
+        return calls
+
+    def read(self, desired: DesiredStorage | None = None) -> ActualStorage:
+        """The NAS's state, normalised. Constant number of calls (10, 11 with golden snapshots), pipelined."""
+        if desired is not None:
+            self._desired = desired
+        desired = desired or self._desired
+        calls = self.read_calls(desired)
+        results = self.client.call_many(calls)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        by = dict(zip([c[0] for c in calls], results))
+        parent = desired.parent if desired is not None else self.model.parent
+        snaps = by.get(f"{self.snapshot_ns}.query") or []
+        return parse.build_actual(
+            parent, datasets=by["pool.dataset.query"], extents=by["iscsi.extent.query"],
+            targets=by["iscsi.target.query"], targetextents=by["iscsi.targetextent.query"],
+            initiators=by["iscsi.initiator.query"], auths=by["iscsi.auth.query"],
+            portals=by["iscsi.portal.query"], global_=by["iscsi.global.config"],
+            service_rows=by["service.query"], sessions=by["iscsi.global.sessions"], snapshots=snaps)
+
+    def fingerprint(self, actual: ActualStorage) -> str:
+        return fingerprint(actual.to_json())
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, changes: Sequence[Change], *, expected_fingerprint: str, desired: DesiredStorage | None = None,
+              progress: ProgressFn | None = None, parallel: int = 8, bulk: bool | None = None) -> StorageReport:
+        """Carry out this system's changes (pass the whole list, NOOPs included: they hold the ids of
+        existing objects the others refer to). Raises ``StalePlanError`` when the NAS changed since
+        the plan; otherwise returns a report (a failing machine does not stop the others).
+
+        ``parallel``: calls in flight at once (capped at the client's ``max_inflight`` and the
+        middleware's 20; the middleware executes 10 at a time). ``bulk``: send rounds of >=
+        ``BULK_MIN`` same-method calls through ``core.bulk`` (one job per 64 KiB chunk; items run one
+        after another on the NAS, each keeps its own result or error). ``None`` (default) decides by
+        the measured round trip: pipelined calls when it is under ``BULK_RTT`` (a LAN: the NAS's
+        own work dominates and it runs 10 calls at once), ``core.bulk`` above (latency dominates:
+        5,000 calls at 20 ms cost >= 10 s through the middleware's 10 execution slots, one bulk job
+        per kind costs a few round trips). See benchmarks/bench_storage.py."""
+        t0 = time.monotonic()
+        desired = desired or self._desired
+        before_rt = Counter(self.client.round_trips)
+        actual = self.read(desired)
+        got = self.fingerprint(actual)
+        if got != expected_fingerprint:
+            raise StalePlanError(f"{self.system}: the NAS changed since the plan was made "
+                                 f"(state {got[:12]} != plan's {expected_fingerprint[:12]}); run plan again")
+        mine = [c for c in changes if c.system == self.system]
+        if bulk is None:
+            busy = max(Counter(c.kind for c in mine if c.is_change).values(), default=0)
+            bulk = False
+            if busy >= BULK_MIN:
+                t = time.monotonic()
+                self.client.call("core.ping")
+                bulk = time.monotonic() - t >= BULK_RTT
+        run = _Run(self, mine, actual, desired, progress,
+                   max(1, min(int(parallel), getattr(self.client, "max_inflight", 20), 20)), bulk)
+        run.execute()
+        after = Counter(self.client.round_trips)
+        run.report.round_trips = {k: after[k] - before_rt.get(k, 0) for k in after if after[k] - before_rt.get(k, 0)}
+        run.report.seconds = time.monotonic() - t0
+        return run.report
+
+
+class _Run:
+    """One apply: registry of ids, the chains, the scheduler."""
+
+    def __init__(self, st: TrueNASStorage, changes: list[Change], actual: ActualStorage,
+                 desired: DesiredStorage | None, progress: ProgressFn | None, parallel: int,
+                 bulk: bool = False) -> None:
+        self.bulk = bulk
+        self.st, self.client = st, st.client
+        self.changes = changes
+        self.desired = desired
+        self.progress = progress
+        self.parallel = parallel
+        self.report = StorageReport(system=st.system)
+        self.reg: dict[str, Any] = {}
+        self.tags = max([a["tag"] for a in actual.auths if a.get("tag") is not None] +
+                        [g["auth"] for t in actual.targets for g in t.get("groups") or [] if g.get("auth")] + [0])
+        self.lock = threading.Lock()
+        for c in changes:
+            if c.action in (Action.NOOP, Action.UPDATE) and "id" in c.data and c.kind != "zvol":
+                self.reg[c.address] = c.data["tag"] if c.kind == "auth" else c.data["id"]
+        self.snapshots = actual.snapshots
+
+    # -- events
+    def _emit(self, event: str, c: Change, err: str | None = None) -> None:
+        if event == "done":
+            self.report.done.append(c)
+        elif event == "failed":
+            self.report.failed.append((c, err or "failed"))
+        elif event == "skipped":
+            self.report.skipped.append((c, err or "skipped"))
+        if self.progress is not None:
+            try:
+                self.progress(event, c, err)
+            except Exception:  # a broken progress bar must not break apply
+                pass
+
+    # -- top level
+    def execute(self) -> None:
+        pending = [c for c in self.changes if c.is_change]
+        shared_pre = [c for c in pending if c.machine is None and c.kind in ("portal",) or
+                      (c.machine is None and c.kind == "service" and c.address.startswith("iscsi.global"))]
+        shared_post = [c for c in pending if c.machine is None and c not in shared_pre]
+        chains: dict[str, list[Change]] = {}
+        for c in pending:
+            if c.machine is not None:
+                chains.setdefault(c.machine, []).append(c)
+        if shared_pre:
+            self._schedule({"(shared)": shared_pre})
+        self._schedule(chains)
+        if shared_post:
+            self._schedule({"(service)": shared_post})
+
+    def _chain(self, changes: list[Change]) -> Chain:
+        for i, c in enumerate(changes):
+            if c.refused:
+                self._emit("skipped", c, f"refused: {c.refused}")
+                for rest in changes[i + 1:]:
+                    self._emit("skipped", rest, f"not attempted: {c.address} was refused")
+                return
+            self._emit("start", c)
+            try:
+                yield from self._exec(c)
+            except NetprovError as e:
+                self._emit("failed", c, _one_line(e))
+                for rest in changes[i + 1:]:
+                    self._emit("skipped", rest, f"not attempted: {c.address} failed")
+                return
+            self._emit("done", c)
+
+    # -- scheduler
+    def _schedule(self, chains: dict[str, list[Change]]) -> None:
+        live: dict[str, Chain] = {}
+        ops: dict[str, Op] = {}
+        wake: dict[str, float] = {}
+        for key, changes in chains.items():
+            g = self._chain(changes)
+            try:
+                ops[key] = next(g)
+                live[key] = g
+            except StopIteration:
+                pass
+        while live:
+            now = time.monotonic()
+            for key, op in list(ops.items()):
+                if isinstance(op, _Sleep) and key not in wake:
+                    wake[key] = now + op.seconds
+            ready = [k for k, op in ops.items() if isinstance(op, _Call)]
+            due = [k for k, t in wake.items() if t <= now]
+            for k in due:
+                del wake[k]
+                self._advance(k, live, ops, None, None)
+            if not ready:
+                if not due and wake:
+                    time.sleep(max(0.0, min(wake.values()) - time.monotonic()))
+                continue
+            results = self._dispatch([(k, ops[k]) for k in ready])
+            for k, (res, err) in results.items():
+                self._advance(k, live, ops, res, err)
+
+    def _advance(self, key: str, live: dict, ops: dict, res: Any, err: BaseException | None) -> None:
+        g = live[key]
+        try:
+            ops[key] = g.throw(err) if err is not None else g.send(res)
+        except StopIteration:
+            del live[key]
+            ops.pop(key, None)
+
+    def _dispatch(self, items: list[tuple[str, _Call]]) -> dict[str, tuple[Any, BaseException | None]]:
+        out: dict[str, tuple[Any, BaseException | None]] = {}
+        by_method: dict[str, list[tuple[str, _Call]]] = {}
+        for k, op in items:
+            by_method.setdefault(op.method, []).append((k, op))
+        singles: list[tuple[str, _Call]] = []
+        for method, group in by_method.items():
+            if self.bulk and len(group) >= BULK_MIN and _BULKABLE.match(method):
+                try:
+                    res = self.client.bulk(method, [list(op.params) for _, op in group])
+                except RemoteError as e:
+                    for k, _ in group:
+                        out[k] = (None, e)
+                    continue
+                for (k, _), r in zip(group, res):
+                    out[k] = (None, r) if isinstance(r, BaseException) else (r, None)
+            else:
+                singles.extend(group)
+        if len(singles) == 1:
+            k, op = singles[0]
+            out[k] = self._call_one(op)
+        elif singles:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=self.parallel) as pool:
+                futs = {k: pool.submit(self._call_one, op) for k, op in singles}
+                for k, f in futs.items():
+                    out[k] = f.result()
+        return out
+
+    def _call_one(self, op: _Call) -> tuple[Any, BaseException | None]:
+        try:
+            if op.job:
+                return self.client.call_job(op.method, *op.params), None
+            return self.client.call(op.method, *op.params), None
+        except NetprovError as e:
+            return None, e
+
+    # -- executors (generators: ``result = yield _Call(...)``)
+    def _exec(self, c: Change) -> Chain:
+        fn = getattr(self, f"_x_{c.kind}", None)
+        if fn is None:
+            raise ChangeFailed(f"{c.address}: netprov cannot carry out a {c.kind} change")
+        yield from fn(c)
+
+    def _ref(self, address: str | None, what: str) -> Any:
+        if address is None:
+            return None
+        if address not in self.reg:
+            raise ChangeFailed(f"{what} {address} does not exist (it was not created)")
+        return self.reg[address]
+
+    def _verify(self, c: Change, method: str, filters: list, what: str) -> Chain:
+        rows = yield _Call(method, filters, {"select": ["id"]})
+        if not rows:
+            raise ChangeFailed(f"{c.address}: {what} no longer matches what the plan saw (changed on the NAS, or "
+                               "its id was reused); run plan again")
+
+    # zvol ---------------------------------------------------------------------------------
+    def _mark_fields(self, machine: str, path: str, update: bool) -> dict:
+        if self.st.user_properties:
+            props = [{"key": PROP_MANAGED, "value": "true"}, {"key": PROP_MACHINE, "value": machine}]
+            return {"user_properties_update" if update else "user_properties": props}
+        return {"comments": f"{MARK} zvol={path}"}
+
+    def _verify_zvol(self, c: Change, path: str) -> Chain:
+        rows = yield _Call("pool.dataset.query", [["id", "=", path]],
+                           {"select": ["id", "type", "comments", "user_properties"],
+                            "extra": {"retrieve_children": False}})
+        if not rows or rows[0].get("type") != "VOLUME":
+            raise ChangeFailed(f"{c.address}: zvol no longer exists; run plan again")
+        if c.data.get("set_mark"):
+            return
+        z = parse.zvol(rows[0]) or {}
+        props = z.get("props") or {}
+        ok = str(props.get(PROP_MANAGED, "")).lower() == "true" or parse_mark(z.get("comments"))[0]
+        if not ok:
+            raise ChangeFailed(f"{c.address}: zvol is not marked as netprov's any more; run plan again")
+
+    def _create_zvol(self, c: Change) -> Chain:
+        d = c.data
+        path, machine = d["path"], d["machine"]
+        if d.get("clone_from"):
+            snap = d["clone_from"]
+            yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": path})
+            upd = self._mark_fields(machine, path, update=True)
+            src = int((self.snapshots.get(snap) or {}).get("volsize") or 0)
+            if d.get("grow_to") and int(d["grow_to"]) > src:
+                upd["volsize"] = int(d["grow_to"])
+            yield _Call("pool.dataset.update", path, upd)
+            return
+        payload = {"name": path, "type": "VOLUME", "volsize": int(d["volsize"]), "volblocksize": d["volblocksize"],
+                   "sparse": bool(d["sparse"]), **self._mark_fields(machine, path, update=False)}
+        yield _Call("pool.dataset.create", payload)
+
+    def _x_zvol(self, c: Change) -> Chain:
+        d = c.data
+        if c.action is Action.CREATE:
+            yield from self._create_zvol(c)
+        elif c.action is Action.UPDATE:
+            yield from self._verify_zvol(c, d["path"])
+            upd: dict[str, Any] = {}
+            if d.get("set_volsize"):
+                upd["volsize"] = int(d["set_volsize"])
+            if d.get("set_mark"):
+                upd.update(self._mark_fields(d["machine"], d["path"], update=True))
+            if upd:
+                yield _Call("pool.dataset.update", d["path"], upd)
+        elif c.action is Action.REPLACE:
+            yield from self._verify_zvol(c, d["path"])
+            yield _Call("pool.dataset.delete", d["path"], {"recursive": False})
+            yield from self._create_zvol(c)
+        elif c.action is Action.DELETE:
+            yield from self._verify_zvol(c, d["path"])
+            yield _Call("pool.dataset.delete", d["path"], {"recursive": False})
+
+    # extent -------------------------------------------------------------------------------
+    def _x_extent(self, c: Change) -> Chain:
+        d = c.data
+        if c.action is Action.CREATE:
+            payload = {"name": d["name"], "type": "DISK", "disk": d["disk"], "serial": d["serial"],
+                       "blocksize": d["blocksize"], "ro": False, "enabled": True, "comment": d["comment"]}
+            waited, delay = 0.0, 0.1
+            while True:
+                try:
+                    res = yield _Call("iscsi.extent.create", payload)
+                    break
+                except ApiError as e:
+                    if not _DEVICE_MISSING.search(str(e)) or waited >= DEVICE_WAIT:
+                        raise
+                    yield _Sleep(delay)
+                    waited += delay
+                    delay = min(delay * 2, 2.0)
+            self.reg[c.address] = res["id"]
+            return
+        yield from self._verify(c, "iscsi.extent.query", [["id", "=", d["id"]], ["name", "=", d["verify_name"]]],
+                                f"extent {d['verify_name']} (id {d['id']})")
+        if c.action is Action.UPDATE:
+            res = yield _Call("iscsi.extent.update", d["id"], dict(d["set"]))
+            self.reg[c.address] = res.get("id", d["id"]) if isinstance(res, dict) else d["id"]
+        elif c.action is Action.DELETE:
+            yield _Call("iscsi.extent.delete", d["id"], False, False)
+            self.reg.pop(c.address, None)
+
+    # initiator ----------------------------------------------------------------------------
+    def _x_initiator(self, c: Change) -> Chain:
+        d = c.data
+        if c.action is Action.CREATE:
+            res = yield _Call("iscsi.initiator.create", {"initiators": list(d["initiators"]), "comment": d["comment"]})
+            self.reg[c.address] = res["id"]
+            return
+        yield from self._verify(c, "iscsi.initiator.query", [["id", "=", d["id"]],
+                                                             ["comment", "=", d.get("verify_comment") or ""]],
+                                f"initiator group {d['id']}")
+        if c.action is Action.UPDATE:
+            yield _Call("iscsi.initiator.update", d["id"], dict(d["set"]))
+        elif c.action is Action.DELETE:
+            yield _Call("iscsi.initiator.delete", d["id"])
+
+    # auth ---------------------------------------------------------------------------------
+    def _secret(self, machine: str) -> str:
+        secret = self.desired.secret(machine) if self.desired is not None else None
+        if not secret:
+            raise ChangeFailed(f"CHAP secret for {machine} is not available (set the variable or file the "
+                               "inventory names)")
+        return secret
+
+    def _x_auth(self, c: Change) -> Chain:
+        d = c.data
+        if c.action is Action.CREATE:
+            secret = self._secret(d["machine"])
+            with self.lock:
+                self.tags += 1
+                tag = self.tags
+            yield _Call("iscsi.auth.create", {"tag": tag, "user": d["user"], "secret": secret,
+                                              "peeruser": "", "peersecret": ""})
+            self.reg[c.address] = tag
+            return
+        if c.action is Action.UPDATE:
+            yield from self._verify(c, "iscsi.auth.query", [["id", "=", d["id"]], ["user", "=", d["verify_user"]]],
+                                    f"CHAP user {d['verify_user']} (id {d['id']})")
+            upd = dict(d.get("set") or {})
+            if d.get("set_secret"):
+                upd["secret"] = self._secret(d["machine"])
+            yield _Call("iscsi.auth.update", d["id"], upd)
+        elif c.action is Action.DELETE:
+            rows = yield _Call("iscsi.auth.query", [["id", "in", list(d["ids"])]], {"select": ["id", "tag"]})
+            if len(rows) != len(d["ids"]) or any(r.get("tag") != d["tag"] for r in rows):
+                raise ChangeFailed(f"{c.address}: auth group tag {d['tag']} changed on the NAS; run plan again")
+            for aid in d["ids"]:
+                yield _Call("iscsi.auth.delete", aid)
+
+    # target -------------------------------------------------------------------------------
+    def _groups(self, groups: list[dict]) -> list[dict]:
+        out = []
+        for g in groups:
+            out.append({"portal": self._ref(g["portal"], "portal"), "initiator": self._ref(g["initiator"],
+                                                                                          "initiator group"),
+                        "authmethod": g["authmethod"], "auth": self._ref(g.get("auth"), "auth group")})
+        return out
+
+    def _x_target(self, c: Change) -> Chain:
+        d = c.data
+        if c.action is Action.CREATE:
+            groups = self._groups(d["groups"])
+            res = yield _Call("iscsi.target.create", {"name": d["name"], "alias": None, "mode": "ISCSI",
+                                                      "groups": groups})
+            self.reg[c.address] = res["id"]
+            if len(res.get("groups") or []) != len(groups):     # groups that did not stick (doc §9.10)
+                yield _Call("iscsi.target.update", res["id"], {"groups": groups})
+            return
+        yield from self._verify(c, "iscsi.target.query", [["id", "=", d["id"]], ["name", "=", d["verify_name"]]],
+                                f"target {d['verify_name']} (id {d['id']})")
+        if c.action is Action.UPDATE:
+            upd: dict[str, Any] = {}
+            if "name" in d["set"]:
+                upd["name"] = d["set"]["name"]
+            if "groups" in d["set"] or "mode" in d["set"]:
+                upd["groups"] = self._groups(d["groups"])
+            if "mode" in d["set"]:
+                upd["mode"] = "ISCSI"
+            if upd:
+                yield _Call("iscsi.target.update", d["id"], upd)
+        elif c.action is Action.DELETE:
+            yield _Call("iscsi.target.delete", d["id"], False)
+            self.reg.pop(c.address, None)
+
+    # mapping ------------------------------------------------------------------------------
+    def _x_targetextent(self, c: Change) -> Chain:
+        d = c.data
+        if c.action is Action.CREATE:
+            res = yield _Call("iscsi.targetextent.create", {"target": self._ref(d["target"], "target"),
+                                                            "extent": self._ref(d["extent"], "extent"),
+                                                            "lunid": d["lunid"]})
+            self.reg[c.address] = res["id"]
+            return
+        v = d["verify"]
+        yield from self._verify(c, "iscsi.targetextent.query", [["id", "=", d["id"]], ["target", "=", v["target"]],
+                                                                ["extent", "=", v["extent"]]],
+                                f"mapping {d['id']}")
+        if c.action is Action.UPDATE:
+            yield _Call("iscsi.targetextent.update", d["id"], {"lunid": d["lunid"]})
+        elif c.action is Action.DELETE:
+            yield _Call("iscsi.targetextent.delete", d["id"], False)
+
+    # shared -------------------------------------------------------------------------------
+    def _x_portal(self, c: Change) -> Chain:
+        d = c.data
+        if c.action is not Action.CREATE:
+            raise ChangeFailed(f"{c.address}: netprov only creates portals")
+        if self.st.core:
+            payload = {"comment": d["comment"], "listen": [{"ip": d["ip"], "port": d["port"]}],
+                       "discovery_authmethod": "NONE", "discovery_authgroup": None}
+        else:
+            payload = {"comment": d["comment"], "listen": [{"ip": d["ip"]}]}
+        res = yield _Call("iscsi.portal.create", payload)
+        self.reg[c.address] = res["id"]
+
+    def _x_service(self, c: Change) -> Chain:
+        d = c.data
+        if not c.address.startswith("service["):
+            raise ChangeFailed(f"{c.address}: netprov does not change this")
+        if d.get("enable"):
+            yield _Call("service.update", SERVICE, {"enable": True})
+        if d.get("start"):
+            # look again right before: starting a running service restarts it on CORE (drops sessions)
+            rows = yield _Call("service.query", [["service", "=", SERVICE]], {"select": ["service", "state"]})
+            state = (rows[0].get("state") if rows else None) or "UNKNOWN"
+            if state != "RUNNING":
+                if self.st.service_control:
+                    ok = yield _Call("service.control", "START", SERVICE, {"silent": False}, job=True)
+                elif self.st.core:
+                    ok = yield _Call("service.start", SERVICE)
+                else:
+                    ok = yield _Call("service.start", SERVICE, {"silent": False})
+                if ok is False:
+                    raise ChangeFailed("the iSCSI service failed to start")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:400] or type(e).__name__
