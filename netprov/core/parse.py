@@ -212,20 +212,16 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
         storage_name = spec.storage or d.storage or _only(inv.storage)
         pxe_name = spec.pxe_server or d.pxe_server or _only(inv.pxe_servers)
         ok = True
-        if storage_name in written["storage"] and storage_name not in inv.storage:
+        for field, chosen, table, section in (("storage", storage_name, inv.storage, "storage"),
+                                              ("pxe_server", pxe_name, inv.pxe_servers, "pxe_servers")):
+            if chosen in table:
+                continue
             ok = False
-        elif storage_name is None or storage_name not in inv.storage:
-            where = loc + (("storage",) if spec.storage else ())
-            err(where, f"storage {storage_name!r} is not defined" + _known(inv.storage)
-                if storage_name else "no storage given (set defaults.storage or machines.<name>.storage)")
-            ok = False
-        if pxe_name in written["pxe_servers"] and pxe_name not in inv.pxe_servers:
-            ok = False
-        elif pxe_name is None or pxe_name not in inv.pxe_servers:
-            where = loc + (("pxe_server",) if spec.pxe_server else ())
-            err(where, f"pxe_server {pxe_name!r} is not defined" + _known(inv.pxe_servers)
-                if pxe_name else "no pxe_server given (set defaults.pxe_server or machines.<name>.pxe_server)")
-            ok = False
+            if chosen in written[section]:
+                continue  # defined but invalid: its own error was reported
+            where = loc + ((field,) if getattr(spec, field) else ())
+            err(where, f"{field} {chosen!r} is not defined" + _known(table) if chosen
+                else f"no {field} given (set defaults.{field} or machines.<name>.{field})")
 
         size = spec.disk.size if spec.disk.size is not None else d.disk.size
         sparse = spec.disk.sparse if spec.disk.sparse is not None else (d.disk.sparse or False)

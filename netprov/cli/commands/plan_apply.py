@@ -128,10 +128,7 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None, pxe_overrides
     if offline or state is not None:
         snapshot: dict = {}
         if state is not None:
-            try:
-                snapshot = json.loads(state.read_text())
-            except (OSError, ValueError) as exc:
-                raise NetprovError(f"cannot read state file {state}: {exc}") from None
+            snapshot = _read_json(state, "state file")
             if snapshot.get("format") != STATE_FORMAT:
                 raise NetprovError(f"{state} is not a netprov state file (format {STATE_FORMAT})")
         yield World(offline_state=snapshot)
@@ -203,11 +200,18 @@ def save_plan(plan, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def load_saved_plan(path: Path) -> dict:
+def _read_json(path: Path, what: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise NetprovError(f"cannot read plan file {path}: {exc}") from None
+        raise NetprovError(f"cannot read {what} {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise NetprovError(f"{path} is not a netprov {what}")
+    return data
+
+
+def load_saved_plan(path: Path) -> dict:
+    data = _read_json(path, "plan file")
     if data.get("kind") != PLAN_FILE_KIND:
         raise NetprovError(f"{path} is not a saved netprov plan (netprov plan --out FILE)")
     from netprov.core.plan import FORMAT_VERSION
