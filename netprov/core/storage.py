@@ -36,15 +36,30 @@ machine is no longer in the inventory.
 Ordering: shared objects that machines depend on first (global check, portal), then each machine's
 chain (zvol, extent, initiator, auth, target, mapping; then that machine's deletes in reverse), then
 orphan machines (mapping, target, auth, initiator, extent, zvol), then the service (enable/start
-last, so the creates before it cause no reloads of a stopped service).
+last, so the creates before it cause no reloads of a stopped service). Every DELETE is independent
+of the forward changes of the same run, so an engine may run all non-deletes first and the deletes
+later (it does: boot files are switched in between). A zvol REPLACE is therefore one
+self-contained change: apply deletes the zvol's mappings and extents itself (TrueNAS refuses that
+while a session is logged in; the zvol delete's own cascade would not), then the zvol, then
+creates it again; the extent and mapping CREATEs follow it in the chain.
+
+Refusals: shrink or volblocksize change (REPLACE; needs ``allow_destroy``), removed machines
+(DELETE; needs ``allow_destroy``), anything touching a target with a logged-in session (never),
+name clashes with unmanaged objects (needs ``adopt``), a missing golden snapshot or parent dataset,
+a CHAP secret that is not available (the change is planned; apply refuses it), a NAS basename that
+differs from the inventory's (netprov never changes it). After a refused zvol, extent or target
+change nothing more is planned for that machine; apply stops a machine's chain at its first refused
+change. ``before``/``after`` hold only managed fields (identity + what differs);
+secrets appear only as ``********``; sizes as ``16G`` strings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from netprov.core import names
 from netprov.core.inventory import LoadedInventory
@@ -203,7 +218,7 @@ class ActualStorage:
         }
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "ActualStorage":
+    def from_json(cls, d: Mapping[str, Any]) -> ActualStorage:
         kw: dict[str, Any] = {k: [dict(r) for r in d.get(k) or []] for k in _LISTS}
         return cls(parent=d["parent"], parent_exists=bool(d.get("parent_exists", True)),
                    parent_type=d.get("parent_type", "FILESYSTEM"),
@@ -351,10 +366,10 @@ class _Planner:
     def diff(before: dict, after: dict, ident: dict) -> tuple[dict, dict]:
         b = dict(ident)
         a = dict(ident)
-        for k in after:
-            if before.get(k) != after[k]:
+        for k, v in after.items():
+            if before.get(k) != v:
                 b[k] = before.get(k)
-                a[k] = after[k]
+                a[k] = v
         return b, a
 
     # -- shared ----------------------------------------------------------------------------
@@ -456,7 +471,7 @@ class _Planner:
         # ---------------- zvol
         zaddr = f"zvol[{m.zvol}]"
         z = ix.zvols.get(m.zvol)
-        zvol_ok = True            # downstream may be planned against it
+        chain_ok = True           # false once a change of this machine is refused: nothing after it is planned
         replace_zvol = False
         snap = self.a.snapshots.get(m.clone_from) if m.clone_from else None
         want_size = m.volsize
@@ -476,7 +491,7 @@ class _Planner:
                    "cannot be created under it")
             out_fwd.append(self.ch("zvol", zaddr, Action.CREATE, "zvol does not exist", machine=name,
                                    after={"name": m.zvol, **after_z}, refused=why, data=zdata))
-            zvol_ok = False
+            chain_ok = False
         elif z is None:
             refused = None
             reason = "zvol does not exist"
@@ -489,7 +504,7 @@ class _Planner:
                                f"({_size(snap.get('volsize'))}); a clone cannot shrink")
             out_fwd.append(self.ch("zvol", zaddr, Action.CREATE, reason, machine=name,
                                    after={"name": m.zvol, **after_z}, refused=refused, data=zdata))
-            zvol_ok = refused is None
+            chain_ok = refused is None
         else:
             owner = ix.zvol_owner.get(m.zvol)
             managed = owner == name
@@ -533,13 +548,15 @@ class _Planner:
                 if refused:
                     out_fwd.append(self.ch("zvol", zaddr, Action.REPLACE, "; ".join(why), machine=name,
                                            before=b, after=a, refused=refused, cascade=cascade, data=zdata))
-                    zvol_ok = False
+                    chain_ok = False
                 else:
                     # explicit deletes of what the zvol delete would cascade to, then the replace
-                    out_fwd.extend(self._pre_replace_deletes(m))
-                    out_fwd.append(self.ch("zvol", zaddr, Action.REPLACE, "; ".join(why) + " (allow_destroy)",
+                    # one self-contained change: apply deletes the zvol's mappings and extents explicitly
+                    # (TrueNAS refuses while a session is logged in), then the zvol, then creates it again
+                    out_fwd.append(self.ch("zvol", zaddr, Action.REPLACE, "; ".join(why) + " (allow_destroy); its "
+                                           "extent and mapping are deleted first and re-created after",
                                            machine=name, before=b, after=a, cascade=cascade,
-                                           data={**zdata, "delete": True}))
+                                           data={**zdata, "pre_delete": self._pre_replace_deletes(m)}))
             elif not managed:
                 b, a = self.diff(before_full, after_full, {"name": m.zvol})
                 b["managed"], a["managed"] = False, True
@@ -552,7 +569,7 @@ class _Planner:
                     out_fwd.append(self.ch("zvol", zaddr, Action.UPDATE, "a zvol with this name exists",
                                            machine=name, before=b, after=a,
                                            refused=self._unmanaged_zvol_msg(m.zvol), data=zdata))
-                    zvol_ok = False
+                    chain_ok = False
             elif grow:
                 b, a = self.diff(before_full, after_full, {"name": m.zvol})
                 out_fwd.append(self.ch("zvol", zaddr, Action.UPDATE, f"grow volsize {b['volsize']} -> "
@@ -573,7 +590,7 @@ class _Planner:
         edata = {**extent_after, "comment": mark_comment(m.zvol)}
         e = ix.extent_by_name.get(m.target)
         mine = [x for x in ix.extents_of.get(name, [])]
-        if e is not None and ix.extent_owner.get(e["id"]) != name and zvol_ok:
+        if e is not None and ix.extent_owner.get(e["id"]) != name and chain_ok:
             if ix.extent_owner.get(e["id"]) is None and self.p.adopt:
                 pass  # adopted below as an update
             else:
@@ -586,10 +603,10 @@ class _Planner:
                                                 "rename it or plan with adopt" if other is None else
                                                 f"extent {e['name']} belongs to netprov machine {other}"),
                                        data={**edata, "id": e["id"], "verify_name": e["name"]}))
-                zvol_ok = False
+                chain_ok = False
                 e = None
                 mine = []
-        if e is None and zvol_ok:
+        if e is None and chain_ok:
             # ours under another name (renamed by hand)?
             renamed = next((x for x in mine if x["name"] != m.target), None)
             if renamed is not None:
@@ -598,7 +615,7 @@ class _Planner:
         foreign_on_disk = [x for x in ix.extents_by_disk.get(m.device, [])
                            if ix.extent_owner.get(x["id"]) is None and (e is None or x["id"] != e["id"])]
         extent_id = None
-        if not zvol_ok:
+        if not chain_ok:
             pass
         elif replace_zvol:
             out_fwd.append(self.ch("extent", eaddr, Action.CREATE, "re-created on the replaced zvol", machine=name,
@@ -610,7 +627,7 @@ class _Planner:
                                    refused=f"zvol {m.zvol} is already exported by extent {x['name']} (id {x['id']}), "
                                            "not managed by netprov; plan with adopt to take it over",
                                    data=edata))
-            zvol_ok = False
+            chain_ok = False
         else:
             if e is None and foreign_on_disk and self.p.adopt:
                 e = foreign_on_disk[0]
@@ -639,7 +656,7 @@ class _Planner:
                                            machine=name, data={"id": e["id"]}))
         # other managed extents of this machine (duplicates): delete
         for x in mine:
-            if x["id"] != extent_id and x["name"] != m.target and zvol_ok and not replace_zvol:
+            if x["id"] != extent_id and x["name"] != m.target and chain_ok and not replace_zvol:
                 out_del.append(self._delete_extent(x, name, sessions, "a second netprov extent for this machine",
                                                    gated=False))
 
@@ -648,8 +665,7 @@ class _Planner:
         inits = ix.initiators_of.get(name, [])
         iafter = {"initiators": [m.initiator_iqn]}
         icomment = mark_comment(m.zvol)
-        initiator_id = None
-        if not zvol_ok:
+        if not chain_ok:
             pass
         elif not inits:
             out_fwd.append(self.ch("initiator", iaddr, Action.CREATE, "initiator group does not exist",
@@ -662,7 +678,6 @@ class _Planner:
                 used.update(g.get("initiator") for g in tt.get("groups") or [])
             inits = sorted(inits, key=lambda r: (r["id"] not in used, r["id"]))
             i0 = inits[0]
-            initiator_id = i0["id"]
             before = {"initiators": sorted(i0.get("initiators") or [])}
             if before["initiators"] != iafter["initiators"]:
                 why = ("admits every initiator (empty list)" if not before["initiators"] else
@@ -685,21 +700,21 @@ class _Planner:
         taddr = f"target[{m.target}]"
         t = ix.target_by_name.get(m.target)
         owned = ix.targets_of.get(name, [])
-        if t is not None and ix.target_owner.get(t["id"]) != name:
-            if not (ix.target_owner.get(t["id"]) is None and self.p.adopt):
-                other = ix.target_owner.get(t["id"])
-                if zvol_ok:
-                    out_fwd.append(self.ch("target", taddr, Action.UPDATE, "a target with this name exists",
-                                           machine=name, before={"name": t["name"], "managed": False},
-                                           after={"name": m.target, "managed": True},
-                                           refused=(f"target {t['name']} (id {t['id']}) is not managed by netprov "
-                                                    "(its group does not use a netprov initiator group); rename it "
-                                                    "or plan with adopt" if other is None else
-                                                    f"target {t['name']} belongs to netprov machine {other}"),
-                                           data={"id": t["id"], "verify_name": t["name"]}))
-                zvol_ok = False
-                t = None
-        if t is None and zvol_ok:
+        adoptable = t is not None and ix.target_owner.get(t["id"]) is None and self.p.adopt
+        if t is not None and ix.target_owner.get(t["id"]) != name and not adoptable:
+            other = ix.target_owner.get(t["id"])
+            if chain_ok:
+                out_fwd.append(self.ch("target", taddr, Action.UPDATE, "a target with this name exists",
+                                       machine=name, before={"name": t["name"], "managed": False},
+                                       after={"name": m.target, "managed": True},
+                                       refused=(f"target {t['name']} (id {t['id']}) is not managed by netprov "
+                                                "(its group does not use a netprov initiator group); rename it "
+                                                "or plan with adopt" if other is None else
+                                                f"target {t['name']} belongs to netprov machine {other}"),
+                                       data={"id": t["id"], "verify_name": t["name"]}))
+            chain_ok = False
+            t = None
+        if t is None and chain_ok:
             t = next((x for x in owned if x["name"] != m.target), None)   # renamed by hand
         # auth: the tag the target's group uses
         cur_tag = None
@@ -713,7 +728,7 @@ class _Planner:
         shared_tag = cur_tag is not None and any(
             self.ix.target_owner.get(tid) != name for tid in self.ix.tag_users.get(cur_tag, []) if
             t is None or tid != t["id"])
-        if zvol_ok and m.chap_user:
+        if chain_ok and m.chap_user:
             secret = self.d.secret(name)
             no_secret = None if secret is not None else (
                 f"CHAP secret for {name} is not available (set the variable or file the inventory names); "
@@ -759,7 +774,7 @@ class _Planner:
                     out_fwd.append(self.ch("auth", aaddr, Action.NOOP, f"CHAP user {m.chap_user} (tag {cur_tag})"
                                            + ("; " + "; ".join(notes) if notes else ""), machine=name,
                                            data={"id": row["id"], "tag": cur_tag}))
-        elif zvol_ok and auth_rows and not shared_tag:
+        elif chain_ok and auth_rows and not shared_tag:
             # CHAP turned off: delete the machine's auth group after the target stops using it
             out_del.append(self.ch("auth", aaddr, Action.DELETE, "CHAP is off for this machine", machine=name,
                                    before={"user": auth_rows[0].get("user"), "secret": MASK},
@@ -767,7 +782,7 @@ class _Planner:
                                          "verify_user": auth_rows[0].get("user")}))
 
         # target itself
-        if zvol_ok:
+        if chain_ok:
             groups = [{"portal": self.portal_addr, "initiator": iaddr,
                        "authmethod": "CHAP" if m.chap_user else "NONE",
                        "auth": aaddr if m.chap_user else None}]
@@ -776,7 +791,7 @@ class _Planner:
                 out_fwd.append(self.ch("target", taddr, Action.CREATE, "target does not exist", machine=name,
                                        after=tafter, data={"name": m.target, "groups": groups}))
             else:
-                auth_label = lambda tag: (aaddr if (tag is not None and tag == cur_tag and auth_rows  # noqa: E731
+                auth_label = lambda tag: (aaddr if (tag is not None and tag == cur_tag and auth_rows
                                                     and not shared_tag) else
                                           (None if tag is None else f"auth-tag#{tag}"))
                 before = {"name": t["name"], "mode": t.get("mode") or "ISCSI",
@@ -812,7 +827,7 @@ class _Planner:
                                                    gated=False))
 
         # ---------------- mapping
-        if zvol_ok:
+        if chain_ok:
             te_addr = f"targetextent[{m.target}/{m.target}]"
             mapped = [te for te in ix.te_by_target.get(t["id"], [])] if t is not None else []
             good = None
@@ -885,19 +900,15 @@ class _Planner:
                 out.append(f"target[{ix.target_by_id[tid]['name']}]")
         return out
 
-    def _pre_replace_deletes(self, m: DesiredMachine) -> list[Change]:
+    def _pre_replace_deletes(self, m: DesiredMachine) -> list[dict]:
+        """What a zvol replace deletes before the zvol: every mapping of every extent on it, then the extents."""
         ix = self.ix
-        out = []
+        out: list[dict] = []
         for e in ix.extents_by_disk.get(m.device, []):
             for te in ix.te_by_extent.get(e["id"], []):
-                t = ix.target_by_id.get(te["target"], {})
-                out.append(self.ch("targetextent", f"targetextent[{t.get('name', te['target'])}/{e['name']}]",
-                                   Action.DELETE, "the zvol is replaced", machine=m.name,
-                                   before={"target": t.get("name"), "extent": e["name"], "lunid": te.get("lunid")},
-                                   data={"id": te["id"], "verify": {"target": te["target"], "extent": te["extent"]}}))
-            out.append(self.ch("extent", f"extent[{e['name']}]", Action.DELETE, "the zvol is replaced",
-                               machine=m.name, before={"name": e["name"], "disk": e.get("disk")},
-                               data={"id": e["id"], "verify_name": e["name"]}))
+                out.append({"kind": "targetextent", "id": te["id"], "target": te["target"], "extent": te["extent"]})
+            out.append({"kind": "extent", "id": e["id"], "name": e["name"],
+                        "address": f"extent[{e['name']}]"})
         return out
 
     def _delete_extent(self, e: dict, machine: str, sessions: list[str], reason: str, gated: bool) -> Change:

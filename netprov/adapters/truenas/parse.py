@@ -16,7 +16,8 @@ Normalisation is what makes a second plan after apply empty on every version:
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from netprov.core.storage import ActualStorage, secret_digest
 from netprov.core.units import VOLBLOCKSIZES

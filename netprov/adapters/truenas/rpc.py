@@ -62,6 +62,10 @@ from netprov.errors import (
 __all__ = ["Credentials", "TrueNASClient", "MAX_INFLIGHT", "MAX_MESSAGE_BYTES", "plan_bulk_chunks"]
 
 logger = logging.getLogger("netprov.truenas")
+# websockets logs every frame's payload at DEBUG, and payloads carry API keys, passwords and CHAP
+# secrets. Its logger is pinned at INFO so that turning on debug logging never writes them out.
+_wire_logger = logging.getLogger("netprov.truenas.wire")
+_wire_logger.setLevel(logging.INFO)
 
 #: Calls the middleware admits per connection (SoftHardSemaphore(10, 20), doc §3.5).
 MAX_INFLIGHT = 20
@@ -401,6 +405,7 @@ class TrueNASClient:
                     ping_timeout=max(20.0, self.timeout),
                     close_timeout=2,
                     user_agent_header="netprov",
+                    logger=_wire_logger,
                 )
                 if _HAS_LEGACY_FLAG:
                     kwargs["legacy"] = True

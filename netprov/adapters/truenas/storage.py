@@ -29,18 +29,29 @@ CHAP secrets, which come from the ``DesiredStorage`` given to ``read``/``apply``
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generator, Iterable, Sequence
+from typing import Any
 
 from netprov.adapters.truenas import parse
 from netprov.core.plan import Action, Change, fingerprint
-from netprov.core.storage import (MARK, PROP_MACHINE, PROP_MANAGED, SERVICE, ActualStorage, DesiredStorage,
-                                  parse_mark)
+from netprov.core.storage import (
+    MARK,
+    PROP_MACHINE,
+    PROP_MANAGED,
+    SERVICE,
+    ActualStorage,
+    DesiredStorage,
+    parse_mark,
+)
 from netprov.errors import ApiError, NetprovError, RemoteError, StalePlanError
+
+logger = logging.getLogger("netprov.storage")
 
 ProgressFn = Callable[[str, Change, "str | None"], None]
 
@@ -100,7 +111,7 @@ class StorageReport:
 
 
 class _Call:
-    __slots__ = ("method", "params", "job")
+    __slots__ = ("job", "method", "params")
 
     def __init__(self, method: str, *params: Any, job: bool = False) -> None:
         self.method, self.params, self.job = method, params, job
@@ -165,12 +176,19 @@ class TrueNASStorage:
         if desired is not None:
             self._desired = desired
         desired = desired or self._desired
-        calls = self.read_calls(desired)
+        return self.parse_read(desired, self.read_raw(desired))
+
+    def read_raw(self, desired: DesiredStorage | None = None) -> dict[str, Any]:
+        """The raw results of one read: ``{method: result}`` (all calls pipelined)."""
+        calls = self.read_calls(desired or self._desired)
         results = self.client.call_many(calls)
         for r in results:
             if isinstance(r, BaseException):
                 raise r
-        by = dict(zip([c[0] for c in calls], results))
+        return dict(zip([c[0] for c in calls], results))
+
+    def parse_read(self, desired: DesiredStorage | None, by: dict[str, Any]) -> ActualStorage:
+        """PURE: ``read_raw``'s results -> ``ActualStorage``."""
         parent = desired.parent if desired is not None else self.model.parent
         snaps = by.get(f"{self.snapshot_ns}.query") or []
         return parse.build_actual(
@@ -257,8 +275,8 @@ class _Run:
         if self.progress is not None:
             try:
                 self.progress(event, c, err)
-            except Exception:  # a broken progress bar must not break apply
-                pass
+            except Exception:
+                logger.debug("progress callback failed", exc_info=True)
 
     # -- top level
     def execute(self) -> None:
@@ -439,6 +457,19 @@ class _Run:
                 yield _Call("pool.dataset.update", d["path"], upd)
         elif c.action is Action.REPLACE:
             yield from self._verify_zvol(c, d["path"])
+            # delete what the zvol delete would cascade to, explicitly: these deletes are refused by
+            # TrueNAS while an initiator is logged in (the zvol delete's cascade would not be)
+            for x in d.get("pre_delete") or []:
+                if x["kind"] == "targetextent":
+                    yield from self._verify(c, "iscsi.targetextent.query",
+                                            [["id", "=", x["id"]], ["target", "=", x["target"]],
+                                             ["extent", "=", x["extent"]]], f"mapping {x['id']}")
+                    yield _Call("iscsi.targetextent.delete", x["id"], False)
+                else:
+                    yield from self._verify(c, "iscsi.extent.query", [["id", "=", x["id"]], ["name", "=", x["name"]]],
+                                            f"extent {x['name']} (id {x['id']})")
+                    yield _Call("iscsi.extent.delete", x["id"], False, False)
+                    self.reg.pop(x.get("address", ""), None)
             yield _Call("pool.dataset.delete", d["path"], {"recursive": False})
             yield from self._create_zvol(c)
         elif c.action is Action.DELETE:

@@ -1,0 +1,57 @@
+"""Golden storage plans: ``storage/<case>/{inventory.yaml, actual.json, plan.json}`` (+ optional options.json).
+
+Every directory is one case: the inventory (desired), the normalised actual state of the NAS
+(``ActualStorage.to_json()`` form), and the expected plan. ``options.json`` may set ``storage``,
+``allow_destroy``, ``adopt``, ``machines`` (the --target filter) and ``secrets`` (machine -> CHAP
+secret or null; by default every CHAP machine gets ``SECRET``). Regenerate with
+``pytest tests/cases --update-goldens`` (or ``NETPROV_UPDATE_GOLDENS=1``) and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from netprov.core.parse import parse_inventory
+from netprov.core.storage import ActualStorage, StoragePolicy, desired_storage, plan_storage, summarize
+
+SECRET = "Sup3rSecret-001"
+ROOT = Path(__file__).parent / "storage"
+CASES = sorted(p for p in ROOT.iterdir() if p.is_dir() and (p / "inventory.yaml").exists())
+
+
+def run_case(case: Path) -> dict:
+    loaded = parse_inventory((case / "inventory.yaml").read_text(), "inventory.yaml")
+    opts = json.loads((case / "options.json").read_text()) if (case / "options.json").exists() else {}
+    storage = opts.get("storage") or next(iter(loaded.inventory.storage))
+    secrets = {m.name: SECRET for m in loaded.machines if m.chap}
+    secrets.update(opts.get("secrets") or {})
+    desired = desired_storage(loaded, storage, secrets)
+    actual = ActualStorage.from_json(json.loads((case / "actual.json").read_text()))
+    machines = opts.get("machines")
+    policy = StoragePolicy(allow_destroy=bool(opts.get("allow_destroy")), adopt=bool(opts.get("adopt")),
+                           machines=set(machines) if machines is not None else None)
+    changes = plan_storage(desired, actual, policy)
+    return {"policy": {"allow_destroy": policy.allow_destroy, "adopt": policy.adopt,
+                       "machines": sorted(policy.machines) if policy.machines is not None else None},
+            "summary": summarize(changes), "changes": [c.to_json() for c in changes]}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_storage_case(case: Path, update_goldens: bool) -> None:
+    got = run_case(case)
+    text = json.dumps(got, indent=2, sort_keys=True) + "\n"
+    assert SECRET not in text, "a CHAP secret leaked into the plan"
+    # the actual state survives its JSON round trip unchanged (fingerprints depend on it)
+    raw = json.loads((case / "actual.json").read_text())
+    once = ActualStorage.from_json(raw).to_json()
+    assert ActualStorage.from_json(once).to_json() == once
+    golden = case / "plan.json"
+    if update_goldens or not golden.exists():
+        golden.write_text(text)
+        if not update_goldens:
+            pytest.fail(f"{golden} did not exist; written, review it and rerun")
+        return
+    assert json.loads(golden.read_text()) == got, f"plan differs from {golden} (rerun with --update-goldens)"
