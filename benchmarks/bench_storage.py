@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT))
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.storage import TrueNASStorage
 from netprov.core.parse import parse_inventory
-from netprov.core.plan import fingerprint
-from netprov.core.storage import DesiredStorage, desired_storage, mark_comment, plan_storage
+from netprov.core.storage import DesiredStorage, desired_storage, mark_comment, plan_storage, state_fingerprint
 from netprov.sim.truenas import Simulator
 
 INVENTORY = """\
@@ -108,7 +107,7 @@ class Bench:
         t1 = time.perf_counter()
         actual = self.st.parse_read(desired, raw)
         changes = plan_storage(desired, actual)
-        fp = fingerprint(actual.to_json())
+        fp = state_fingerprint(actual)
         t2 = time.perf_counter()
         return changes, fp, self.calls() - c0, t2 - t0, t2 - t1
 

@@ -16,12 +16,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator)
 
-from netprov.core import names
 from netprov.core.units import normalise_mac, parse_size, parse_volblocksize
-from netprov.errors import InventoryError
 
 DEFAULT_BASENAME = "iqn.2005-10.org.freenas.ctl"
 DEFAULT_INITIATOR_BASENAME = "iqn.2010-04.org.ipxe"

@@ -224,6 +224,6 @@ def _template_line(exc: BaseException, name: str) -> int | None:
     if line:
         return line
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if frame.filename == name or frame.filename.endswith(f"/{name}") or frame.filename == f"<template>":
+        if frame.filename == name or frame.filename.endswith(f"/{name}") or frame.filename == "<template>":
             return frame.lineno
     return None

@@ -63,7 +63,7 @@ from typing import Any
 
 from netprov.core import names
 from netprov.core.inventory import LoadedInventory
-from netprov.core.plan import Action, Change
+from netprov.core.plan import Action, Change, fingerprint
 from netprov.core.units import VOLBLOCKSIZES, format_size
 
 MARK = "netprov:managed"
@@ -226,6 +226,18 @@ class ActualStorage:
                    service=(dict(d["service"]) if d.get("service") is not None else None) if "service" in d
                    else {"enable": True, "state": "RUNNING"},
                    snapshots={k: dict(v) for k, v in (d.get("snapshots") or {}).items()}, **kw)
+
+
+def state_fingerprint(actual: ActualStorage) -> str:
+    """What a saved plan pins: the NAS's objects, not who is logged in right now.
+
+    Sessions come and go as machines boot; a plan made a minute ago is not stale because
+    a machine logged in. Destructive changes stay safe regardless: TrueNAS refuses to
+    delete an in-use target/extent without ``force``, which netprov never sends.
+    """
+    data = actual.to_json()
+    data.pop("sessions", None)
+    return fingerprint(data)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from netprov.core.inventory import LoadedInventory
 from netprov.core.plan import Action, Change, Plan, fingerprint
 from netprov.core.render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
-                                  plan_storage)
+                                  plan_storage, state_fingerprint)
 from netprov.errors import NetprovError, StalePlanError  # noqa: F401 (documented contract)
 
 STATE_FORMAT = 1
@@ -160,7 +160,7 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
             actual = ActualStorage.from_json(snap) if snap else empty_actual(desired)
         else:
             actual = world.storage[name].read(desired)
-        fingerprints[system] = fingerprint(actual.to_json())
+        fingerprints[system] = state_fingerprint(actual)
         planned = plan_storage(desired, actual, policy)
         storage_parts[name] = (desired, actual, planned)
         for c in planned:
@@ -345,7 +345,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         todo = [c for c in changes if c.action is Action.DELETE]
         if not todo:
             continue
-        if should_stop() or any(a.startswith(f"pxe:") for a, _ in result.failed):
+        if should_stop() or any(a.startswith("pxe:") for a, _ in result.failed):
             result.interrupted = result.interrupted or should_stop()
             result.skipped += [c.address for c in todo]
             continue

@@ -7,7 +7,6 @@ mapping under test is the one users get.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

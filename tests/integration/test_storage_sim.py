@@ -14,8 +14,8 @@ import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.storage import TrueNASStorage
-from netprov.core.plan import Action, fingerprint
-from netprov.core.storage import StoragePolicy, plan_storage
+from netprov.core.plan import Action
+from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
 from netprov.errors import StalePlanError
 from netprov.sim.truenas import Simulator
 
@@ -45,7 +45,7 @@ class Nas:
 
     def plan(self, desired, **policy):
         actual = self.st.read(desired)
-        return plan_storage(desired, actual, StoragePolicy(**policy)), fingerprint(actual.to_json())
+        return plan_storage(desired, actual, StoragePolicy(**policy)), state_fingerprint(actual)
 
     def apply(self, desired, **policy):
         changes, fp = self.plan(desired, **policy)

@@ -6,7 +6,7 @@ is about one round trip. Nothing is queried per machine.
 
 Applying:
 
-* re-reads the NAS first and raises ``StalePlanError`` when ``fingerprint(actual.to_json())`` is not
+* re-reads the NAS first and raises ``StalePlanError`` when ``state_fingerprint(actual)`` (sessions excluded) is not
   the plan's (apply never acts on a world the plan did not see);
 * runs the shared portal first, then every machine's chain, then the service (enable, and start
   only when not running: on CORE ``service.start`` on a running service restarts ctld and drops
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netprov.adapters.truenas import parse
-from netprov.core.plan import Action, Change, fingerprint
+from netprov.core.plan import Action, Change
 from netprov.core.storage import (
     MARK,
     PROP_MACHINE,
@@ -48,6 +48,7 @@ from netprov.core.storage import (
     ActualStorage,
     DesiredStorage,
     parse_mark,
+    state_fingerprint,
 )
 from netprov.errors import ApiError, NetprovError, RemoteError, StalePlanError
 
@@ -199,7 +200,7 @@ class TrueNASStorage:
             service_rows=by["service.query"], sessions=by["iscsi.global.sessions"], snapshots=snaps)
 
     def fingerprint(self, actual: ActualStorage) -> str:
-        return fingerprint(actual.to_json())
+        return state_fingerprint(actual)
 
     # ------------------------------------------------------------------ apply
 
