@@ -31,7 +31,7 @@ class StoragePort(Protocol):
     def read(self, desired: DesiredStorage) -> ActualStorage: ...
     def fingerprint(self, actual: ActualStorage) -> str: ...
     def apply(self, changes: list[Change], *, expected_fingerprint: str, desired: DesiredStorage | None = None,
-              progress: Any = None, parallel: int = 8) -> Any: ...
+              progress: Any = None, parallel: int = 8, should_stop: Callable[[], bool] | None = None) -> Any: ...
 
 
 class BootHostPort(Protocol):
@@ -304,8 +304,10 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
             continue
         reporter.event(system, "phase", None, "create/update")
         world.storage[name].apply(todo, expected_fingerprint=expected, desired=desired,
-                                  progress=storage_progress(system), parallel=parallel)
+                                  progress=storage_progress(system), parallel=parallel, should_stop=should_stop)
 
+    if should_stop():
+        result.interrupted = True
     # Phase 2: boot files (each server checks its own fingerprint inside one lock). A machine whose
     # storage chain failed keeps its old files: its script must not point at a disk that isn't there.
     failed_machines = {m for m in (_machine_of(run, a) for a, _ in result.failed) if m}
@@ -354,5 +356,5 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         # Phase 1 changed this NAS on purpose; the deletes are checked against its state now.
         current = port.fingerprint(port.read(desired))
         port.apply(todo + [c for c in changes if c.action is Action.NOOP], expected_fingerprint=current,
-                   desired=desired, progress=storage_progress(system), parallel=parallel)
+                   desired=desired, progress=storage_progress(system), parallel=parallel, should_stop=should_stop)
     return result

@@ -205,7 +205,8 @@ class TrueNASStorage:
     # ------------------------------------------------------------------ apply
 
     def apply(self, changes: Sequence[Change], *, expected_fingerprint: str, desired: DesiredStorage | None = None,
-              progress: ProgressFn | None = None, parallel: int = 8, bulk: bool | None = None) -> StorageReport:
+              progress: ProgressFn | None = None, parallel: int = 8, bulk: bool | None = None,
+              should_stop: Callable[[], bool] | None = None) -> StorageReport:
         """Carry out this system's changes (pass the whole list, NOOPs included: they hold the ids of
         existing objects the others refer to). Raises ``StalePlanError`` when the NAS changed since
         the plan; otherwise returns a report (a failing machine does not stop the others).
@@ -217,7 +218,10 @@ class TrueNASStorage:
         the measured round trip: pipelined calls when it is under ``BULK_RTT`` (a LAN: the NAS's
         own work dominates and it runs 10 calls at once), ``core.bulk`` above (latency dominates:
         5,000 calls at 20 ms cost >= 10 s through the middleware's 10 execution slots, one bulk job
-        per kind costs a few round trips). See benchmarks/bench_storage.py."""
+        per kind costs a few round trips). See benchmarks/bench_storage.py.
+
+        ``should_stop`` is polled before each step: when it turns true (Ctrl-C), calls in flight
+        finish and every step not begun is reported as skipped ("not attempted: interrupted")."""
         t0 = time.monotonic()
         desired = desired or self._desired
         before_rt = Counter(self.client.round_trips)
@@ -236,6 +240,8 @@ class TrueNASStorage:
                 bulk = time.monotonic() - t >= BULK_RTT
         run = _Run(self, mine, actual, desired, progress,
                    max(1, min(int(parallel), getattr(self.client, "max_inflight", 20), 20)), bulk)
+        if should_stop is not None:
+            run.should_stop = should_stop
         run.execute()
         after = Counter(self.client.round_trips)
         run.report.round_trips = {k: after[k] - before_rt.get(k, 0) for k in after if after[k] - before_rt.get(k, 0)}
@@ -264,6 +270,7 @@ class _Run:
             if c.action in (Action.NOOP, Action.UPDATE) and "id" in c.data and c.kind != "zvol":
                 self.reg[c.address] = c.data["tag"] if c.kind == "auth" else c.data["id"]
         self.snapshots = actual.snapshots
+        self.should_stop: Callable[[], bool] = lambda: False
 
     # -- events
     def _emit(self, event: str, c: Change, err: str | None = None) -> None:
@@ -297,6 +304,11 @@ class _Run:
 
     def _chain(self, changes: list[Change]) -> Chain:
         for i, c in enumerate(changes):
+            if self.should_stop():
+                # Ctrl-C: finish nothing new; every change not begun is reported as not attempted.
+                for rest in changes[i:]:
+                    self._emit("skipped", rest, "not attempted: interrupted")
+                return
             if c.refused:
                 self._emit("skipped", c, f"refused: {c.refused}")
                 for rest in changes[i + 1:]:
