@@ -48,7 +48,9 @@ def test_greedy_packing_uses_few_messages():
 
 
 API_KEY = "1-" + "s" * 64
-secrets_st = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=12, max_size=24)  # CHAP secrets: 12-16
+secrets_st = st.text(
+    alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=12, max_size=24
+)  # CHAP secrets: 12-16
 
 
 def _client(protocol):
@@ -58,20 +60,29 @@ def _client(protocol):
 
 
 @settings(max_examples=150, deadline=None)
-@given(secret=secrets_st, key=st.sampled_from(["secret", "peersecret", "password", "api_key", "chap_secret"]),
-       template=st.sampled_from(["{s}", "bad value {s}\nsecond line", "[EINVAL] x.y: {s} is wrong\n"]),
-       shape=st.sampled_from(["rpc-validation", "rpc-call", "legacy-validation", "legacy-call"]),
-       leak_key=st.booleans())
+@given(
+    secret=secrets_st,
+    key=st.sampled_from(["secret", "peersecret", "password", "api_key", "chap_secret"]),
+    template=st.sampled_from(["{s}", "bad value {s}\nsecond line", "[EINVAL] x.y: {s} is wrong\n"]),
+    shape=st.sampled_from(["rpc-validation", "rpc-call", "legacy-validation", "legacy-call"]),
+    leak_key=st.booleans(),
+)
 def test_error_messages_never_echo_secrets_and_are_one_line(secret, key, template, shape, leak_key):
     assume("*" not in secret)  # "********" is the mask itself
     text = template.format(s=secret) + (f" {API_KEY}" if leak_key else "")
     triples = [["iscsi_auth_create." + key, text, 22]]
     if shape == "rpc-validation":
-        err = {"code": -32602, "message": "Invalid params",
-               "data": {"error": 22, "errname": "EINVAL", "reason": text, "trace": None, "extra": triples}}
+        err = {
+            "code": -32602,
+            "message": "Invalid params",
+            "data": {"error": 22, "errname": "EINVAL", "reason": text, "trace": None, "extra": triples},
+        }
     elif shape == "rpc-call":
-        err = {"code": -32001, "message": "Method call error",
-               "data": {"error": 14, "errname": "EFAULT", "reason": text, "trace": None, "extra": None}}
+        err = {
+            "code": -32001,
+            "message": "Method call error",
+            "data": {"error": 14, "errname": "EFAULT", "reason": text, "trace": None, "extra": None},
+        }
     elif shape == "legacy-validation":
         err = {"error": 11, "errname": "EAGAIN", "type": "VALIDATION", "reason": text, "extra": triples}
     else:

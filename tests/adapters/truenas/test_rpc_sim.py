@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 
 from netprov.adapters.truenas.rpc import MAX_MESSAGE_BYTES, Credentials, TrueNASClient
@@ -288,7 +290,18 @@ def test_service_control_job_25_10(sim_factory):
 # ------------------------------------------------------------------ TLS
 
 
-def test_tls(sim_factory, tls_files, recwarn):
+def test_tls(sim_factory, tls_files, recwarn, monkeypatch):
+    # Work around a CPython 3.11 asyncio TLS 1.3 server stall (see conftest.TLSFiles.server_context and
+    # /tmp/netprov-sim-requests.md item 2): cap the simulator's server context at TLS 1.2. Drop this once
+    # the simulator does it itself.
+    load = ssl.SSLContext.load_cert_chain
+
+    def load_tls12(ctx, *a, **k):
+        load(ctx, *a, **k)
+        if ctx.protocol == ssl.PROTOCOL_TLS_SERVER:
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", load_tls12)
     sim = sim_factory("25.04", tls=(tls_files.cert_pem, tls_files.key_pem))
     assert sim.url.startswith("wss://")
     with pytest.raises(TLSVerifyError):
