@@ -13,8 +13,9 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null; then SUDO="sudo -n"; else
-    echo "install-test-deps: missing ${missing[*]} and not root: install them, or the tests that need them skip" >&2
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+    echo "install-test-deps: missing ${missing[*]}; not root and no password-less sudo:" \
+         "install them yourself, or the tests that need them skip" >&2
     exit 0
   fi
 else
