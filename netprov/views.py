@@ -28,8 +28,10 @@ def summary_line(plan: Plan) -> str:
                 f"{total['delete']} to delete.")
     per = ", ".join(f"{system}: {c['create']}+ {c['update'] + c['replace']}~ {c['delete']}-"
                     for system, c in sorted(counts.items()))
-    refused = len([c for c in plan.changes if c.refused and c.is_change])
-    tail = f" {refused} refused (see above)." if refused else ""
+    refused = len([c for c in plan.changes if c.refused and c.is_change and not c.data.get("advisory")])
+    advisory = len([c for c in plan.changes if c.refused and c.is_change and c.data.get("advisory")])
+    tail = (f" {refused} refused (see above)." if refused else "") + (
+        f" {advisory} left out (see above)." if advisory else "")
     return f"{head} [{per}]{tail}" if per else head
 
 

@@ -37,7 +37,8 @@ class StoragePort(Protocol):
 class BootHostPort(Protocol):
     def plan(self, desired: list[BootFile], *, diffs: bool = True) -> fp.FilePlan: ...
     def read_manifest(self, roots: Any = None, *, sources: Any = ()) -> fp.RemoteManifest: ...
-    def apply(self, plan: fp.FilePlan, progress: Any = None) -> Any: ...  # raises StalePlanError
+    def apply(self, plan: fp.FilePlan, progress: Any = None, *,
+              allow_conflicts: bool = False) -> Any: ...  # raises StalePlanError
 
 
 class Reporter(Protocol):
@@ -229,8 +230,14 @@ def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
         before = None if c.before_sha256 is None else {"sha256": c.before_sha256, "mode": _oct(c.before_mode)}
         after = None if c.action is fp.Action.DELETE else {"sha256": c.after_sha256, "mode": _oct(c.after_mode)}
         if c.action is fp.Action.CONFLICT:
+            # A missing iPXE binary source only hurts the machines of that architecture: it is
+            # reported (advisory) and left out, while everything else is applied.
+            advisory = c.reason is fp.Reason.SOURCE_MISSING
+            reason = (f"{c.reason.value}: machines needing {c.path} can't boot until it is in the TFTP root"
+                      if advisory else c.reason.value)
             out.append(Change(system, "file", c.address, Action.UPDATE if before else Action.CREATE,
-                              c.reason.value, before, after, refused=c.reason.value, diff=None))
+                              reason, before, after, refused=reason, diff=None,
+                              data={"advisory": True} if advisory else {}))
             continue
         action = action_map[c.action]
         out.append(Change(system, "file", c.address, action, c.reason.value,
@@ -251,6 +258,14 @@ def _machine_of(run: RunPlan, address: str) -> str | None:
 
 def _oct(mode: int | None) -> str | None:
     return None if mode is None else f"{mode:04o}"
+
+
+def blocking_refusals(plan: Plan, without_secret: set[str] | frozenset[str] = frozenset()) -> list[Change]:
+    """Refused changes that stop an apply. Advisory ones (a missing iPXE binary source) don't, and
+    with ``without_secret`` (plan time, CI dry-runs) neither does a CHAP auth group whose secret
+    isn't available here."""
+    return [c for c in plan.changes if c.refused and c.is_change and not c.data.get("advisory")
+            and not (c.kind == "auth" and c.machine in without_secret)]
 
 
 def missing_secrets(run: RunPlan) -> list[str]:
@@ -276,7 +291,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         raise NetprovError("an offline plan cannot be applied: plan against the live systems")
     reporter = reporter or NullReporter()
     result = ApplyResult()
-    refused = [c for c in run.plan.changes if c.refused and c.is_change]
+    refused = blocking_refusals(run.plan)
     if refused:
         raise NetprovError(f"{len(refused)} change(s) are refused; fix them or pass the flag they name: "
                            + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
@@ -332,7 +347,8 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         def cb(event: str, change: Any = None, _system: str = system) -> None:
             reporter.event(_system, event, None, getattr(change, "address", None))
         try:
-            host.apply(fplan, cb)
+            # Blocking conflicts were refused above; what is left (a missing binary source) is advisory.
+            host.apply(fplan, cb, allow_conflicts=True)
         except NetprovError as exc:
             result.failed.append((f"pxe:{server}", str(exc)))
             result.skipped += [c.address for c in fplan.pending]

@@ -63,3 +63,17 @@ def test_plan_orders_storage_before_files_and_storage_deletes_last() -> None:
     assert systems.index("pxe:pxe") > systems.index("storage:nas")
     kinds = [c.kind for c in run.plan.changes if c.system == "storage:nas" and c.is_change]
     assert kinds.index("zvol") < kinds.index("extent") < kinds.index("targetextent")
+
+
+def test_missing_binary_source_is_advisory_not_blocking() -> None:
+    from netprov.engine.run import blocking_refusals
+    arm = TWO.replace("    mac: 52:54:00:00:00:02\n", "    mac: 52:54:00:00:00:02\n    arch: arm64\n    firmware: uefi\n")
+    state = _state_from(arm)
+    pxe = state["pxe"]["pxe"]
+    pxe["entries"] = [e for e in pxe["entries"] if e["path"] != "snponly-arm64.efi"]
+    pxe["sources"] = {k: (None if k.endswith("snponly-arm64.efi") else v) for k, v in pxe["sources"].items()}
+    run = _plan(arm, state)
+    advisory = [c for c in run.plan.changes if c.data.get("advisory")]
+    assert [c.address for c in advisory] == ["pxe.tftp[snponly-arm64.efi]"]
+    assert "can't boot until it is in the TFTP root" in advisory[0].refused
+    assert not blocking_refusals(run.plan)

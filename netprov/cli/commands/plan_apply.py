@@ -178,12 +178,13 @@ def show_plan(plan, *, as_json: bool, verbose: bool = False) -> None:
 def plan_exit(plan, detailed: bool, secrets: dict | None = None) -> int:
     """Exit code of `plan`. A change refused only because a CHAP secret isn't available here is a
     warning (CI dry-runs have no secrets; apply still refuses it); any other refusal is an error."""
+    from netprov.engine.run import blocking_refusals
     without_secret = {m for m, v in (secrets or {}).items() if v is None}
     refused = [c for c in plan.refused if c.is_change]
-    blocking = [c for c in refused if not (c.machine in without_secret and c.kind == "auth")]
-    if len(refused) > len(blocking):
-        console.info(f"[yellow]warning:[/yellow] {len(refused) - len(blocking)} change(s) need CHAP secrets "
-                     "that are not available here; apply will refuse them until they are")
+    blocking = blocking_refusals(plan, without_secret)
+    for c in refused:
+        if c not in blocking:
+            console.info(f"[yellow]warning:[/yellow] {c.address}: {c.refused}")
     if blocking:
         console.error(f"{len(blocking)} change(s) refused (see the plan): apply would stop")
         return ExitCode.ERROR
@@ -301,7 +302,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
               flags: dict, pxe_overrides: dict | None = None, confirm_stream=None) -> int:
     """`netprov apply` as a function (the demo calls it too)."""
     from netprov import views
-    from netprov.engine.run import apply_plan, missing_secrets
+    from netprov.engine.run import apply_plan, blocking_refusals, missing_secrets
 
     saved = None
     inventory = source
@@ -333,7 +334,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
         if not run.plan.has_changes:
             console.info("Nothing to do.", quiet=opts.quiet)
             return ExitCode.OK
-        refused = [c for c in run.plan.changes if c.refused and c.is_change]
+        refused = blocking_refusals(run.plan)
         if refused:
             raise NetprovError(f"{len(refused)} change(s) refused; nothing was changed: "
                                + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
