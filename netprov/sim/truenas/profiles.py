@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -97,129 +97,68 @@ _add(
         legacy_jobs_option=False,
     )
 )
+
+# 24.10: what changed since 13: SCALE (Linux/SCST): roles, rate limit, 64 KiB limit, user properties, 16K default volblocksize.
 _add(
-    Profile(
-        name="24.10",
-        version_string="TrueNAS-SCALE-24.10.2.2",
+    replace(
+        PROFILES['13'],
+        name='24.10',
+        version_string='TrueNAS-SCALE-24.10.2.2',
         core=False,
-        jsonrpc=False,
         notauth_errno=207,
-        post_auth_limit=64 * 1024,
+        post_auth_limit=65536,
         rate_limit=True,
         roles=True,
-        login_ex=False,
-        revoke_insecure_api_key=False,
-        pydantic=False,
         extent_name_max=64,
         serial_max=20,
         extent_single_target=True,
-        extent_product_id=False,
-        target_name_max=None,
-        target_name_exists_msg="Target with this name already exists",
-        target_delete_extents=False,
+        target_name_exists_msg='Target with this name already exists',
         target_auth_networks=True,
         target_rel_tgt_id=True,
-        target_iscsi_parameters=False,
         alias_empty_is_value=False,
         initiator_auth_network=False,
         portal_port_per_ip=False,
-        portal_discovery_fields=True,
-        auth_discovery_auth=False,
-        auth_secret_no_hash=False,
         global_listen_port=True,
-        global_iser=False,
         user_properties=True,
         create_ancestors=True,
-        default_volblocksize="16K",
+        default_volblocksize='16K',
         volblocksize_check_only_if_given=False,
         dataset_name_max=200,
         core_start_restarts=False,
-        service_control=False,
-        legacy_jobs_option=False,
     )
 )
+
+# 25.04: what changed since 24.10: JSON-RPC at /api/current, login_ex, strict models, API-key revocation over plain ws.
 _add(
-    Profile(
-        name="25.04",
-        version_string="TrueNAS-25.04.2.4",
-        core=False,
+    replace(
+        PROFILES['24.10'],
+        name='25.04',
+        version_string='TrueNAS-25.04.2.4',
         jsonrpc=True,
-        notauth_errno=207,
-        post_auth_limit=64 * 1024,
-        rate_limit=True,
-        roles=True,
         login_ex=True,
         revoke_insecure_api_key=True,
         pydantic=True,
-        extent_name_max=64,
-        serial_max=20,
-        extent_single_target=True,
-        extent_product_id=False,
         target_name_max=120,
-        target_name_exists_msg="Target with this name already exists",
         target_delete_extents=True,
-        target_auth_networks=True,
-        target_rel_tgt_id=True,
         target_iscsi_parameters=True,
-        alias_empty_is_value=False,
-        initiator_auth_network=False,
-        portal_port_per_ip=False,
         portal_discovery_fields=False,
         auth_discovery_auth=True,
         auth_secret_no_hash=True,
-        global_listen_port=True,
         global_iser=True,
-        user_properties=True,
-        create_ancestors=True,
-        default_volblocksize="16K",
-        volblocksize_check_only_if_given=False,
-        dataset_name_max=200,
-        core_start_restarts=False,
-        service_control=False,
-        legacy_jobs_option=False,
-        pinned_versions=("v24.10", "v25.04.0", "v25.04.1", "v25.04.2"),
+        pinned_versions=('v24.10', 'v25.04.0', 'v25.04.1', 'v25.04.2'),
     )
 )
+
+# 25.10: what changed since 25.04: service.control jobs, legacy_jobs option, extent product_id.
 _add(
-    Profile(
-        name="25.10",
-        version_string="TrueNAS-25.10.1",
-        core=False,
-        jsonrpc=True,
-        notauth_errno=207,
-        post_auth_limit=64 * 1024,
-        rate_limit=True,
-        roles=True,
-        login_ex=True,
-        revoke_insecure_api_key=True,
-        pydantic=True,
-        extent_name_max=64,
-        serial_max=20,
-        extent_single_target=True,
+    replace(
+        PROFILES['25.04'],
+        name='25.10',
+        version_string='TrueNAS-25.10.1',
         extent_product_id=True,
-        target_name_max=120,
-        target_name_exists_msg="Target with this name already exists",
-        target_delete_extents=True,
-        target_auth_networks=True,
-        target_rel_tgt_id=True,
-        target_iscsi_parameters=True,
-        alias_empty_is_value=False,
-        initiator_auth_network=False,
-        portal_port_per_ip=False,
-        portal_discovery_fields=False,
-        auth_discovery_auth=True,
-        auth_secret_no_hash=True,
-        global_listen_port=True,
-        global_iser=True,
-        user_properties=True,
-        create_ancestors=True,
-        default_volblocksize="16K",
-        volblocksize_check_only_if_given=False,
-        dataset_name_max=200,
-        core_start_restarts=False,
         service_control=True,
         legacy_jobs_option=True,
-        pinned_versions=("v24.10", "v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2"),
+        pinned_versions=('v24.10', 'v25.04.0', 'v25.04.1', 'v25.04.2', 'v25.10.0', 'v25.10.1', 'v25.10.2'),
     )
 )
 
