@@ -51,6 +51,40 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|null|
                               ["~", "n", "N", ""])
 
 
+_INT_RE = re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_FLOAT_RE = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
+_BOOLS = frozenset({"true", "True", "TRUE", "false", "False", "FALSE"})
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_STR, _INT, _FLOAT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_BOOL, _NULL = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
+_generic_resolve = _Loader.resolve
+
+
+def _resolve(self: Any, kind: Any, value: Any, implicit: Any) -> str:
+    """The same YAML 1.2 resolution as the resolvers above, without PyYAML's per-scalar loop:
+    the libyaml composer calls this for every scalar, so it dominates large inventories."""
+    if kind is yaml.ScalarNode and implicit[0]:
+        if value in _NULLS:
+            return _NULL
+        first = value[0]
+        if first in "-+0123456789.":
+            if _INT_RE.match(value):
+                return _INT
+            if _FLOAT_RE.match(value):
+                return _FLOAT
+            return _STR
+        if value in _BOOLS:
+            return _BOOL
+        if value == "<<":
+            return "tag:yaml.org,2002:merge"
+        return _STR
+    return _generic_resolve(self, kind, value, implicit)
+
+
+_Loader.resolve = _resolve
+
+
 def _int12(loader: Any, node: yaml.ScalarNode) -> int:
     text = node.value
     if text.startswith("0o"):
