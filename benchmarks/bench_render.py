@@ -34,25 +34,32 @@ def make_inventory(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bench(n: int) -> None:
+def bench(n: int, repeat: int = 3) -> None:
+    """Best-of-``repeat`` wall times (no tracing), then one traced run for peak Python memory."""
     from netprov.core.parse import parse_inventory
     from netprov.core.render import Renderer
 
     text = make_inventory(n)
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        loaded = parse_inventory(text, f"<{n} machines>")
+        t1 = time.perf_counter()
+        files = Renderer().render(loaded, {})
+        t2 = time.perf_counter()
+        if (t2 - t0) < sum(best):
+            best = (t1 - t0, t2 - t1)
     tracemalloc.start()
-    t0 = time.perf_counter()
-    loaded = parse_inventory(text, f"<{n} machines>")
-    t1 = time.perf_counter()
-    files = Renderer().render(loaded, {})
-    t2 = time.perf_counter()
+    Renderer().render(parse_inventory(text, "traced"), {})
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"| {n:>6} | {t1 - t0:7.3f} s | {t2 - t1:7.3f} s | {t2 - t0:7.3f} s | {len(files):>6} | {peak / 2**20:7.1f} MiB |")
+    v, r = best
+    print(f"| {n:>6} | {v:7.3f} s | {r:7.3f} s | {v + r:7.3f} s | {len(files):>6} | {peak / 2**20:7.1f} MiB |")
 
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [1000, 10000]
-    print("| machines | validate | render | total | files | peak mem (tracemalloc) |")
+    print("| machines | validate (best of 3) | render | total | files | peak Python memory (tracemalloc run) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n in sizes:
         bench(n)

@@ -159,6 +159,16 @@ def _build(loader: Any, node: yaml.Node) -> Any:
         out_l.mark = _pos(node)
         out_l._items = [_pos(n) for n in node.value]
         return out_l
+    if isinstance(node, yaml.ScalarNode):  # the common tags without PyYAML's constructor machinery
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag == _INT:
+            return _int12(loader, node)
+        if tag == _BOOL:
+            return node.value in ("true", "True", "TRUE")
+        if tag == _NULL:
+            return None
     value = loader.construct_object(node, deep=True)
     if isinstance(value, (bytes, bytearray)) or type(value).__name__ in ("date", "datetime"):
         return node.value  # keep timestamps/binary as the text the user wrote
