@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 from importlib import resources
 from typing import Any
 
@@ -146,7 +147,7 @@ class Renderer:
             files.append(BootFile(sname, script_root, EMBEDDED_SCRIPT,
                                   self._render("embedded.ipxe.j2", server=sview).encode(), Kind.SCRIPT))
             if server.ipxe.source:  # else the user keeps the iPXE binaries in tftp_root themselves
-                for binary in sview["binaries"]:
+                for binary in sview.binaries:
                     files.append(BootFile(sname, Root.TFTP, binary, b"", Kind.BINARY,
                                           source=f"{server.ipxe.source}/{binary}"))
             for m in machines:
@@ -163,7 +164,7 @@ class Renderer:
         return sorted(files, key=lambda f: (f.server, f.root.value, f.path))
 
 
-def _server_view(name: str, s: PxeServer, machines: list[Machine]) -> dict[str, Any]:
+def _server_view(name: str, s: PxeServer, machines: list[Machine]) -> SimpleNamespace:
     arm64 = any(m.arch is Arch.ARM64 for m in machines)
     binaries = sorted({s.ipxe.bios, s.ipxe.uefi} | ({s.ipxe.arm64} if arm64 else set()))
     if s.http:
@@ -173,7 +174,7 @@ def _server_view(name: str, s: PxeServer, machines: list[Machine]) -> dict[str, 
         script_base = f"tftp://{s.address}"
         boot_url = BOOT_SCRIPT
     net = ipaddress.IPv4Network(s.subnet)
-    return {
+    return SimpleNamespace(**{
         "name": name, "mode": s.mode.value, "interface": s.interface, "address": str(s.address),
         "subnet": str(net), "network": str(net.network_address), "netmask": str(net.netmask),
         "range": s.range, "router": str(s.router) if s.router else None, "dns": [str(d) for d in s.dns],
@@ -181,21 +182,22 @@ def _server_view(name: str, s: PxeServer, machines: list[Machine]) -> dict[str, 
         "only_known": s.only_known, "log_dhcp": s.log_dhcp, "unknown": s.unknown.value,
         "on_failure": s.on_failure.value, "ipxe": s.ipxe, "arm64": arm64, "binaries": binaries,
         "boot_script_url": boot_url, "script_base_url": script_base, "http": s.http is not None,
-    }
+    })
 
 
-def _machine_view(m: Machine, storage: Storage, server: PxeServer, secret: str | None) -> dict[str, Any]:
+def _machine_view(m: Machine, storage: Storage, server: PxeServer, secret: str | None) -> SimpleNamespace:
+    """What machine templates see (attribute access: jinja resolves it without a failed getattr)."""
     initrd_names = [f"initrd{i}" for i in range(len(m.install.initrd))] if m.install else []
-    return {
+    return SimpleNamespace(**{
         "name": m.name, "mac": m.mac, "ip": m.ip, "firmware": m.firmware.value, "arch": m.arch.value,
         "boot": m.boot.value, "install": m.install, "extra": m.extra, "initiator_iqn": m.initiator_iqn,
-        "chap": {"username": m.chap.username, "secret": secret or MISSING_SECRET} if m.chap else None,
+        "chap": SimpleNamespace(username=m.chap.username, secret=secret or MISSING_SECRET) if m.chap else None,
         "root_path": root_path(storage, m.name),
         "target_iqn": names.target_iqn(storage.basename, m.name, storage.target_prefix),
         "portal": storage.portal, "lun": storage.lun, "initrd_names": initrd_names,
         "attempts": server.sanboot_attempts, "retry_delay": server.retry_delay,
         "description": m.description,
-    }
+    })
 
 
 _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)
