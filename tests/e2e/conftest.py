@@ -1,5 +1,9 @@
 """Fixtures for the end-to-end boot lab (real dnsmasq, tgtd, QEMU/TCG in network namespaces).
 
+The boot cases (:mod:`tests.e2e.test_boot_cases`) build their labs through
+:class:`tests.e2e.netprov_world.NetprovWorld` (lab + sshd + TrueNAS simulator, driven by
+`netprov apply`); ``make_lab`` gives a bare lab (e.g. a tgtd to test the bridge against).
+
 Tests skip (never pass) when not root or a binary/firmware is missing, and fail instead when
 ``NETPROV_REQUIRE_E2E=1`` (CI). Every lab is closed in
 its fixture finalizer (PIDs stopped, namespaces deleted), again at exit (atexit in bootlab), and
@@ -12,11 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-from pathlib import Path
 
 import pytest
 
-from tests.support import bootlab, diskimage
+from tests.support import bootlab
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -68,14 +71,3 @@ def make_lab(workdir):
     yield make
     for lab in labs:
         lab.close()
-
-
-@pytest.fixture
-def disk(workdir):
-    """``disk(name) -> Path``: an 8 MiB boot disk printing ``NETPROV-BOOT-OK <name>``."""
-
-    def build(name: str) -> Path:
-        return diskimage.build_disk(workdir / "disks" / f"{name}.img", name)
-
-    (workdir / "disks").mkdir(exist_ok=True)
-    return build

@@ -1,5 +1,6 @@
-"""The TrueNAS -> tgt bridge: unit checks of the mapping (no root needed), and one real boot of a
-VM from what the TrueNAS simulator holds (e2e)."""
+"""The TrueNAS -> tgt bridge: unit checks of the mapping (no root needed), and its incremental
+application to a real tgtd (e2e, no VM). Real boots from what the simulator holds, with secrets read
+back redacted through a read-only key, are the cases of :mod:`tests.e2e.test_boot_cases`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import handmade as hm
-from tests.support import bootlab, tgt_bridge
-from tests.support.bootlab import PxeTree
-from tests.support.diskimage import marker
+from tests.support import tgt_bridge
 
 BASENAME = "iqn.2005-10.org.freenas.ctl"
+INITIATOR_BASE = "iqn.2026-11.lab.netprov"
 
 
 def _state(**over) -> dict:
@@ -25,7 +24,7 @@ def _state(**over) -> dict:
         "extents": [{"id": 3, "name": "alpha", "type": "DISK", "disk": "zvol/tank/netprov/alpha",
                      "path": "zvol/tank/netprov/alpha", "enabled": True, "ro": False, "blocksize": 512}],
         "targetextents": [{"id": 1, "target": 1, "extent": 3, "lunid": 1}],
-        "initiators": [{"id": 1, "initiators": [f"{hm.INITIATOR_BASE}:alpha"], "comment": "alpha"}],
+        "initiators": [{"id": 1, "initiators": [f"{INITIATOR_BASE}:alpha"], "comment": "alpha"}],
         "auths": [{"id": 1, "tag": 7, "user": "alpha", "secret": "alpha-secret-12", "peeruser": "",
                    "peersecret": ""}],
     }
@@ -42,7 +41,7 @@ def test_plan_maps_iqn_lun_initiators_and_chap(tmp_path):
     r = tgt_bridge.plan(_state(), tmp_path, make_image=_fake_image)
     (t,) = r.targets
     assert t.iqn == f"{BASENAME}:alpha" and t.lun == 1
-    assert t.initiators == (f"{hm.INITIATOR_BASE}:alpha",)
+    assert t.initiators == (f"{INITIATOR_BASE}:alpha",)
     assert t.chap == ("alpha", "alpha-secret-12") and t.mutual is None
     assert r.lun_for("alpha").disk_name == "alpha" and r.lun_for("alpha").backing == "tank/netprov/alpha"
     assert t.backing.read_text() == "alpha"
@@ -92,42 +91,55 @@ def test_core_naming_keeps_full_iqn(tmp_path):
 
 # --------------------------------------------------------------------------------------------- e2e
 
-API_KEY = "1-" + "b" * 64
+def _tgt_state(tgt) -> dict[str, str]:
+    """Target IQN -> its block of ``tgtadm --op show`` (ACLs, accounts, LUNs)."""
+    out: dict[str, str] = {}
+    for block in re.split(r"(?m)^(?=Target \d+: )", tgt.show()):
+        m = re.match(r"Target \d+: (\S+)", block)
+        if m:
+            out[m.group(1)] = block
+    return out
 
 
 @pytest.mark.e2e
-def test_vm_boots_what_the_simulated_nas_holds(make_lab, workdir, monkeypatch):
-    sim_mod = pytest.importorskip("netprov.sim.truenas")
-    rpc = pytest.importorskip("netprov.adapters.truenas.rpc")
+def test_configure_is_incremental_on_a_real_tgtd(make_lab, workdir):
+    """A second configure leaves an unchanged target alone (same tid: sessions would survive),
+    re-creates a changed one, adds a new one, removes a vanished one, and keeps a CHAP account
+    bound to the targets that still use it."""
     lab = make_lab("full")
-    alpha = hm.Machine("alpha", "52:54:00:99:01:0a", ip=f"{bootlab.SUBNET}.30", chap=("alpha", "alpha-secret-12"))
-    with sim_mod.Simulator(profile="25.04", api_key=API_KEY) as sim:
-        # What `netprov apply` would create (hand-made here): zvol, extent, CHAP, initiator group, target, LUN 1.
-        with rpc.TrueNASClient.connect(sim.url, rpc.Credentials(api_key=API_KEY)) as c:
-            c.call("pool.dataset.create", {"name": "tank/netprov", "type": "FILESYSTEM"})
-            c.call("pool.dataset.create", {"name": "tank/netprov/alpha", "type": "VOLUME", "volsize": 16 * 2**20,
-                                           "volblocksize": "16K"})
-            portal = c.call("iscsi.portal.create", {"comment": "lab", "listen": [{"ip": "0.0.0.0"}]})
-            ig = c.call("iscsi.initiator.create", {"initiators": [alpha.initiator], "comment": "alpha"})
-            c.call("iscsi.auth.create", {"tag": 1, "user": "alpha", "secret": "alpha-secret-12",
-                                         "peeruser": "", "peersecret": ""})
-            t = c.call("iscsi.target.create", {"name": "alpha", "alias": None, "mode": "ISCSI", "groups": [
-                {"portal": portal["id"], "initiator": ig["id"], "authmethod": "CHAP", "auth": 1}]})
-            e = c.call("iscsi.extent.create", {"name": "alpha", "type": "DISK", "disk": "zvol/tank/netprov/alpha"})
-            c.call("iscsi.targetextent.create", {"target": t["id"], "extent": e["id"], "lunid": 1})
-        # A read-only key sees the CHAP secret redacted: the bridge takes it from the test's env.
-        ro_key = sim.add_api_key(roles=["SHARING_ISCSI_READ"])
-        with rpc.TrueNASClient.connect(sim.url, rpc.Credentials(api_key=ro_key)) as c:
-            state = tgt_bridge.nas_state(c)
-    assert state["auths"][0]["secret"] == tgt_bridge.REDACTED
-    monkeypatch.setenv("NETPROV_E2E_CHAP_ALPHA", "alpha-secret-12")
-    report = tgt_bridge.configure(lab.tgt, state, workdir / "zvols", secrets=tgt_bridge.secrets_from_env())
-    lun = report.lun_for("alpha")
-    assert lun.iqn == f"{BASENAME}:alpha" and lun.tgt_lun == 1
+    image_dir = workdir / "zvols"
+    first = tgt_bridge.configure(lab.tgt, _state(), image_dir)
+    assert first.sync.added == (f"{BASENAME}:alpha",)
+    alpha_tid = lab.tgt.tid(f"{BASENAME}:alpha")
+    image = first.lun_for("alpha").image
+    mtime = image.stat().st_mtime_ns
 
-    tree = PxeTree.create(lab.workdir / "pxe")
-    hm.write_tree(tree, "full", [alpha])
-    lab.serve(tree)  # targets=None: tgtd keeps what the bridge configured
-    vm = lab.vm("alpha", alpha.mac)
-    vm.wait_for(re.escape(marker("alpha")), fail=[hm.FAILED_MESSAGE], timeout=45)
-    assert lab.tgt.connected_initiators(lun.iqn) == [alpha.initiator]
+    base = _state()
+    beta = {**base["targets"][0], "id": 2, "name": "beta",
+            "groups": [{"portal": 1, "initiator": 2, "authmethod": "NONE", "auth": None}]}
+    state = _state(
+        targets=[*base["targets"], beta],
+        extents=[*base["extents"], {"id": 4, "name": "beta", "type": "DISK", "disk": "zvol/tank/netprov/beta",
+                                    "enabled": True}],
+        targetextents=[*base["targetextents"], {"id": 2, "target": 2, "extent": 4, "lunid": 1}],
+        initiators=[*base["initiators"], {"id": 2, "initiators": [f"{INITIATOR_BASE}:beta"], "comment": "beta"}],
+    )
+    second = tgt_bridge.configure(lab.tgt, state, image_dir)
+    assert second.sync.added == (f"{BASENAME}:beta",) and second.sync.unchanged == (f"{BASENAME}:alpha",)
+    assert lab.tgt.tid(f"{BASENAME}:alpha") == alpha_tid
+    assert image.stat().st_mtime_ns == mtime  # the image under a running VM is never rewritten
+    shown = _tgt_state(lab.tgt)
+    accounts = shown[f"{BASENAME}:alpha"].split("Account information:")[1].split("ACL information:")[0]
+    assert accounts.split() == ["alpha"], shown  # CHAP account still bound
+    assert f"{INITIATOR_BASE}:beta" in shown[f"{BASENAME}:beta"]
+
+    # beta's initiator group changes, alpha vanishes from the NAS
+    state["targets"] = [beta]
+    state["targetextents"] = [state["targetextents"][1]]
+    state["initiators"][1] = {"id": 2, "initiators": [f"{INITIATOR_BASE}:beta2"], "comment": "beta"}
+    third = tgt_bridge.configure(lab.tgt, state, image_dir)
+    assert third.sync.changed == (f"{BASENAME}:beta",) and third.sync.removed == (f"{BASENAME}:alpha",)
+    shown = _tgt_state(lab.tgt)
+    assert list(shown) == [f"{BASENAME}:beta"]
+    assert f"{INITIATOR_BASE}:beta2" in shown[f"{BASENAME}:beta"]
+    assert f"{INITIATOR_BASE}:beta\n" not in shown[f"{BASENAME}:beta"]

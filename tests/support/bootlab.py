@@ -15,8 +15,9 @@ router advertisement arrives, so one lab-owned dnsmasq answers with ``enable-ra`
 
 The configuration under test is pluggable: a test hands the lab a :class:`PxeTree` (a TFTP root,
 a dnsmasq drop-in directory loaded with ``conf-dir``, and a ``dhcp-hostsdir`` directory) and a list
-of :class:`tests.support.tgt.Target`. Hand-made files (phase 1) or netprov's rendered output
-(phase 2) go in the same places. The lab's own dnsmasq main file only sets what belongs to the lab
+of :class:`tests.support.tgt.Target`. The e2e cases put netprov's output there: `netprov apply`
+pushes it over SSH (:mod:`tests.e2e.netprov_world`), and :mod:`tests.support.tgt_bridge` makes
+tgtd serve the targets the TrueNAS simulator holds. The lab's own dnsmasq main file only sets what belongs to the lab
 (no DNS, ``log-dhcp``, the interface, ``no-ping``, RA, ``conf-dir``; pid/lease/log files are given
 on the command line by :class:`tests.support.dnsmasq.Dnsmasq`); everything PXE comes from the tree.
 
@@ -65,8 +66,9 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 
 
-def missing_requirements(uefi: bool = False) -> list[str]:
-    """What keeps the lab from running here (empty list: all good). Tests skip with this."""
+def missing_requirements(uefi: bool = False, ssh: bool = False) -> list[str]:
+    """What keeps the lab from running here (empty list: all good). Tests skip with this.
+    ``ssh``: also the OpenSSH server and client (netprov pushes the PXE files over SSH)."""
     out: list[str] = []
     if os.geteuid() != 0:
         out.append("not root (network namespaces, taps and tgtd need root)")
@@ -82,15 +84,20 @@ def missing_requirements(uefi: bool = False) -> list[str]:
                 out.append(f"{f} not found (package ovmf)")
     if not Path("/dev/net/tun").exists():
         out.append("/dev/net/tun missing")
+    if ssh:
+        path = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+        for b in ("sshd", "ssh", "ssh-keygen"):
+            if shutil.which(b, path=path) is None:
+                out.append(f"binary {b!r} not found (packages openssh-server / openssh-client)")
     return out
 
 
-def require_lab(uefi: bool = False) -> None:
+def require_lab(uefi: bool = False, ssh: bool = False) -> None:
     """Skip the calling test when the lab can't run here, with the reason; with
     ``NETPROV_REQUIRE_E2E=1`` (CI) fail it instead: an e2e test must never silently not run."""
     import pytest
 
-    missing = missing_requirements(uefi=uefi)
+    missing = missing_requirements(uefi=uefi, ssh=ssh)
     if missing:
         reason = "boot lab unavailable: " + "; ".join(missing)
         if os.environ.get("NETPROV_REQUIRE_E2E") == "1":

@@ -21,8 +21,15 @@ Mapping used by :meth:`Tgtd.configure`, one :class:`Target` per iSCSI target:
 tgtd ignores SIGTERM: :meth:`Tgtd.stop` deletes the targets, then ``--mode system --op delete``,
 and SIGKILLs the PID if it is still there after that.
 
-Public API: :class:`Target`, :class:`Tgtd` (``start``, ``configure``, ``add_target``,
-``remove_target``, ``show``, ``connected_initiators``, ``log_text``, ``stop``), :func:`missing`.
+Changing a running tgtd: :meth:`Tgtd.configure` replaces everything (every session drops);
+:meth:`Tgtd.sync` is incremental, like a NAS applying a config change: a target whose
+:class:`Target` value is unchanged is left alone (its logged-in sessions stay), a changed one is
+deleted and re-created, a new one added, a vanished one deleted. An account whose secret is
+unchanged is reused, not re-created (re-creating a tgt account unbinds it from every target).
+
+Public API: :class:`Target`, :class:`Tgtd` (``start``, ``configure``, ``sync``, ``add_target``,
+``remove_target``, ``targets``, ``show``, ``connected_initiators``, ``log_text``, ``stop``),
+:class:`SyncResult`, :func:`missing`.
 """
 
 from __future__ import annotations
@@ -61,6 +68,16 @@ class TgtError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class SyncResult:
+    """What :meth:`Tgtd.sync` did, by target IQN."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+
 class Tgtd:
     """A tgtd process in network namespace ``netns`` (None: the current one)."""
 
@@ -74,7 +91,8 @@ class Tgtd:
         self.log_path = self.workdir / "tgtd.log"
         self.proc: subprocess.Popen | None = None
         self._tids: dict[str, int] = {}
-        self._accounts: set[str] = set()
+        self._targets: dict[str, Target] = {}
+        self._accounts: dict[str, str] = {}  # user -> secret
         self._next_tid = 1
 
     # ---- process ------------------------------------------------------------------------
@@ -144,11 +162,32 @@ class Tgtd:
 
     # ---- configuration ------------------------------------------------------------------
     def configure(self, targets: list[Target] | tuple[Target, ...]) -> None:
-        """Serve exactly ``targets`` (previous ones are removed)."""
+        """Serve exactly ``targets`` (previous ones are removed, their sessions dropped)."""
         for iqn in list(self._tids):
             self.remove_target(iqn)
         for t in targets:
             self.add_target(t)
+
+    def sync(self, targets: list[Target] | tuple[Target, ...]) -> SyncResult:
+        """Serve exactly ``targets``, touching only what changed: unchanged targets keep their
+        sessions; changed ones are re-created; vanished ones deleted (``--force``)."""
+        wanted = {t.iqn: t for t in targets}
+        if len(wanted) != len(targets):
+            raise TgtError("two targets with the same IQN")
+        removed = [iqn for iqn in self._tids if iqn not in wanted]
+        changed = [iqn for iqn, t in wanted.items() if iqn in self._targets and self._targets[iqn] != t]
+        unchanged = [iqn for iqn, t in wanted.items() if self._targets.get(iqn) == t]
+        added = [iqn for iqn in wanted if iqn not in self._tids]
+        for iqn in removed + changed:
+            self.remove_target(iqn)
+        for iqn in changed + added:
+            self.add_target(wanted[iqn])
+        return SyncResult(tuple(added), tuple(changed), tuple(removed), tuple(unchanged))
+
+    @property
+    def targets(self) -> dict[str, Target]:
+        """The targets served now, by IQN."""
+        return dict(self._targets)
 
     def add_target(self, t: Target) -> int:
         if t.iqn in self._tids:
@@ -159,6 +198,7 @@ class Tgtd:
         self._next_tid += 1
         self.adm("--mode", "target", "--op", "new", "--tid", str(tid), "--targetname", t.iqn)
         self._tids[t.iqn] = tid
+        self._targets[t.iqn] = t
         for lun, backing, ro in ((t.lun, t.backing, t.readonly), *t.extra_luns):
             if lun == 0:
                 raise TgtError("tgt reserves LUN 0 for its controller: use LUN >= 1")
@@ -186,13 +226,16 @@ class Tgtd:
 
     def _account(self, cred: tuple[str, str]) -> None:
         user, secret = cred
+        if self._accounts.get(user) == secret:
+            return  # re-creating it would unbind it from every target it serves
         if user in self._accounts:
             self.adm("--mode", "account", "--op", "delete", "--user", user)
         self.adm("--mode", "account", "--op", "new", "--user", user, "--password", secret)
-        self._accounts.add(user)
+        self._accounts[user] = secret
 
     def remove_target(self, iqn: str) -> None:
         tid = self._tids.pop(iqn)
+        self._targets.pop(iqn, None)
         self.adm("--mode", "target", "--op", "delete", "--force", "--tid", str(tid))
 
     def tid(self, iqn: str) -> int:

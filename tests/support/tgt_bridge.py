@@ -28,7 +28,8 @@ TrueNAS semantics that ARE mapped
   ``path`` both become an image file (by default an 8 MiB boot disk from
   :func:`tests.support.diskimage.build_disk` printing ``NETPROV-BOOT-OK <zvol basename>``). One
   image per zvol/file, so an extent mapped to two targets (CORE) serves the same bytes.
-  ``enabled: false`` extents are not exported; ``ro: true`` -> tgt ``readonly=1``.
+  ``enabled: false`` extents are not exported; ``ro: true`` -> tgt ``readonly=1``. An existing
+  image file is reused (never rewritten under a running VM).
 * **Initiator groups** (``groups[].initiator`` -> ``iscsi.initiator``): the union of the groups'
   ``initiators`` becomes tgt name bindings. No group, a null group or an empty ``initiators`` list
   means "allow all" (TrueNAS stores that as ``ALL``) -> tgt ``--initiator-address ALL``.
@@ -70,7 +71,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import diskimage
-from tests.support.tgt import Target, Tgtd
+from tests.support.tgt import SyncResult, Target, Tgtd
 
 REDACTED = "********"
 QUERIES = {
@@ -110,6 +111,7 @@ class BridgeReport:
     targets: list[Target] = field(default_factory=list)
     luns: list[BridgedLun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    sync: SyncResult | None = None   # set by configure(): targets added / changed / removed / unchanged
 
     def lun_for(self, target_name: str) -> BridgedLun:
         for lun in self.luns:
@@ -172,7 +174,9 @@ def plan(state: Mapping[str, Any], image_dir: Path | str, *, lun_shift: int = 0,
 
     ``disk_name(backing, extent)`` names the machine in the disk's marker (default: the last path
     component of the zvol/file, e.g. ``tank/netprov/m1`` -> ``m1``); ``make_image(path, name)``
-    builds an image (default :func:`tests.support.diskimage.build_disk`)."""
+    builds an image (default :func:`tests.support.diskimage.build_disk`). An image file that already
+    exists is reused, not rebuilt: tgtd may be serving it to a running VM (a second ``configure``
+    after another ``netprov apply``), and the marker name comes from the same backing anyway."""
     secrets = dict(secrets or {})
     image_dir = Path(image_dir)
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -211,7 +215,7 @@ def plan(state: Mapping[str, Any], image_dir: Path | str, *, lun_shift: int = 0,
             if backing not in images:
                 dname = disk_name(backing, ext)
                 path = image_dir / f"{_safe(backing)}.img"
-                images[backing] = (make_image(path, dname), dname)
+                images[backing] = (path if path.exists() else make_image(path, dname), dname)
             image, dname = images[backing]
             lun = BridgedLun(name, iqn, int(m["lunid"]), tgt_lun, ext["name"], backing, image, dname)
             luns.append((tgt_lun, image, bool(ext.get("ro", False)), lun))
@@ -269,8 +273,11 @@ def plan(state: Mapping[str, Any], image_dir: Path | str, *, lun_shift: int = 0,
 def configure(tgtd: Tgtd, source: Any, image_dir: Path | str, **kw: Any) -> BridgeReport:
     """Make ``tgtd`` serve what the NAS ``source`` (a ``TrueNASClient`` or a state dict) has.
 
-    Keyword arguments are those of :func:`plan`. Previous targets on ``tgtd`` are removed."""
+    Keyword arguments are those of :func:`plan`. Incremental, like the NAS applying a change
+    (:meth:`tests.support.tgt.Tgtd.sync`): targets that did not change are left alone, so sessions of
+    running machines survive a second ``netprov apply``; new targets are added, changed ones
+    re-created, vanished ones removed. ``report.sync`` tells which was which."""
     state = source if isinstance(source, Mapping) else nas_state(source)
     report = plan(state, image_dir, **kw)
-    tgtd.configure(report.targets)
+    report.sync = tgtd.sync(report.targets)
     return report
