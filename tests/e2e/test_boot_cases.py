@@ -158,7 +158,7 @@ class TestFullDhcpLab:
 
         text = w.boot_fails(eta)
         assert re.search(PERMISSION_ERROR, text), text[-2000:]
-        assert f"{FAILED} eta from iSCSI target {target_iqn('eta')}" in _flat(eta)
+        assert f"{FAILED} eta from {root_path('eta')}" in _flat(eta)
         assert "and the CHAP secret" in _flat(eta)
         assert MARKER_PREFIX not in text
         assert w.lab.tgt.connected_initiators(target_iqn("eta")) == []
@@ -193,6 +193,7 @@ class TestFullDhcpLab:
         text = w.boot_fails(iota)
         assert f"netprov: iota boots from {root_path('alpha')}" in _flat(iota)
         assert re.search(REFUSED_ERROR, text), text[-2000:]
+        assert f"{FAILED} iota from {root_path('alpha')}" in _flat(iota)  # names what it really tried
         assert MARKER_PREFIX not in text  # above all, not alpha's disk
         w.boot_ok(vms["alpha"])  # alpha's target itself is fine for alpha
         assert w.lab.tgt.connected_initiators(target_iqn("alpha")) == [initiator_iqn("alpha")]
