@@ -31,34 +31,12 @@ from netprov.adapters.truenas.storage import TrueNASStorage
 from netprov.core.parse import parse_inventory
 from netprov.core.storage import DesiredStorage, desired_storage, mark_comment, plan_storage, state_fingerprint
 from netprov.sim.truenas import Simulator
-
-INVENTORY = """\
-version: 1
-storage:
-  nas:
-    url: wss://nas.lan/api/current
-    api_key_env: NAS_API_KEY
-    parent: tank/netboot
-    portal: 10.0.0.10:3260
-pxe_servers:
-  pxe:
-    ssh: {{host: pxe.lan}}
-    mode: proxy
-    interface: eth0
-    address: 10.0.0.5
-    subnet: 10.0.0.0/24
-defaults:
-  storage: nas
-  pxe_server: pxe
-  disk: {{size: 16G, sparse: true}}
-machines:
-{machines}"""
-
+from tests.unit.storage_helpers import inventory_text  # the same inventory the storage tests use
 
 def desired_for(n: int) -> DesiredStorage:
-    lines = [f'  h{i:05d}: {{mac: "52:54:01:{i // 65536:02x}:{(i // 256) % 256:02x}:{i % 256:02x}"}}'
+    lines = [f'h{i:05d}: {{mac: "52:54:01:{i // 65536:02x}:{(i // 256) % 256:02x}:{i % 256:02x}"}}'
              for i in range(1, n + 1)]
-    loaded = parse_inventory(INVENTORY.format(machines="\n".join(lines) + "\n"), "bench.yaml")
+    loaded = parse_inventory(inventory_text("\n".join(lines)), "bench.yaml")
     return desired_storage(loaded, "nas", {})
 
 

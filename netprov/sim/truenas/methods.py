@@ -20,6 +20,7 @@ from .nas import (
     RE_DS_COMPONENT,
     RE_TARGET_NAME,
     VOLBLOCKSIZES,
+    dataset_record,
     Nas,
     zfs_human,
     zvol_name,
@@ -533,18 +534,7 @@ def register(nas: Nas):
         return entry
 
     def _mk_ds(name, type_):
-        rec = {
-            "name": name,
-            "type": type_,
-            "props": {},
-            "creation": int(time.time()),
-            "user_properties": {},
-            "origin": None,
-            "device_pending": 0,
-            "comments": None,
-            "managedby": None,
-        }
-        nas.datasets[name] = rec
+        rec = nas.datasets[name] = dataset_record(name, type_)
         return rec
 
     @m("pool.dataset.get_instance", max_args=2, min_args=1, roles=("DATASET_READ",))

@@ -126,6 +126,12 @@ def zfs_human(n: int) -> str:
     return f"{v:.0f}{units[u]}"
 
 
+def dataset_record(name: str, type_: str, **extra) -> dict:
+    """A fresh dataset as the simulator stores it (``extra``: volsize, volblocksize, sparse, ...)."""
+    return {"name": name, "type": type_, "props": {}, "creation": int(time.time()), "user_properties": {},
+            "origin": None, "device_pending": 0, "comments": None, "managedby": None, **extra}
+
+
 def zvol_path(name: str) -> str:
     return "zvol/" + name.replace(" ", "+")
 

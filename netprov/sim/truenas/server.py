@@ -599,7 +599,7 @@ class Simulator:
 
     def add_snapshot(self, snapshot: str, volsize: int = 8 * 2**30, volblocksize: str | None = None) -> dict:
         """Seed a golden image: zvol ``<dataset>`` (created with its ancestors if missing) + ``@snapshot``."""
-        from .nas import VOLBLOCKSIZES
+        from .nas import VOLBLOCKSIZES, dataset_record
 
         ds, _, snap = snapshot.partition("@")
         if not snap:
@@ -611,35 +611,12 @@ class Simulator:
             for comp in parts[1:-1]:
                 cur = f"{cur}/{comp}"
                 if cur not in nas.datasets:
-                    nas.datasets[cur] = {
-                        "name": cur,
-                        "type": "FILESYSTEM",
-                        "props": {},
-                        "creation": int(time.time()),
-                        "user_properties": {},
-                        "origin": None,
-                        "device_pending": 0,
-                        "comments": None,
-                        "managedby": None,
-                    }
+                    nas.datasets[cur] = dataset_record(cur, "FILESYSTEM")
             if ds not in nas.datasets:
                 vbs = VOLBLOCKSIZES[volblocksize or self.profile.default_volblocksize or "8K"]
                 if volsize % vbs:
                     raise ValueError("volsize must be a multiple of volblocksize")
-                nas.datasets[ds] = {
-                    "name": ds,
-                    "type": "VOLUME",
-                    "props": {},
-                    "creation": int(time.time()),
-                    "user_properties": {},
-                    "origin": None,
-                    "device_pending": 0,
-                    "comments": None,
-                    "managedby": None,
-                    "volsize": volsize,
-                    "volblocksize": vbs,
-                    "sparse": False,
-                }
+                nas.datasets[ds] = dataset_record(ds, "VOLUME", volsize=volsize, volblocksize=vbs, sparse=False)
             d = nas.datasets[ds]
             nas.snapshots[snapshot] = {
                 "creation": int(time.time()),
