@@ -6,7 +6,6 @@ fails keeps its old boot files (its script must never point at a disk that isn't
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
