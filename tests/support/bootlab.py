@@ -45,7 +45,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support import register_netns, unregister_netns
+from tests.support import pid_alive, register_netns, unregister_netns
 from tests.support import tgt as tgt_mod
 from tests.support.dnsmasq import Dnsmasq
 
@@ -112,16 +112,6 @@ def _run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
     return r
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
         os.kill(pid, sig)
@@ -165,12 +155,12 @@ def sweep_leftovers(base: str = "/tmp") -> list[str]:
     gone = []
     for name in _ns_list():
         m = _NS_RE.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _delete_ns(name)
             gone.append(name)
     for d in Path(base).glob(f"{WORKDIR_PREFIX}*"):
         m = _WORKDIR_RE.match(d.name)
-        if m and d.is_dir() and not _pid_alive(int(m.group(1))):
+        if m and d.is_dir() and not pid_alive(int(m.group(1))):
             shutil.rmtree(d, ignore_errors=True)
             gone.append(str(d))
     return gone
