@@ -132,3 +132,47 @@ def test_bad_api_key_is_one_line_and_changes_nothing(lab) -> None:
     assert "Traceback" not in out.stderr
     assert "1-wrongwrongwrong" not in out.stderr
     assert not pxe.exists()
+
+
+def _run_on_terminal(args: list[str], answer: str, env: dict, cwd: Path) -> tuple[int, str]:
+    """Run netprov on a pseudo-terminal (stdin, stdout and stderr), type ``answer`` at its prompt."""
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "netprov", *args], stdin=slave, stdout=slave, stderr=slave,
+                            env={**env, "TERM": "dumb"}, cwd=cwd, close_fds=True)
+    os.close(slave)
+    out = b""
+    answered = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not answered and b"Apply these changes?" in out:
+                os.write(master, answer.encode() + b"\n")
+                answered = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def test_apply_asks_on_a_terminal_and_only_yes_applies(lab) -> None:
+    sim, sshd, inventory, env, pxe, tmp = lab
+    code, out = _run_on_terminal(["apply", str(inventory)], "no", env, tmp)
+    assert code == 1 and "Cancelled; nothing was changed." in out, out[-2000:]
+    assert not pxe.exists()
+    code, out = _run_on_terminal(["apply", str(inventory)], "yes", env, tmp)
+    assert code == 0 and "Converged" in out, out[-2000:]
+    assert (pxe / "tftp/boot.ipxe").exists()
+    assert SECRET not in out
