@@ -28,7 +28,8 @@ PLAN_FILE_KIND = "netprov-plan"
 
 # --- shared option types ---------------------------------------------------------------
 
-TargetOpt = Annotated[Optional[list[str]], typer.Option("--target", "-t", help="Limit to these machines (repeat).")]
+TargetOpt = Annotated[Optional[list[str]], typer.Option("--target", "-t", metavar="MACHINE",
+                                                       help="Limit to these machines (repeat).")]
 AllowDestroyOpt = Annotated[bool, typer.Option("--allow-destroy", help="Allow deleting/replacing disks "
                                                "(orphans, shrink, volblocksize change).")]
 AdoptOpt = Annotated[bool, typer.Option("--adopt", help="Take over same-named objects netprov did not create.")]
