@@ -150,3 +150,27 @@ def test_debug_shows_traceback_only_when_asked(capsys, tmp_path) -> None:
     code, out, err = run(["--debug", "plan", "--offline", "--state", str(tmp_path / "nope.json"),
                           str(ROOT / "inventory/minimal.yaml")], capsys)
     assert code == 1 and "Traceback" in err
+
+
+@pytest.mark.parametrize("secret,why", [("short", "12-16 characters (it has 5)"),
+                                        ("way-too-long-secret-x", "12-16 characters (it has 21)"),
+                                        ("has#hash-12345", "must not contain '#'")])
+def test_bad_chap_secret_is_an_error_that_never_shows_the_secret(capsys, monkeypatch, secret, why) -> None:
+    monkeypatch.setenv("ISRAFEL_CHAP_SECRET", secret)
+    code, out, err = run(["validate", str(ROOT / "inventory/noorquacker.yaml")], capsys)
+    assert code == 1
+    assert "machines.israfel.chap: CHAP secret must" in err and why in err
+    assert "environment variable ISRAFEL_CHAP_SECRET" in err
+    assert secret not in out + err
+
+
+def test_chap_secret_from_a_file(capsys, tmp_path) -> None:
+    secret_file = tmp_path / "israfel.secret"
+    secret_file.write_text("File-s3cret-01\n")
+    inv = tmp_path / "inv.yaml"
+    inv.write_text((ROOT / "inventory/noorquacker.yaml").read_text().replace(
+        "chap: {secret_env: ISRAFEL_CHAP_SECRET}", f"chap: {{secret_file: {secret_file}}}"))
+    code, out, err = run(["render", str(inv), "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    assert "File-s3cret-01" in (tmp_path / "out/pihole/srv/tftp/52-54-00-12-34-56.ipxe").read_text()
+    assert "File-s3cret-01" not in out + err
