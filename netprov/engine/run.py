@@ -12,7 +12,7 @@ points at a resource when it is removed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from netprov.core import fileplan as fp
@@ -215,7 +215,6 @@ def leave_alone(fplan: fp.FilePlan, desired: list[BootFile], paths: set[str]) ->
     if not paths or fplan.manifest is None:
         return fplan
     manifest = fplan.manifest
-    from dataclasses import replace
     kept = {k: e for k, e in manifest.entries.items() if k[1] not in paths}
     manifest = replace(manifest, entries=kept)
     return fp.plan_files([f for f in desired if f.path not in paths], manifest)
