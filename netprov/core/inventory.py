@@ -232,7 +232,7 @@ class Ssh(Strict):
     user: str | None = Field(None, description="default: ~/.ssh/config, else root")
     identity_file: str | None = Field(None, description="private key file; else agent / ~/.ssh/config")
     known_hosts: str | None = Field(None, description="known_hosts file; default ~/.ssh/known_hosts")
-    sudo: bool | None = Field(None, description="run dnsmasq test/reload via sudo -n; default: when user is not root")
+    sudo: bool | None = Field(None, description="same as the PXE server's sudo (kept here for SSH setups)")
 
     @field_validator("host", "user")
     @classmethod
@@ -282,7 +282,11 @@ class Ipxe(Strict):
 
 
 class PxeServer(Strict):
-    ssh: Ssh
+    """A host running dnsmasq (DHCP or proxy-DHCP, and TFTP) that netprov writes boot files to."""
+
+    transport: Literal["ssh", "local"] = Field("ssh", description="ssh: reach it over SSH; local: netprov runs "
+                                                "on the PXE server itself (no SSH)")
+    ssh: Ssh | None = Field(None, description="required with transport: ssh")
     mode: PxeMode = Field(PxeMode.PROXY, description="proxy: beside the router's DHCP; dhcp: netprov's "
                           "dnsmasq leases addresses")
     interface: str = Field(description="interface dnsmasq serves on")
@@ -313,6 +317,10 @@ class PxeServer(Strict):
                               "runs as ('dip' is its compiled-in default on Debian/Ubuntu)")
     reload_command: str | None = Field(None, description="SIGHUP (hosts changed). default: systemctl reload dnsmasq")
     restart_command: str | None = Field(None, description="config changed. default: systemctl restart dnsmasq")
+    sudo: bool | None = Field(None, description="run dnsmasq test/reload/restart via sudo -n; default: when the "
+                              "(SSH or local) user is not root")
+    lock_path: AbsPath = Field("/run/lock/netprov.lock", description="lock file on the server that keeps two "
+                               "applies from interleaving")
 
     @field_validator("interface")
     @classmethod
@@ -328,6 +336,10 @@ class PxeServer(Strict):
 
     @model_validator(mode="after")
     def _mode(self) -> PxeServer:
+        if self.transport == "ssh" and self.ssh is None:
+            raise ValueError("say how to reach it: ssh: {host: ...} (or transport: local when netprov runs there)")
+        if self.transport == "local" and self.ssh is not None:
+            raise ValueError("transport: local needs no ssh: section")
         if self.address not in self.subnet:
             raise ValueError(f"address {self.address} is outside subnet {self.subnet}")
         if self.mode is PxeMode.DHCP:

@@ -62,3 +62,13 @@ def test_mac_spellings_are_normalised() -> None:
     for spelling in ["52:54:00:AB:CD:EF", "52-54-00-ab-cd-ef", "5254.00ab.cdef", "525400ABCDEF"]:
         loaded = parse_inventory(base.replace("{}", spelling), "inv.yaml")
         assert loaded.machine("alpha").mac == "52:54:00:ab:cd:ef"
+
+
+def test_transport_local_needs_no_ssh_and_ssh_transport_needs_it() -> None:
+    base = (BAD.parent / "base.yaml").read_text()
+    local = base.replace("    ssh: {host: pxe.lan, user: root}\n", "    transport: local\n")
+    assert parse_inventory(local, "inv.yaml").inventory.pxe_servers["pxe"].transport == "local"
+    missing = base.replace("    ssh: {host: pxe.lan, user: root}\n", "")
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(missing, "inv.yaml")
+    assert "say how to reach it: ssh:" in str(info.value)

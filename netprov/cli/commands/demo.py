@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import replace
 import shutil
 import tempfile
 from pathlib import Path
@@ -61,7 +60,11 @@ def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
         server["test_command"] = "dnsmasq --test --conf-file={conf}" if has_dnsmasq else "true"
         server["reload_command"] = "true"
         server["restart_command"] = "true"
-        server["ssh"]["sudo"] = False
+        # netprov runs on "the PXE server" itself here: no SSH, commands run by the local shell.
+        server.pop("ssh", None)
+        server["transport"] = "local"
+        server["sudo"] = False
+        server["lock_path"] = str(workdir / "netprov.lock")
     out = workdir / "inventory.yaml"
     header = (f"# netprov demo: {example} pointed at the simulator ({sim_url}) and a local PXE directory.\n")
     out.write_text(header + yaml.safe_dump(data, sort_keys=False))
@@ -82,8 +85,6 @@ def _create_parents(inventory: Path, url: str, api_key: str) -> None:
 
 
 def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> int:
-    from netprov.adapters.pxe.boot_host import PxeHost
-    from netprov.adapters.pxe.local import LocalConnection
     from netprov.cli.commands import plan_apply, validate
     from netprov.sim.truenas import Simulator
 
@@ -106,26 +107,20 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
             return ExitCode.ERROR
 
         ctx = plan_apply._load(demo_inv, opts)
-        overrides = {}
-        for name, server in ctx.ws.loaded.inventory.pxe_servers.items():
-            settings = plan_apply.pxe_settings(name, server, ctx.ws.loaded, ctx.settings)
-            settings = replace(settings, lock_path=str(workdir / "netprov.lock"), sudo=False)
-            overrides[name] = PxeHost(settings, connection=LocalConnection(f"{name} (local directory)"))
-
         say("2. netprov plan")
         policy = plan_apply._policy(None, False, False, ctx)
-        with plan_apply.open_world(ctx, offline=False, state=None, pxe_overrides=overrides) as world:
+        with plan_apply.open_world(ctx, offline=False, state=None) as world:
             first = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
         plan_apply.show_plan(first.plan, as_json=False)
 
         say("3. netprov apply --auto-approve")
         code = plan_apply.run_apply(demo_inv, opts, auto_approve=True, target=None, allow_destroy=False,
-                                    adopt=False, flags={}, pxe_overrides=overrides)
+                                    adopt=False, flags={})
         if code != 0:
             return code
 
         say("4. netprov plan (again: nothing left to do)")
-        with plan_apply.open_world(ctx, offline=False, state=None, pxe_overrides=overrides) as world:
+        with plan_apply.open_world(ctx, offline=False, state=None) as world:
             second = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
         plan_apply.show_plan(second.plan, as_json=False)
         state_file = workdir / "truenas-state.json"
@@ -138,9 +133,12 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         console.info(f"  {path.relative_to(root)}")
     console.info(f"The simulated NAS's state: {state_file}")
-    console.info("To keep exploring, run the simulator again with this state, then plan against it:")
-    console.info(f"  NETPROV_SIM_API_KEY=... netprov sim truenas --listen {listen} --state {state_file} &")
-    console.info(f"  NETPROV_DEMO_API_KEY=... NETPROV_DEMO_CHAP_SECRET=... netprov plan {demo_inv}")
+    console.info("To keep exploring, run the simulator again with this state, edit the inventory, and plan:")
+    console.info(f"  netprov sim truenas --listen {listen} --profile {profile} --state {state_file} "
+                 "--api-key 1-demo &")
+    console.info(f"  NETPROV_DEMO_API_KEY=1-demo netprov plan {demo_inv}")
+    console.info(f"(the CHAP secret came from ${DEMO_CHAP_SECRET_ENV} if it was set, else a random one: set it "
+                 "before the demo to keep using it)")
     return ExitCode.OK if not second.plan.has_changes else ExitCode.ERROR
 
 

@@ -106,24 +106,26 @@ def storage_credentials(storage, settings, name: str):
 
 def pxe_settings(name: str, server, loaded, settings):
     from netprov.adapters.pxe.boot_host import PxeSettings
+    from netprov.core.inventory import Ssh
     from netprov.engine.run import server_roots
-    ssh = server.ssh
+    ssh = server.ssh or Ssh(host="localhost")  # transport: local uses no SSH fields
     defaults = PxeSettings(host=ssh.host, roots={})
+    sudo = server.sudo if server.sudo is not None else (ssh.sudo if ssh.sudo is not None else True)
     return PxeSettings(
         host=ssh.host, roots=server_roots(loaded, name), port=ssh.port, user=ssh.user,
-        identity_file=ssh.identity_file,
+        identity_file=ssh.identity_file, lock_path=server.lock_path,
         known_hosts=ssh.known_hosts or (str(settings.known_hosts) if settings.known_hosts else None),
         accept_new_host_key=settings.accept_new_host_key,
         ssh_config=str(settings.ssh_config) if settings.ssh_config else None,
         test_command=server.test_command or defaults.test_command,
         reload_command=server.reload_command or defaults.reload_command,
         restart_command=server.restart_command or defaults.restart_command,
-        sudo=True if ssh.sudo is None else ssh.sudo, secret_group=server.secret_group,
+        sudo=sudo, secret_group=server.secret_group,
         server=name, connect_timeout=settings.timeout, command_timeout=max(settings.timeout, 60.0) * 5)
 
 
 @contextlib.contextmanager
-def open_world(ctx: Context, *, offline: bool, state: Path | None, pxe_overrides: dict | None = None):
+def open_world(ctx: Context, *, offline: bool, state: Path | None):
     """Connect to every NAS and PXE server the inventory names (or load offline state)."""
     from netprov.engine.run import STATE_FORMAT, World
     if offline or state is not None:
@@ -150,10 +152,12 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None, pxe_overrides
             storage_ports[name] = TrueNASStorage(client, name, st)
         pxe_ports = {}
         for name, server in sorted(inv.pxe_servers.items()):
-            if pxe_overrides and name in pxe_overrides:
-                host = pxe_overrides[name]
+            settings = pxe_settings(name, server, ctx.ws.loaded, ctx.settings)
+            if server.transport == "local":
+                from netprov.adapters.pxe.local import LocalConnection
+                host = PxeHost(settings, connection=LocalConnection(f"{name} (this machine)"))
             else:
-                host = PxeHost(pxe_settings(name, server, ctx.ws.loaded, ctx.settings))
+                host = PxeHost(settings)
             stack.callback(host.close)
             pxe_ports[name] = host
         yield World(storage=storage_ports, pxe=pxe_ports)
@@ -300,7 +304,7 @@ def register(app: typer.Typer, opts) -> None:
 
 
 def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: bool, adopt: bool,
-              flags: dict, pxe_overrides: dict | None = None, confirm_stream=None) -> int:
+              flags: dict) -> int:
     """`netprov apply` as a function (the demo calls it too)."""
     from netprov import views
     from netprov.engine.run import apply_plan, blocking_refusals, missing_secrets
@@ -321,7 +325,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
     if not auto_approve and not interactive and saved is None:
         raise NetprovError("refusing to apply unattended: pass --auto-approve (or apply a plan saved with --out)")
 
-    with open_world(ctx, offline=False, state=None, pxe_overrides=pxe_overrides) as world:
+    with open_world(ctx, offline=False, state=None) as world:
         run = make_run_plan(ctx, world, policy, inventory)
         if saved is not None and run.plan.fingerprints != saved["fingerprints"]:
             changed = sorted(s for s in run.plan.fingerprints
