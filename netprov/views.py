@@ -45,7 +45,10 @@ def change_lines(c: Change, *, verbose: bool = False) -> list[str]:
     if c.refused:
         lines.append(f"    ! refused: {c.refused}")
     before, after = _fields(c.before), _fields(c.after)
-    for key in sorted(set(before) | set(after)):
+    keys = sorted(set(before) | set(after))
+    if c.diff and not verbose:
+        keys = [k for k in keys if k != "sha256"]  # the diff says it better
+    for key in keys:
         b, a = before.get(key), after.get(key)
         if c.action is Action.CREATE:
             lines.append(f"    {key}: {a!r}")
