@@ -79,7 +79,10 @@ def _policy(target: list[str] | None, allow_destroy: bool, adopt: bool, ctx: Con
 
 def _read_secret_file(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        p = Path(path)
+        if p.stat().st_mode & 0o077:
+            console.info(f"[yellow]warning:[/yellow] {path} is readable by other users; chmod 600 it")
+        return p.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise NetprovError(f"cannot read {path}: {exc.strerror}") from None
 
