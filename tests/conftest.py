@@ -9,6 +9,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# CI runs property tests with a fixed seed, so a landing never hinges on a lucky draw; locally they
+# keep exploring new examples (and hypothesis replays any failure it found).
+try:
+    from hypothesis import settings as _hsettings
+
+    _hsettings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI") == "true":
+        _hsettings.load_profile("ci")
+except ImportError:  # pragma: no cover - hypothesis is a test extra
+    pass
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-goldens", action="store_true", default=False,
