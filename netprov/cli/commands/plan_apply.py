@@ -250,7 +250,12 @@ class ProgressReporter:
     def event(self, system: str, event: str, change=None, error: str | None = None) -> None:
         task = self.tasks.get(system)
         if event == "phase" and task is not None:
+            self.phase = getattr(self, "phase", {})
+            self.phase[system] = error
             self.progress.update(task, description=f"{system} ({error})")
+        if event == "start" and task is not None and change is not None and change.machine:
+            phase = getattr(self, "phase", {}).get(system, "")
+            self.progress.update(task, description=f"{system} ({phase}): {change.machine} {change.kind}")
         if event in ("done", "failed", "skipped") and task is not None and change is not None:
             self.progress.advance(task)
         if event == "upload" and task is not None:
