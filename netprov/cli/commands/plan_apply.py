@@ -239,6 +239,7 @@ class ProgressReporter:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console.err(), disable=quiet or not self.tty)
         self.tasks = {s: self.progress.add_task(s, total=max(n, 1), start=True) for s, n in sorted(total.items())}
+        self.phase: dict[str, str] = {}
 
     def __enter__(self):
         self.progress.__enter__()
@@ -250,11 +251,10 @@ class ProgressReporter:
     def event(self, system: str, event: str, change=None, error: str | None = None) -> None:
         task = self.tasks.get(system)
         if event == "phase" and task is not None:
-            self.phase = getattr(self, "phase", {})
-            self.phase[system] = error
+            self.phase[system] = error or ""
             self.progress.update(task, description=f"{system} ({error})")
         if event == "start" and task is not None and change is not None and change.machine:
-            phase = getattr(self, "phase", {}).get(system, "")
+            phase = self.phase.get(system, "")
             self.progress.update(task, description=f"{system} ({phase}): {change.machine} {change.kind}")
         if event in ("done", "failed", "skipped") and task is not None and change is not None:
             self.progress.advance(task)
