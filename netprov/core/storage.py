@@ -750,7 +750,8 @@ class _Planner:
                     f"CHAP is on; the target uses auth tag {cur_tag}, shared with targets netprov does not manage"
                 out_fwd.append(self.ch("auth", aaddr, Action.CREATE, reason, machine=name,
                                        after={"user": m.chap_user, "secret": MASK, "peeruser": ""},
-                                       refused=no_secret, data={"user": m.chap_user, "machine": name}))
+                                       refused=no_secret, data={"user": m.chap_user, "machine": name,
+                                                                "needs_secret": no_secret is not None}))
             else:
                 row = next((r for r in auth_rows if r.get("user") == m.chap_user), auth_rows[0])
                 before = {"user": row.get("user"), "peeruser": row.get("peeruser") or ""}

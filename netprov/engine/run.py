@@ -22,7 +22,7 @@ from netprov.core.plan import Action, Change, Plan, fingerprint
 from netprov.core.render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
                                   plan_storage, state_fingerprint)
-from netprov.errors import NetprovError, StalePlanError  # noqa: F401 (documented contract)
+from netprov.errors import NetprovError
 
 STATE_FORMAT = 1
 
@@ -30,7 +30,7 @@ STATE_FORMAT = 1
 class StoragePort(Protocol):
     def read(self, desired: DesiredStorage) -> ActualStorage: ...
     def fingerprint(self, actual: ActualStorage) -> str: ...
-    def apply(self, changes: list[Change], *, expected_fingerprint: str, desired: DesiredStorage | None = None,
+    def apply(self, changes: list[Change], *, expected_fingerprint: str | None, desired: DesiredStorage | None = None,
               progress: Any = None, parallel: int = 8, should_stop: Callable[[], bool] | None = None) -> Any: ...
 
 
@@ -259,12 +259,12 @@ def _oct(mode: int | None) -> str | None:
     return None if mode is None else f"{mode:04o}"
 
 
-def blocking_refusals(plan: Plan, without_secret: set[str] | frozenset[str] = frozenset()) -> list[Change]:
-    """Refused changes that stop an apply. Advisory ones (a missing iPXE binary source) don't, and
-    with ``without_secret`` (plan time, CI dry-runs) neither does a CHAP auth group whose secret
-    isn't available here."""
+def blocking_refusals(plan: Plan, *, secrets_optional: bool = False) -> list[Change]:
+    """Refused changes that stop an apply. Advisory ones (a missing iPXE binary source) never do;
+    with ``secrets_optional`` (plan time, CI dry-runs) neither do those refused only because a
+    CHAP secret isn't available here (the planner marks them ``needs_secret``)."""
     return [c for c in plan.changes if c.refused and c.is_change and not c.data.get("advisory")
-            and not (c.kind == "auth" and c.machine in without_secret)]
+            and not (secrets_optional and c.data.get("needs_secret"))]
 
 
 def missing_secrets(run: RunPlan) -> list[str]:
@@ -367,9 +367,9 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
             result.skipped += [c.address for c in todo]
             continue
         reporter.event(system, "phase", None, "delete")
-        port = world.storage[name]
-        # Phase 1 changed this NAS on purpose; the deletes are checked against its state now.
-        current = port.fingerprint(port.read(desired))
-        port.apply(todo + [c for c in changes if c.action is Action.NOOP], expected_fingerprint=current,
-                   desired=desired, progress=storage_progress(system), parallel=parallel, should_stop=should_stop)
+        # Phase 1 changed this NAS on purpose, so its fingerprint no longer matches the plan's; the
+        # deletes still verify each object by id and name/mark against apply's own fresh read.
+        world.storage[name].apply(todo + [c for c in changes if c.action is Action.NOOP], expected_fingerprint=None,
+                                  desired=desired, progress=storage_progress(system), parallel=parallel,
+                                  should_stop=should_stop)
     return result

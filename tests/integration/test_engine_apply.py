@@ -112,3 +112,21 @@ def test_failed_storage_chain_holds_back_that_machines_files(world) -> None:
     sim.knobs.fail_call = None
     fixed = apply_plan(_plan(loaded, w), w)
     assert fixed.ok and (root / "tftp" / script_name(loaded.machine(bad).mac)).exists()
+
+
+def test_orphans_are_deleted_after_the_files_with_one_read_per_phase(world) -> None:
+    sim, build, root = world
+    loaded, w = build(3)
+    assert apply_plan(_plan(loaded, w), w).ok
+    smaller, w2 = build(2)                       # m2 left the inventory
+    run = make_plan(smaller, Renderer(), {}, w2, policy=StoragePolicy(allow_destroy=True))
+    kinds = [c.kind for c in run.plan.changes if c.is_change]
+    assert "file" in kinds and kinds.index("file") < kinds.index("zvol"), kinds  # files stop pointing first
+    sim.reset_counters()
+    result = apply_plan(run, w2)
+    assert result.ok, result.failed
+    # Phase 1 (creates/updates) and phase 3 (deletes) each re-read the NAS once, no more.
+    # (iscsi.global.config is read only by the whole-NAS read; per-object verifications query other kinds)
+    assert sim.round_trips["iscsi.global.config"] == 2, dict(sim.round_trips)
+    assert not (root / "tftp" / script_name("52:54:00:20:00:02")).exists()
+    assert not make_plan(smaller, Renderer(), {}, w2, policy=StoragePolicy(allow_destroy=True)).plan.has_changes

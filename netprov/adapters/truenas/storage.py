@@ -204,12 +204,15 @@ class TrueNASStorage:
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, changes: Sequence[Change], *, expected_fingerprint: str, desired: DesiredStorage | None = None,
+    def apply(self, changes: Sequence[Change], *, expected_fingerprint: str | None,
+              desired: DesiredStorage | None = None,
               progress: ProgressFn | None = None, parallel: int = 8, bulk: bool | None = None,
               should_stop: Callable[[], bool] | None = None) -> StorageReport:
         """Carry out this system's changes (pass the whole list, NOOPs included: they hold the ids of
         existing objects the others refer to). Raises ``StalePlanError`` when the NAS changed since
-        the plan; otherwise returns a report (a failing machine does not stop the others).
+        the plan (``expected_fingerprint=None``: no such check, for a second phase after netprov's own
+        changes; every update/delete still verifies its object by id and name or mark); otherwise
+        returns a report (a failing machine does not stop the others).
 
         ``parallel``: calls in flight at once (capped at the client's ``max_inflight`` and the
         middleware's 20; the middleware executes 10 at a time). ``bulk``: send rounds of >=
@@ -227,7 +230,7 @@ class TrueNASStorage:
         before_rt = Counter(self.client.round_trips)
         actual = self.read(desired)
         got = self.fingerprint(actual)
-        if got != expected_fingerprint:
+        if expected_fingerprint is not None and got != expected_fingerprint:
             raise StalePlanError(f"{self.system}: the NAS changed since the plan was made "
                                  f"(state {got[:12]} != plan's {expected_fingerprint[:12]}); run plan again")
         mine = [c for c in changes if c.system == self.system]

@@ -183,13 +183,12 @@ def show_plan(plan, *, as_json: bool, verbose: bool = False) -> None:
             fh.write(views.plan_markdown(plan))
 
 
-def plan_exit(plan, detailed: bool, secrets: dict | None = None) -> int:
+def plan_exit(plan, detailed: bool) -> int:
     """Exit code of `plan`. A change refused only because a CHAP secret isn't available here is a
     warning (CI dry-runs have no secrets; apply still refuses it); any other refusal is an error."""
     from netprov.engine.run import blocking_refusals
-    without_secret = {m for m, v in (secrets or {}).items() if v is None}
     refused = [c for c in plan.refused if c.is_change]
-    blocking = blocking_refusals(plan, without_secret)
+    blocking = blocking_refusals(plan, secrets_optional=True)
     for c in refused:
         if c not in blocking:
             console.info(f"[yellow]warning:[/yellow] {c.address}: {c.refused}")
@@ -293,7 +292,7 @@ def register(app: typer.Typer, opts) -> None:
                 raise NetprovError("an offline plan can't be saved for apply: plan against the live systems")
             save_plan(run.plan, out)
             console.info(f"plan saved to {out}; run `netprov apply {out}` to carry it out", quiet=opts.quiet)
-        raise typer.Exit(plan_exit(run.plan, detailed_exitcode, ctx.ws.secrets))
+        raise typer.Exit(plan_exit(run.plan, detailed_exitcode))
 
     @app.command()
     def apply(

@@ -35,7 +35,6 @@ def register(state_app: typer.Typer, opts) -> None:
         with open_world(ctx, offline=False, state=None) as world:
             for name, port in world.storage.items():
                 snapshot["storage"][name] = port.read(desired_storage(ctx.ws.loaded, name, ctx.ws.secrets)).to_json()
-            from netprov.core.render import Renderer  # noqa: F401  (sources come from the rendered binaries)
             files = ctx.renderer.render(ctx.ws.loaded, ctx.ws.secrets)
             for name, host in world.pxe.items():
                 sources = [f.source for f in files if f.server == name and f.source]
