@@ -740,19 +740,58 @@ class _Planner:
         shared_tag = cur_tag is not None and any(
             self.ix.target_owner.get(tid) != name for tid in self.ix.tag_users.get(cur_tag, []) if
             t is None or tid != t["id"])
+        # a second credential in the target's auth group (another machine's, a race's, a person's): the
+        # target would accept it. Never converged: the machine moves to a fresh auth group of its own.
+        crowded = cur_tag is not None and len(auth_rows) > 1
         if chain_ok and m.chap_user:
             secret = self.d.secret(name)
             no_secret = None if secret is not None else (
                 f"CHAP secret for {name} is not available (set the variable or file the inventory names); "
                 "apply refuses this change")
-            if not auth_rows or shared_tag:
-                reason = "CHAP is on; auth group does not exist" if not auth_rows else \
-                    f"CHAP is on; the target uses auth tag {cur_tag}, shared with targets netprov does not manage"
-                out_fwd.append(self.ch("auth", aaddr, Action.CREATE, reason, machine=name,
-                                       after={"user": m.chap_user, "secret": MASK, "peeruser": ""},
-                                       refused=no_secret, data={"user": m.chap_user, "machine": name,
-                                                                "needs_secret": no_secret is not None}))
+            if not auth_rows or shared_tag or crowded:
+                if not auth_rows:
+                    reason = "CHAP is on; auth group does not exist"
+                elif shared_tag:
+                    reason = (f"drift: the target uses auth tag {cur_tag}, which other targets use too; "
+                              "the machine gets a fresh auth group of its own")
+                else:
+                    users = ", ".join(sorted(str(r.get("user")) for r in auth_rows))
+                    reason = (f"drift: auth tag {cur_tag} of target {t['name']} holds {len(auth_rows)} credentials "
+                              f"(users {users}), so the target accepts more than this machine's; the machine "
+                              "gets a fresh auth group of its own (the other rows are never adopted)")
+                leftovers = self._leftover_auths(m, secret)
+                if leftovers and not no_secret:
+                    # an earlier apply made this row and stopped before a target used it: reuse it
+                    row, leftovers = leftovers[0], leftovers[1:]
+                    out_fwd.append(self.ch("auth", aaddr, Action.UPDATE,
+                                           f"adopt: reuse auth group tag {row['tag']} (CHAP user {m.chap_user}, "
+                                           "this machine's secret) that an interrupted apply left unused; "
+                                           + reason, machine=name,
+                                           before={"user": row.get("user"), "tag": row["tag"], "used": False},
+                                           after={"user": m.chap_user, "tag": row["tag"], "used": True},
+                                           data={"id": row["id"], "tag": row["tag"], "verify_user": row.get("user"),
+                                                 "verify_tag": row["tag"], "set": {}, "set_secret": False,
+                                                 "machine": name}))
+                else:
+                    out_fwd.append(self.ch("auth", aaddr, Action.CREATE, reason, machine=name,
+                                           after={"user": m.chap_user, "secret": MASK, "peeruser": ""},
+                                           refused=no_secret, data={"user": m.chap_user, "machine": name,
+                                                                    "needs_secret": no_secret is not None}))
+                out_del.extend(self._delete_leftover_auths(m, leftovers))
+                if auth_rows and (shared_tag or crowded) and secret is not None:
+                    # this machine's own credential in the group it leaves (proved by the secret's digest)
+                    own = [r for r in auth_rows if r.get("user") == m.chap_user
+                           and r.get("secret") == secret_digest(secret)]
+                    if own and (len(own) < len(auth_rows) or not shared_tag):
+                        for r in own:
+                            out_del.append(self.ch(
+                                "auth", f"auth[{name}]#{r['id']}", Action.DELETE,
+                                f"the machine's credential in auth tag {cur_tag}, which it leaves", machine=name,
+                                before={"user": r.get("user"), "tag": cur_tag, "secret": MASK},
+                                data={"ids": [r["id"]], "tag": cur_tag, "verify_user": r.get("user"),
+                                      "not_used_by": [t["id"]] if t is not None else []}))
             else:
+                out_del.extend(self._delete_leftover_auths(m, self._leftover_auths(m, secret)))
                 row = next((r for r in auth_rows if r.get("user") == m.chap_user), auth_rows[0])
                 before = {"user": row.get("user"), "peeruser": row.get("peeruser") or ""}
                 want = {"user": m.chap_user, "peeruser": ""}
@@ -787,7 +826,7 @@ class _Planner:
                     out_fwd.append(self.ch("auth", aaddr, Action.NOOP, f"CHAP user {m.chap_user} (tag {cur_tag})"
                                            + ("; " + "; ".join(notes) if notes else ""), machine=name,
                                            data={"id": row["id"], "tag": cur_tag}))
-        elif chain_ok and auth_rows and not shared_tag:
+        elif chain_ok and auth_rows and not shared_tag and not crowded:
             # CHAP turned off: delete the machine's auth group after the target stops using it
             out_del.append(self.ch("auth", aaddr, Action.DELETE, "CHAP is off for this machine", machine=name,
                                    before={"user": auth_rows[0].get("user"), "secret": MASK},
@@ -805,7 +844,7 @@ class _Planner:
                                        after=tafter, data={"name": m.target, "groups": groups}))
             else:
                 auth_label = lambda tag: (aaddr if (tag is not None and tag == cur_tag and auth_rows
-                                                    and not shared_tag) else
+                                                    and not shared_tag and not crowded) else
                                           (None if tag is None else f"auth-tag#{tag}"))
                 before = {"name": t["name"], "mode": t.get("mode") or "ISCSI",
                           "groups": [{"portal": self.portal_label(g.get("portal")),
@@ -890,6 +929,35 @@ class _Planner:
         order = {k: i for i, k in enumerate(KINDS)}
         out_del.sort(key=lambda c: -order[c.kind])
         return out_fwd + out_del
+
+    def _leftover_auths(self, m: DesiredMachine, secret: str | None) -> list[dict]:
+        """Auth rows an interrupted apply of this machine left: netprov's by the rule in the module docstring.
+
+        A row is the machine's leftover only when no target uses its tag, its tag holds no other user's
+        row, it has no peer user, its user is the machine's CHAP user (and no other machine of the
+        inventory has that user) and its secret is readable and is this machine's secret (by digest).
+        """
+        if not m.chap_user or secret is None:
+            return []
+        if sum(1 for x in self.d.machines.values() if x.chap_user == m.chap_user) > 1:
+            return []
+        digest = secret_digest(secret)
+        out = []
+        for tag, rows in self.ix.auths_by_tag.items():
+            if tag in self.ix.tag_users:
+                continue
+            if any(r.get("user") != m.chap_user or (r.get("peeruser") or "") for r in rows):
+                continue
+            out += [r for r in rows if r.get("secret") == digest]
+        return sorted(out, key=lambda r: r["id"])
+
+    def _delete_leftover_auths(self, m: DesiredMachine, rows: list[dict]) -> list[Change]:
+        return [self.ch("auth", f"auth[{m.name}]#{r['id']}", Action.DELETE,
+                        f"leftover: auth group tag {r['tag']} with this machine's CHAP user and secret, which no "
+                        "target uses (an interrupted apply made it)", machine=m.name,
+                        before={"user": r.get("user"), "tag": r["tag"], "secret": MASK},
+                        data={"ids": [r["id"]], "tag": r["tag"], "verify_user": r.get("user"), "unused": True})
+                for r in rows]
 
     def _unmanaged_zvol_msg(self, path: str) -> str:
         return (f"zvol {path} exists and is not managed by netprov (no {PROP_MANAGED} property or comment); "

@@ -62,6 +62,10 @@ BULK_MIN = 24
 BULK_RTT = 0.008
 #: How long an extent create keeps retrying while a new zvol's device node is missing.
 DEVICE_WAIT = 10.0
+#: How many tags an auth create tries before it gives up (each try: create, check the tag, delete if lost).
+AUTH_RETRIES = 8
+#: How long a new auth row waits for rows with higher ids on its tag (a racing apply's) to be deleted.
+AUTH_SETTLE = 5.0
 _DEVICE_MISSING = re.compile(r"(Device .* does not exist|Zvol .* does not exist)", re.IGNORECASE)
 _BULKABLE = re.compile(r"^(pool\.dataset|iscsi\.(extent|target|targetextent|initiator|auth))\.(create|update|delete)$")
 
@@ -131,6 +135,10 @@ Chain = Generator[Op, Any, None]
 
 class ChangeFailed(NetprovError):
     """One change could not be carried out (the message is the report's error line)."""
+
+
+class _Satisfied(Exception):
+    """The change turned out to be unnecessary at apply time (another apply did it); reported as skipped."""
 
 
 class TrueNASStorage:
@@ -245,7 +253,13 @@ class TrueNASStorage:
                    max(1, min(int(parallel), getattr(self.client, "max_inflight", 20), 20)), bulk)
         if should_stop is not None:
             run.should_stop = should_stop
-        run.execute()
+        try:
+            run.execute()
+        except BaseException as e:
+            # whatever escapes (a lost connection, Ctrl-C twice) after changes were made: the progress
+            # callback has had a "done" for each of them already; the exception carries the report too
+            e.storage_report = run.report  # type: ignore[attr-defined]
+            raise
         after = Counter(self.client.round_trips)
         run.report.round_trips = {k: after[k] - before_rt.get(k, 0) for k in after if after[k] - before_rt.get(k, 0)}
         run.report.seconds = time.monotonic() - t0
@@ -320,8 +334,12 @@ class _Run:
             self._emit("start", c)
             try:
                 yield from self._exec(c)
-            except NetprovError as e:
-                self._emit("failed", c, _one_line(e))
+            except _Satisfied as e:
+                self._emit("skipped", c, str(e))
+                continue
+            except Exception as e:        # NetprovError, or a NAS answer of the wrong shape: this change failed
+                self._emit("failed", c, _one_line(e) if isinstance(e, NetprovError) else
+                           f"{type(e).__name__}: {_one_line(e)} (unexpected answer from the NAS)")
                 for rest in changes[i + 1:]:
                     self._emit("skipped", rest, f"not attempted: {c.address} failed")
                 return
@@ -547,26 +565,81 @@ class _Run:
         d = c.data
         if c.action is Action.CREATE:
             secret = self._secret(d["machine"])
-            with self.lock:
-                self.tags += 1
-                tag = self.tags
-            yield _Call("iscsi.auth.create", {"tag": tag, "user": d["user"], "secret": secret,
-                                              "peeruser": "", "peersecret": ""})
-            self.reg[c.address] = tag
+            self.reg[c.address] = yield from self._create_auth(c, d["user"], secret)
             return
         if c.action is Action.UPDATE:
-            yield from self._verify(c, "iscsi.auth.query", [["id", "=", d["id"]], ["user", "=", d["verify_user"]]],
-                                    f"CHAP user {d['verify_user']} (id {d['id']})")
+            flt = [["id", "=", d["id"]], ["user", "=", d["verify_user"]]]
+            if d.get("verify_tag") is not None:          # a leftover row being reused: still on its tag, unused
+                flt.append(["tag", "=", d["verify_tag"]])
+            yield from self._verify(c, "iscsi.auth.query", flt, f"CHAP user {d['verify_user']} (id {d['id']})")
+            if d.get("verify_tag") is not None:
+                yield from self._check_tag_unused(c, d["verify_tag"], None)
             upd = dict(d.get("set") or {})
             if d.get("set_secret"):
                 upd["secret"] = self._secret(d["machine"])
-            yield _Call("iscsi.auth.update", d["id"], upd)
+            if upd:
+                yield _Call("iscsi.auth.update", d["id"], upd)
         elif c.action is Action.DELETE:
-            rows = yield _Call("iscsi.auth.query", [["id", "in", list(d["ids"])]], {"select": ["id", "tag"]})
-            if len(rows) != len(d["ids"]) or any(r.get("tag") != d["tag"] for r in rows):
+            rows = yield _Call("iscsi.auth.query", [["id", "in", list(d["ids"])]], {"select": ["id", "tag", "user"]})
+            if len(rows) != len(d["ids"]) or any(r.get("tag") != d["tag"] for r in rows) or (
+                    d.get("verify_user") is not None and any(r.get("user") != d["verify_user"] for r in rows)):
                 raise ChangeFailed(f"{c.address}: auth group tag {d['tag']} changed on the NAS; run plan again")
+            if d.get("unused") or d.get("not_used_by"):
+                yield from self._check_tag_unused(c, d["tag"], None if d.get("unused") else d["not_used_by"])
             for aid in d["ids"]:
                 yield _Call("iscsi.auth.delete", aid)
+
+    def _check_tag_unused(self, c: Change, tag: int, target_ids: list[int] | None) -> Chain:
+        """Fail unless no target (``target_ids``: none of these targets) uses auth ``tag`` right now."""
+        flt = [["id", "in", list(target_ids)]] if target_ids is not None else []
+        targets = yield _Call("iscsi.target.query", flt, {"select": ["id", "name", "groups"]})
+        users = [t.get("name") for t in targets or [] if any(g.get("auth") == tag for g in t.get("groups") or [])]
+        if users:
+            raise ChangeFailed(f"{c.address}: auth tag {tag} is used by target {users[0]} now; run plan again")
+
+    def _next_tag(self, seen: int = 0) -> int:
+        with self.lock:
+            self.tags = max(self.tags, seen) + 1
+            return self.tags
+
+    def _create_auth(self, c: Change, user: str, secret: str) -> Generator[Op, Any, int]:
+        """Create the machine's auth row on a tag no other row holds, and return that tag.
+
+        Another apply (another host) may pick the same "highest tag + 1" at the same moment. After the
+        create, the tag is queried again: when a row with a lower id holds it, this row lost (ids only
+        grow, so the lowest id is the first row, which every later creator sees); it is deleted and a
+        tag above everything now on the NAS is tried. When only rows with higher ids share it, they are
+        waited for (their appliers delete them) for ``AUTH_SETTLE`` seconds, then this row gives way too.
+        Only a tag that holds this row alone is returned, so only such a tag is bound to a target.
+        See docs/adr/0005-chap-auth-tag-allocation.md.
+        """
+        tag = self._next_tag()
+        for attempt in range(AUTH_RETRIES):
+            res = yield _Call("iscsi.auth.create", {"tag": tag, "user": user, "secret": secret,
+                                                    "peeruser": "", "peersecret": ""})
+            if not isinstance(res, dict) or not isinstance(res.get("id"), int):
+                raise ChangeFailed(f"{c.address}: the NAS answered the auth create without the row's id")
+            mine = res["id"]
+            waited, delay = 0.0, 0.05
+            while True:
+                rows = yield _Call("iscsi.auth.query", [["tag", "=", tag]], {"select": ["id", "tag"]})
+                others = [r["id"] for r in rows or [] if r.get("id") != mine]
+                if not others:
+                    return tag
+                if min(others) < mine or waited >= AUTH_SETTLE:
+                    break
+                yield _Sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 0.5)
+            logger.info("%s: auth tag %s is also held by row(s) %s; moving to another tag", c.address, tag, others)
+            yield _Call("iscsi.auth.delete", mine)
+            tags = yield _Call("iscsi.auth.query", [], {"select": ["tag"]})
+            targets = yield _Call("iscsi.target.query", [], {"select": ["groups"]})
+            seen = max([r.get("tag") or 0 for r in tags or []] +
+                       [g.get("auth") or 0 for t in targets or [] for g in t.get("groups") or []] + [0])
+            tag = self._next_tag(seen)
+        raise ChangeFailed(f"{c.address}: could not get an auth tag of its own after {AUTH_RETRIES} tries (other "
+                           "applies keep taking the same tags); run apply again")
 
     # target -------------------------------------------------------------------------------
     def _groups(self, groups: list[dict]) -> list[dict]:
@@ -631,8 +704,33 @@ class _Run:
                        "discovery_authmethod": "NONE", "discovery_authgroup": None}
         else:
             payload = {"comment": d["comment"], "listen": [{"ip": d["ip"]}]}
-        res = yield _Call("iscsi.portal.create", payload)
+        try:
+            res = yield _Call("iscsi.portal.create", payload)
+        except ApiError:
+            # another apply may have created it a moment ago ("IP is already in use"): use that one
+            found = yield from self._portal_listening(d["ip"], d["port"])
+            if found is None:
+                raise
+            self.reg[c.address] = found
+            raise _Satisfied(f"not created: another apply created a portal on {d['ip']}:{d['port']} meanwhile "
+                             f"(id {found}); using it")
         self.reg[c.address] = res["id"]
+
+    def _portal_listening(self, ip: str, port: int) -> Generator[Op, Any, int | None]:
+        """The id of a portal listening on ip:port (or on the wildcard address), as the planner chooses."""
+        portals = yield _Call("iscsi.portal.query", [], {"select": ["id", "listen"]})
+        cfg = yield _Call("iscsi.global.config")
+        gport = (cfg or {}).get("listen_port") if isinstance(cfg, dict) else None
+        best = None
+        for p in sorted(portals or [], key=lambda r: r.get("id") or 0):
+            for li in p.get("listen") or []:
+                if (li.get("port") or gport or 3260) != port:
+                    continue
+                if li.get("ip") == ip:
+                    return p["id"]
+                if li.get("ip") in ("0.0.0.0", "::") and best is None:
+                    best = p["id"]
+        return best
 
     def _x_service(self, c: Change) -> Chain:
         d = c.data

@@ -1,0 +1,192 @@
+"""Two applies racing on one NAS never leave two machines sharing CHAP credentials (issue 10, item 1).
+
+Each apply has its own websocket client, as two hosts would. Both plan, then both apply at the same
+moment against the simulator with latency, so their reads happen before either writes and their auth
+creates overlap. Before the fix each side picked "highest tag + 1" from its own read, and the two
+auth rows landed on one tag in most rounds (measured: see the report in the commit / ADR 0005).
+
+Two layouts, as in the issue: two inventories with their own parent and target prefix on one NAS,
+and one inventory split between the two applies with ``--target`` (``StoragePolicy.machines``).
+After every round: no tag holds a row of one machine and is used by another machine's target, each
+target's auth group holds exactly its own machine's credential (compared by secret, which the
+simulator returns to a full admin), and a plain rerun converges with no orphan auth rows.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
+from netprov.adapters.truenas.storage import TrueNASStorage
+from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
+from netprov.errors import StalePlanError
+from netprov.sim.truenas import Simulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from storage_helpers import desired_from, inventory_text
+
+ROUNDS = 4
+LATENCY = 0.06
+
+MACHINES = "\n".join(f'm{i}: {{mac: "52:54:00:00:0{{side}}:0{i}", chap: {{secret_env: M{i}}}}}' for i in (1, 2, 3))
+SPLIT = "\n".join(f'm{i}: {{mac: "52:54:00:00:00:0{i}", chap: {{secret_env: M{i}}}}}' for i in (1, 2, 3, 4))
+
+
+def _secrets(names, tag: str) -> dict[str, str]:
+    return {n: f"{tag}-{n}-secret-x"[:16].ljust(12, "z") for n in names}
+
+
+class Side:
+    """One host running netprov: its own connection, its own inventory and target filter."""
+
+    def __init__(self, sim: Simulator, desired, machines=None) -> None:
+        self.client = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+        self.st = TrueNASStorage(self.client, "nas", None)
+        self.desired = desired
+        self.policy = StoragePolicy(machines=frozenset(machines) if machines else None)
+        self.report = None
+        self.error: BaseException | None = None
+
+    def plan(self):
+        actual = self.st.read(self.desired)
+        return plan_storage(self.desired, actual, self.policy), state_fingerprint(actual)
+
+    def apply(self, changes, fp, barrier: threading.Barrier | None = None) -> None:
+        try:
+            if barrier is not None:
+                barrier.wait(10)
+            self.report = self.st.apply(changes, expected_fingerprint=fp, desired=self.desired)
+        except StalePlanError as e:      # the other side wrote before this one read: a safe outcome
+            self.error = e
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _race(a: Side, b: Side) -> None:
+    pa, pb = a.plan(), b.plan()
+    barrier = threading.Barrier(2)
+    ta = threading.Thread(target=a.apply, args=(*pa, barrier))
+    tb = threading.Thread(target=b.apply, args=(*pb, barrier))
+    ta.start()
+    tb.start()
+    ta.join(60)
+    tb.join(60)
+    assert not ta.is_alive() and not tb.is_alive()
+
+
+def _credentials_problems(sim: Simulator, sides: list[Side]) -> list[str]:
+    """Every target of the sides' machines uses a tag that holds exactly that machine's credential."""
+    client = sides[0].client
+    auths = client.call("iscsi.auth.query", [], {})
+    targets = {t["name"]: t for t in client.call("iscsi.target.query", [], {})}
+    by_tag: dict[int, list[dict]] = {}
+    for r in auths:
+        by_tag.setdefault(r["tag"], []).append(r)
+    problems = []
+    owner_of_tag: dict[int, str] = {}
+    for s in sides:
+        for name, m in s.desired.machines.items():
+            t = targets.get(m.target)
+            if t is None:
+                continue
+            for g in t["groups"]:
+                if g.get("auth") is None:
+                    continue
+                who = f"{s.desired.parent}:{name}"
+                prev = owner_of_tag.setdefault(g["auth"], who)
+                if prev != who:
+                    problems.append(f"tag {g['auth']} used by the targets of {prev} and {who}")
+                rows = by_tag.get(g["auth"], [])
+                creds = sorted((r["user"], r["secret"]) for r in rows)
+                if creds != [(m.chap_user, s.desired.secret(name))]:
+                    problems.append(f"target {m.target} (tag {g['auth']}) accepts {len(rows)} credential(s), "
+                                    f"{'not only its own' if rows else 'none'}")
+    return problems
+
+
+def _orphans(client) -> list[dict]:
+    used = {g["auth"] for t in client.call("iscsi.target.query", [], {}) for g in t["groups"] if g.get("auth")}
+    return [r for r in client.call("iscsi.auth.query", [], {}) if r["tag"] not in used]
+
+
+def _pending(side: Side) -> list[str]:
+    return [c.address for c in side.plan()[0] if c.is_change]
+
+
+def _layouts(sim: Simulator, layout: str, r: int) -> tuple[Side, Side]:
+    if layout == "two-inventories":
+        sides = []
+        for side in ("a", "b"):
+            parent = f"tank/r{r}{side}"
+            sim.nas_admin.call("pool.dataset.create", {"name": parent, "type": "FILESYSTEM"})
+            text = inventory_text(MACHINES.replace("{side}", "1" if side == "a" else "2"),
+                                  storage_extra=f"target_prefix: r{r}{side}-").replace(
+                "parent: tank/netboot", f"parent: {parent}")
+            d = desired_from(text, secrets=_secrets(["m1", "m2", "m3"], side))
+            sides.append(Side(sim, d))
+        return sides[0], sides[1]
+    parent = f"tank/r{r}"
+    sim.nas_admin.call("pool.dataset.create", {"name": parent, "type": "FILESYSTEM"})
+    text = inventory_text(SPLIT, storage_extra=f"target_prefix: r{r}-").replace(
+        "parent: tank/netboot", f"parent: {parent}")
+    d = desired_from(text, secrets=_secrets(["m1", "m2", "m3", "m4"], "s"))
+    return Side(sim, d, {"m1", "m2"}), Side(sim, d, {"m3", "m4"})
+
+
+def race_rounds(layout: str, rounds: int = ROUNDS, latency: float = LATENCY, check=True) -> dict:
+    """Run ``rounds`` races; return counts (also used to measure the old code by hand)."""
+    sim = Simulator(profile="25.04").start()
+    sim.knobs.rate_limit = False          # two logins a round from one address
+    sim.nas_admin = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    out = {"rounds": 0, "shared_after_race": 0, "stale": 0}
+    try:
+        for r in range(rounds):
+            a, b = _layouts(sim, layout, r)
+            try:
+                sim.knobs.latency = latency
+                _race(a, b)
+                sim.knobs.latency = 0.0
+                out["rounds"] += 1
+                out["stale"] += (a.error is not None) + (b.error is not None)
+                problems = _credentials_problems(sim, [a, b])
+                out["shared_after_race"] += bool(problems)
+                if not check:
+                    continue
+                assert problems == [], f"round {r}: {problems}"
+                # the report is true: every change a side made is in its report, none is left unreported
+                for s in (a, b):
+                    if s.report is not None:
+                        assert s.report.failed == [], s.report.lines()
+                # a plain rerun (each side again, one after the other) converges, still with no sharing
+                for s in (a, b):
+                    changes, fp = s.plan()
+                    rep = s.st.apply(changes, expected_fingerprint=fp, desired=s.desired)
+                    assert rep.failed == [], rep.lines()
+                assert _pending(a) == [] and _pending(b) == []
+                assert _credentials_problems(sim, [a, b]) == []
+                assert _orphans(a.client) == []
+            finally:
+                a.close()
+                b.close()
+    finally:
+        sim.nas_admin.close()
+        sim.stop()
+    return out
+
+
+@pytest.mark.parametrize("layout", ["two-inventories", "split"])
+def test_racing_applies_never_share_chap_credentials(layout):
+    out = race_rounds(layout)
+    assert out["rounds"] == ROUNDS
+
+
+if __name__ == "__main__":      # measurement by hand: python tests/integration/test_auth_race.py [rounds] [latency]
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    lat = float(sys.argv[2]) if len(sys.argv) > 2 else 0.1
+    for lay in ("two-inventories", "split"):
+        print(lay, race_rounds(lay, n, lat, check=False))
