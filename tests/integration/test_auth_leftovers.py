@@ -1,0 +1,101 @@
+"""Leftover CHAP auth rows after a failed apply are reused or deleted (issue 10, item 5).
+
+For every call k of a one-machine CHAP apply, the simulator fails call k (``fail_call``); the apply
+is run again twice with the same fault, then once cleanly. Before the fix every failure between the
+auth create and the target create left an auth row (with the machine's secret) that no target used,
+and every retry added another. Now: exactly one auth row carries the machine's user, its target uses
+it, no row is left unused, and a plan after the clean rerun is empty. A dropped connection right
+after the auth create (``drop_at``) is covered the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
+from netprov.adapters.truenas.storage import TrueNASStorage
+from netprov.core.storage import plan_storage, state_fingerprint
+from netprov.errors import NetprovError
+from netprov.sim.truenas import Simulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from storage_helpers import desired_from, inventory_text
+
+CALLS = 32          # plan read (10) + apply read (10) + about 12 writes and checks of a one-machine CHAP apply
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = Simulator(profile="25.04").start()
+    s.knobs.rate_limit = False
+    yield s
+    s.stop()
+
+
+def _apply(sim, desired, fault: str | None = None, k: int = 0) -> None:
+    client = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    if fault == "fail_call":                    # counted from the apply's first call (after the login)
+        sim.knobs.fail_call = (k, 22, f"injected failure at call {k}")
+    elif fault == "drop_at":
+        sim.knobs.drop_at = k
+    try:
+        st = TrueNASStorage(client, "nas", None)
+        actual = st.read(desired)
+        changes = plan_storage(desired, actual)
+        st.apply(changes, expected_fingerprint=state_fingerprint(actual), desired=desired)
+    except NetprovError:
+        pass                                    # the injected fault; the next run must clean up
+    finally:
+        sim.knobs.fail_call = None
+        sim.knobs.drop_at = None
+        client.close()
+
+
+def _machine(sim, name: str):
+    admin = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    try:
+        admin.call("pool.dataset.create", {"name": f"tank/{name}", "type": "FILESYSTEM"})
+    finally:
+        admin.close()
+    text = inventory_text(f'{name}: {{mac: "52:54:00:00:00:01", chap: {{secret_env: S}}}}',
+                          storage_extra=f"target_prefix: {name}-").replace("parent: tank/netboot",
+                                                                           f"parent: tank/{name}")
+    return desired_from(text, secrets={name: f"{name}-secret-12"[:16]})
+
+
+def _state(sim, desired, name):
+    c = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    try:
+        rows = [r for r in c.call("iscsi.auth.query", [], {}) if r["user"] == name]
+        targets = c.call("iscsi.target.query", [["name", "=", f"{name}-{name}"]], {})
+        st = TrueNASStorage(c, "nas", None)
+        pending = [x.address for x in plan_storage(desired, st.read(desired)) if x.is_change]
+    finally:
+        c.close()
+    return rows, targets, pending
+
+
+def _check(sim, desired, name, what):
+    rows, targets, pending = _state(sim, desired, name)
+    assert pending == [], f"{what}: plan after a clean rerun: {pending}"
+    assert len(targets) == 1, what
+    tag = targets[0]["groups"][0]["auth"]
+    assert [r["tag"] for r in rows] == [tag], f"{what}: auth rows of {name}: {rows and [(r['id'], r['tag']) for r in rows]}, target tag {tag}"
+
+
+@pytest.mark.parametrize("fault", ["fail_call", "drop_at"])
+def test_faults_leave_no_orphan_or_duplicate_auth_rows(sim, fault):
+    hit = 0
+    for k in range(1, CALLS + 1):
+        name = f"{fault[0]}k{k}"
+        d = _machine(sim, name)
+        for _ in range(3):                      # the failing apply, then two retries that fail the same way
+            _apply(sim, d, fault, k)
+            rows, targets, _ = _state(sim, d, name)
+            hit += bool(rows) and not targets   # auth made, target not: the window of the issue
+        _apply(sim, d)                          # a plain rerun
+        _check(sim, d, name, f"{fault} at call {k}")
+    assert hit >= 2, "the faults never landed between the auth create and the target create"
