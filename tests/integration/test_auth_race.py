@@ -190,3 +190,61 @@ if __name__ == "__main__":      # measurement by hand: python tests/integration/
     lat = float(sys.argv[2]) if len(sys.argv) > 2 else 0.1
     for lay in ("two-inventories", "split"):
         print(lay, race_rounds(lay, n, lat, check=False))
+
+
+def test_crowded_auth_group_is_drift_and_apply_fixes_it():
+    """The state the race left (a second machine's row on a target's tag) is planned and fixed."""
+    sim = Simulator(profile="25.04").start()
+    sim.knobs.rate_limit = False
+    sim.nas_admin = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    try:
+        a, b = _layouts(sim, "split", 0)
+        for s in (a, b):
+            changes, fp = s.plan()
+            assert s.st.apply(changes, expected_fingerprint=fp, desired=s.desired).complete
+        assert _pending(a) == [] and _pending(b) == []
+        c = sim.nas_admin
+        t1 = c.call("iscsi.target.query", [["name", "=", "r0-m1"]], {})[0]
+        tag = t1["groups"][0]["auth"]
+        # m3's credential lands on m1's tag (what a racing apply did before the fix)
+        c.call("iscsi.auth.create", {"tag": tag, "user": "m3", "secret": b.desired.secret("m3"),
+                                     "peeruser": "", "peersecret": ""})
+        assert _credentials_problems(sim, [a, b]) != []
+        pending = _pending(a)
+        assert "auth[m1]" in pending and "target[r0-m1]" in pending, pending
+        changes, fp = a.plan()
+        rep = a.st.apply(changes, expected_fingerprint=fp, desired=a.desired)
+        rep2 = a.st.apply([x for x in a.plan()[0]], expected_fingerprint=None, desired=a.desired)
+        assert rep.failed == [] and rep2.failed == [], rep.lines() + rep2.lines()
+        assert _credentials_problems(sim, [a, b]) == []
+        assert _pending(a) == []
+        # the foreign row was never adopted or deleted by m1's plan
+        assert [r["user"] for r in c.call("iscsi.auth.query", [["tag", "=", tag]], {})] == ["m3"]
+        a.close()
+        b.close()
+    finally:
+        sim.nas_admin.close()
+        sim.stop()
+
+
+from tests.integration.test_cli_live import lab, netprov  # noqa: E402,F401  (the real CLI against sim + sshd)
+
+
+@pytest.mark.skipif(not Path("/usr/lib/ipxe/undionly.kpxe").exists(), reason="Debian ipxe package not installed")
+def test_plan_detailed_exitcode_is_2_when_a_target_accepts_another_credential(lab):
+    sim, sshd, inventory, env, pxe, tmp = lab
+    assert netprov("apply", "--auto-approve", str(inventory), env=env, cwd=tmp).returncode == 0
+    assert netprov("plan", "--detailed-exitcode", str(inventory), env=env, cwd=tmp).returncode == 0
+    c = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    try:
+        tag = c.call("iscsi.target.query", [["name", "=", "alpha"]], {})[0]["groups"][0]["auth"]
+        c.call("iscsi.auth.create", {"tag": tag, "user": "m4", "secret": "other-secret-04", "peeruser": "",
+                                     "peersecret": ""})
+    finally:
+        c.close()
+    crowded = netprov("plan", "--detailed-exitcode", str(inventory), env=env, cwd=tmp)
+    assert crowded.returncode == 2, crowded.stdout + crowded.stderr
+    assert "auth[alpha]" in crowded.stdout and "other-secret-04" not in crowded.stdout + crowded.stderr
+    fixed = netprov("apply", "--auto-approve", str(inventory), env=env, cwd=tmp)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert netprov("plan", "--detailed-exitcode", str(inventory), env=env, cwd=tmp).returncode == 0
