@@ -23,8 +23,15 @@ Ownership (``docs``: decided here, one place):
   same machine, or it maps a netprov extent of that machine. netprov creates the initiator group
   before the target, so every target it created carries that link from its first moment.
 * CHAP auth group: no comment field either; an auth tag is netprov's when a netprov target of the
-  machine uses it. An auth group no target uses any more is left alone (it cannot be told apart
-  from one a person made).
+  machine uses it. A target's group must hold the machine's credential alone: a second row on its
+  tag (whoever made it), or a tag other targets use, is drift and the machine moves to a fresh auth
+  group; other rows are never adopted or deleted (the machine's own row in the group it leaves is
+  deleted when its secret's digest proves it is the machine's). An auth row no target uses is
+  netprov's leftover (an apply stopped between the auth create and the target create) only when
+  every row on its tag has the machine's CHAP user and no peer user, no other machine of the
+  inventory has that user, and the row's secret is readable and is the machine's (by digest): the
+  machine reuses one such row and the others are deleted. Any other unused auth row is left alone
+  (it cannot be told apart from one a person made). docs/adr/0005-chap-auth-tags.md.
 * portal: netprov creates one (comment ``netprov:managed``) only when none listens on
   ``storage.portal_listen``; it never changes or deletes a portal.
 

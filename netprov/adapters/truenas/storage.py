@@ -20,7 +20,14 @@ Applying:
 * before any update or delete the object is looked up again by id *and* name/mark (TrueNAS reuses
   ids), and the change fails if it no longer matches;
 * an extent create on a zvol created moments ago is retried while the NAS says the device does not
-  exist yet (backoff, about 10 s at most).
+  exist yet (backoff, about 10 s at most);
+* a new CHAP auth row is checked right after its create: if another row holds its tag (a racing
+  apply on another host picked the same tag), the row with the lowest id keeps it and the other
+  moves to a fresh tag; only a tag holding this row alone is bound to a target
+  (docs/adr/0005-chap-auth-tags.md). A portal create that the NAS refuses because a racing apply
+  just made one on the same address uses that portal (reported as skipped, "not created");
+* every change carried out has been reported (``progress("done", ...)``) before anything can raise;
+  an exception that escapes the scheduler carries the partial report as ``.storage_report``.
 
 Executor inputs come only from the plan's changes (``Change.data``, which holds no secret) plus the
 CHAP secrets, which come from the ``DesiredStorage`` given to ``read``/``apply``.
