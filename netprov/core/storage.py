@@ -356,6 +356,16 @@ class _Index:
             for g in t.get("groups") or []:
                 if g.get("auth") is not None:
                     self.tag_users.setdefault(g["auth"], []).append(t["id"])
+        # auth rows no target uses, by user, where every row of the tag has that one user and no peer user
+        # (candidates for a machine's leftovers; the planner also requires the machine's secret)
+        self.unused_auths_by_user: dict[str, list[dict]] = {}
+        for tag, rows in self.auths_by_tag.items():
+            users = {r.get("user") for r in rows}
+            if tag in self.tag_users or len(users) != 1 or any(r.get("peeruser") for r in rows):
+                continue
+            self.unused_auths_by_user.setdefault(rows[0].get("user"), []).extend(rows)
+        for rows in self.unused_auths_by_user.values():
+            rows.sort(key=lambda r: r["id"])
 
     def machines_with_objects(self) -> set[str]:
         out = set(self.zvol_owner.values())
@@ -372,6 +382,10 @@ class _Planner:
         self.system = d.system
         self.portal_addr = f"portal[{d.portal_ip}:{d.portal_port}]"
         self._portal = self._find_portal()
+        self._chap_users: dict[str, int] = {}
+        for dm in d.machines.values():
+            if dm.chap_user:
+                self._chap_users[dm.chap_user] = self._chap_users.get(dm.chap_user, 0) + 1
 
     # -- helpers ---------------------------------------------------------------------------
     def ch(self, kind: str, address: str, action: Action, reason: str, *, machine: str | None = None,
@@ -944,19 +958,10 @@ class _Planner:
         row, it has no peer user, its user is the machine's CHAP user (and no other machine of the
         inventory has that user) and its secret is readable and is this machine's secret (by digest).
         """
-        if not m.chap_user or secret is None:
-            return []
-        if sum(1 for x in self.d.machines.values() if x.chap_user == m.chap_user) > 1:
+        if not m.chap_user or secret is None or self._chap_users.get(m.chap_user, 0) > 1:
             return []
         digest = secret_digest(secret)
-        out = []
-        for tag, rows in self.ix.auths_by_tag.items():
-            if tag in self.ix.tag_users:
-                continue
-            if any(r.get("user") != m.chap_user or (r.get("peeruser") or "") for r in rows):
-                continue
-            out += [r for r in rows if r.get("secret") == digest]
-        return sorted(out, key=lambda r: r["id"])
+        return [r for r in self.ix.unused_auths_by_user.get(m.chap_user, []) if r.get("secret") == digest]
 
     def _delete_leftover_auths(self, m: DesiredMachine, rows: list[dict]) -> list[Change]:
         return [self.ch("auth", f"auth[{m.name}]#{r['id']}", Action.DELETE,
