@@ -27,6 +27,8 @@ from netprov.errors import StalePlanError
 from netprov.sim.truenas import Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from storage_helpers import desired_from, inventory_text
 
 ROUNDS = 4
