@@ -35,7 +35,7 @@ def sim():
     s.stop()
 
 
-def _apply(sim, desired, fault: str | None = None, k: int = 0) -> None:
+def _apply(sim, desired, fault: str | None = None, k: int = 0):
     client = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
     if fault == "fail_call":                    # counted from the apply's first call (after the login)
         sim.knobs.fail_call = (k, 22, f"injected failure at call {k}")
@@ -45,9 +45,9 @@ def _apply(sim, desired, fault: str | None = None, k: int = 0) -> None:
         st = TrueNASStorage(client, "nas", None)
         actual = st.read(desired)
         changes = plan_storage(desired, actual)
-        st.apply(changes, expected_fingerprint=state_fingerprint(actual), desired=desired)
+        return st.apply(changes, expected_fingerprint=state_fingerprint(actual), desired=desired)
     except NetprovError:
-        pass                                    # the injected fault; the next run must clean up
+        return None                             # the injected fault hit a read; the next run must clean up
     finally:
         sim.knobs.fail_call = None
         sim.knobs.drop_at = None
@@ -92,10 +92,38 @@ def test_faults_leave_no_orphan_or_duplicate_auth_rows(sim, fault):
     for k in range(1, CALLS + 1):
         name = f"{fault[0]}k{k}"
         d = _machine(sim, name)
-        for _ in range(3):                      # the failing apply, then two retries that fail the same way
-            _apply(sim, d, fault, k)
+        for attempt in range(3):                # the failing apply, then two retries that fail the same way
+            report = _apply(sim, d, fault, k)
+            if attempt == 0 and report is not None:
+                _report_is_true(sim, d, name, report, f"{fault} at call {k}")
             rows, targets, _ = _state(sim, d, name)
             hit += bool(rows) and not targets   # auth made, target not: the window of the issue
         _apply(sim, d)                          # a plain rerun
         _check(sim, d, name, f"{fault} at call {k}")
     assert hit >= 2, "the faults never landed between the auth create and the target create"
+
+
+def _report_is_true(sim, desired, name, report, what):
+    """On a NAS that held nothing of the machine: an object exists iff the report says it was made."""
+    m = desired.machines[name]
+    c = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    try:
+        exists = {
+            f"zvol[{m.zvol}]": bool(c.call("pool.dataset.query", [["id", "=", m.zvol]], {})),
+            f"extent[{m.target}]": bool(c.call("iscsi.extent.query", [["name", "=", m.target]], {})),
+            f"initiator[{name}]": any(f"zvol={m.zvol}" in (i.get("comment") or "")
+                                      for i in c.call("iscsi.initiator.query", [], {})),
+            f"target[{m.target}]": bool(c.call("iscsi.target.query", [["name", "=", m.target]], {})),
+        }
+        exists[f"targetextent[{m.target}/{m.target}]"] = bool(c.call("iscsi.targetextent.query", [], {})) and \
+            exists[f"target[{m.target}]"] and any(
+                te["target"] == c.call("iscsi.target.query", [["name", "=", m.target]], {})[0]["id"]
+                for te in c.call("iscsi.targetextent.query", [], {}))
+        rows = [r for r in c.call("iscsi.auth.query", [], {}) if r["user"] == name]
+    finally:
+        c.close()
+    done = {x.address for x in report.done}
+    for address, there in exists.items():
+        assert (address in done) == there, f"{what}: {address} exists={there}, reported done={address in done}"
+    if f"auth[{name}]" in done:
+        assert rows, what
