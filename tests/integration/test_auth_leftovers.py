@@ -127,3 +127,30 @@ def _report_is_true(sim, desired, name, report, what):
         assert (address in done) == there, f"{what}: {address} exists={there}, reported done={address in done}"
     if f"auth[{name}]" in done:
         assert rows, what
+
+
+def test_an_exception_escaping_after_changes_carries_what_was_done(sim):
+    """Ctrl-C twice (KeyboardInterrupt out of ``should_stop``) after some changes: every change made was
+    reported through ``progress`` before the raise, and the exception carries the same partial report."""
+    d = _machine(sim, "intr")
+    client = TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key))
+    seen: list[str] = []
+    polls = {"n": 0}
+
+    def should_stop() -> bool:
+        polls["n"] += 1
+        if polls["n"] == 4:                      # after the portal, zvol and extent
+            raise KeyboardInterrupt
+        return False
+
+    try:
+        st = TrueNASStorage(client, "nas", None)
+        actual = st.read(d)
+        with pytest.raises(KeyboardInterrupt) as info:
+            st.apply(plan_storage(d, actual), expected_fingerprint=state_fingerprint(actual), desired=d,
+                     progress=lambda ev, c, err: seen.append(c.address) if ev == "done" else None,
+                     should_stop=should_stop)
+    finally:
+        client.close()
+    report = info.value.storage_report
+    assert [c.address for c in report.done] == seen and f"zvol[{d.machines['intr'].zvol}]" in seen
