@@ -218,12 +218,12 @@ def test_zvol_delete_cascades_extents_mappings_and_orphan_targets(api, sim):
 def test_snapshot_create_clone_and_golden_seed(sim, api):
     seeded = sim.add_snapshot("tank/golden/debian@v1", volsize=4 * GiB)
     assert seeded["disk"] == "zvol/tank/golden/debian@v1"
-    snaps = api.call("pool.snapshot.query", [["dataset", "=", "tank/golden/debian"]])
+    snaps = api.call("zfs.snapshot.query", [["dataset", "=", "tank/golden/debian"]])
     assert [s["snapshot_name"] for s in snaps] == ["v1"]
     api.call("pool.dataset.create", {"name": "tank/netprov"})
     assert (
         api.call(
-            "pool.snapshot.clone", {"snapshot": "tank/golden/debian@v1", "dataset_dst": "tank/netprov/m1"}
+            "zfs.snapshot.clone", {"snapshot": "tank/golden/debian@v1", "dataset_dst": "tank/netprov/m1"}
         )
         is True
     )
@@ -232,16 +232,16 @@ def test_snapshot_create_clone_and_golden_seed(sim, api):
     assert clone["origin"]["parsed"] == "tank/golden/debian@v1"
     # a snapshot with a dependent clone cannot go, nor can its zvol
     with pytest.raises(RpcFailure):
-        api.call("pool.snapshot.delete", "tank/golden/debian@v1")
+        api.call("zfs.snapshot.delete", "tank/golden/debian@v1")
     with pytest.raises(RpcFailure):
         api.call("pool.dataset.delete", "tank/golden/debian", {"recursive": True})
-    snap = api.call("pool.snapshot.create", {"dataset": "tank/netprov/m1", "name": "s1"})
+    snap = api.call("zfs.snapshot.create", {"dataset": "tank/netprov/m1", "name": "s1"})
     assert snap["id"] == "tank/netprov/m1@s1"
     with pytest.raises(RpcFailure) as ei:
         api.call("pool.dataset.delete", "tank/netprov/m1")
     assert "has children" in ei.value.reason
     assert api.call("pool.dataset.delete", "tank/netprov/m1", {"recursive": True}) is True
-    assert api.call("pool.snapshot.delete", "tank/golden/debian@v1") is True
+    assert api.call("zfs.snapshot.delete", "tank/golden/debian@v1") is True
 
 
 def test_core_uses_zfs_snapshot_namespace(sim_factory, connect_factory):
