@@ -712,7 +712,8 @@ class _Planner:
                         sets["comment"] = mark_comment(m.zvol)
                     reason = ("adopt: mark the existing extent as netprov's" if not managed else
                               (f"renamed from {ix.renamed[name]} (renamed_from): " if name in ix.renamed else
-                               "drift: ") + ", ".join(f"{k} {before.get(k)!r} -> {v!r}" for k, v in sets.items()))
+                               "drift: ") + ", ".join(f"{k} {before.get(k, e.get(k))!r} -> {v!r}"
+                                                      for k, v in sets.items()))
                     out_fwd.append(self.ch("extent", eaddr, Action.UPDATE, reason, machine=name, before=b, after=a,
                                            data={"id": e["id"], "verify_name": e["name"], "set": sets}))
                 else:
@@ -750,7 +751,9 @@ class _Planner:
                 reason = (f"drift: initiator group {why}; only {m.initiator_iqn} may log in"
                           if before["initiators"] != iafter["initiators"] else "")
                 if remark:
-                    reason = f"renamed from {ix.renamed[name]} (renamed_from)" + (f"; {reason}" if reason else "")
+                    reason = f"renamed from {ix.renamed[name]} (renamed_from): mark follows the zvol" + (
+                        f"; initiator {', '.join(before['initiators']) or '(any)'} -> {m.initiator_iqn}"
+                        if reason else "")
                 out_fwd.append(self.ch("initiator", iaddr, Action.UPDATE, reason, machine=name, before=before,
                                        after=iafter,
                                        data={"id": i0["id"], "verify_comment": i0.get("comment"),
