@@ -205,3 +205,21 @@ def test_rename_refused_while_the_machine_is_booted(nas):
     _, report = nas.apply(renamed)
     assert not report.done
     assert "tank/netboot/m1" in nas.datasets()
+
+
+def test_interrupted_rename_is_finished_by_the_next_apply(nas):
+    d = desired_from(inventory_text(ONE))
+    nas.apply(d)
+    nas.sim.write_data("tank/netboot/m1", "half-way")
+    ns = nas.st.snapshot_ns
+    # a rename that stopped right after the clone: the new zvol exists (unmarked), the old one too
+    nas.client.call(f"{ns}.create", {"dataset": "tank/netboot/m1", "name": "netprov-20261207T000000Z"})
+    nas.client.call(f"{ns}.clone", {"snapshot": "tank/netboot/m1@netprov-20261207T000000Z",
+                                    "dataset_dst": "tank/netboot/m5"})
+    renamed = desired_from(inventory_text('m5: {mac: "52:54:00:00:00:01", renamed_from: m1}'))
+    [z] = [c for c in nas.pending(renamed) if c.kind == "zvol"]
+    assert z.action is Action.UPDATE and not z.refused and "interrupted" in z.reason
+    _, report = nas.apply(renamed)
+    assert report.complete, report.lines()
+    assert "tank/netboot/m1" not in nas.datasets() and nas.sim.read_data("tank/netboot/m5") == "half-way"
+    assert nas.pending(renamed) == []
