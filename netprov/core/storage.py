@@ -43,6 +43,12 @@ self-contained change: apply deletes the zvol's mappings and extents itself (Tru
 while a session is logged in; the zvol delete's own cascade would not), then the zvol, then
 creates it again; the extent and mapping CREATEs follow it in the chain.
 
+The net (ADR 0005): a zvol DELETE or REPLACE first keeps the old disk (snapshot ``<zvol>@netprov-<stamp>``,
+clone to ``<zvol>.netprov-retired-<stamp>``, promote; only then the delete) unless ``StoragePolicy.snapshot`` is
+off; the stamp comes from the policy. A machine with ``renamed_from`` takes over the old name's objects: its zvol
+change is an UPDATE that moves the disk (same steps, then the extents are re-pointed and the old name removed) and
+the extent, initiator group and target are updated in place, never re-created.
+
 Refusals: shrink or volblocksize change (REPLACE; needs ``allow_destroy``), removed machines
 (DELETE; needs ``allow_destroy``), anything touching a target with a logged-in session (never),
 name clashes with unmanaged objects (needs ``adopt``), a missing golden snapshot or parent dataset,
