@@ -52,6 +52,8 @@ def change_lines(c: Change, *, verbose: bool = False) -> list[str]:
         b, a = before.get(key), after.get(key)
         if c.action is Action.CREATE:
             lines.append(f"    {key}: {a!r}")
+        elif key not in before and c.action in (Action.DELETE, Action.REPLACE):   # what it keeps (the net)
+            lines.append(f"    {key}: {a!r}")
         elif c.action is Action.DELETE:
             lines.append(f"    {key}: {b!r}")
         elif b != a:

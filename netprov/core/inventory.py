@@ -477,6 +477,8 @@ class MachineSpec(Strict):
     initiator_iqn: str | None = Field(None, description="default: <storage.initiator_basename>:<name>")
     extra: Extra | None = None
     description: str | None = Field(None, max_length=120)
+    renamed_from: str | None = Field(None, description="the machine's previous name: its disk and iSCSI objects "
+                                     "are kept and renamed, not re-created (docs/recovery.md)")
 
     @field_validator("initiator_iqn")
     @classmethod
@@ -539,6 +541,7 @@ class Machine:
     initiator_iqn: str
     extra: Extra
     description: str | None = None
+    renamed_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,7 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
             name=name, mac=mac, ip=ip, firmware=firmware, arch=arch, size=size or 0, sparse=sparse,
             volblocksize=vbs, clone_from=clone, chap=chap, boot=boot, install=install,
             storage=storage_name, pxe_server=pxe_name, initiator_iqn=initiator, extra=extra,
-            description=spec.description))
+            description=spec.description, renamed_from=spec.renamed_from))
 
     for mac, owners in by_mac.items():
         if len(owners) > 1:
@@ -311,6 +311,23 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
             for n in owners[1:]:
                 err(("machines", n), f"iSCSI target name {tname!r} on storage {st!r} is also "
                                      f"derived for {owners[0]!r}", key=True)
+    renamed_by: dict[str, str] = {}
+    for m in machines:   # renamed_from (like Terraform's `moved`): the old name must be gone and claimed once
+        old = m.renamed_from
+        if old is None:
+            continue
+        why = names.check_machine_name(old)
+        if why:
+            err(("machines", m.name, "renamed_from"), why)
+        elif old == m.name:
+            err(("machines", m.name, "renamed_from"), "a machine cannot be renamed from its own name")
+        elif old in inv.machines:
+            err(("machines", m.name, "renamed_from"), f"{old!r} is still a machine in the inventory; remove it "
+                                                      "(its disk becomes this machine's) or drop renamed_from")
+        elif old in renamed_by:
+            err(("machines", m.name, "renamed_from"), f"{renamed_by[old]!r} is already renamed from {old!r}; "
+                                                      "one disk can't become two machines")
+        renamed_by.setdefault(old, m.name)
     seen_iqn: dict[str, str] = {}
     for m in machines:
         if m.initiator_iqn in seen_iqn:

@@ -50,6 +50,12 @@ self-contained change: apply deletes the zvol's mappings and extents itself (Tru
 while a session is logged in; the zvol delete's own cascade would not), then the zvol, then
 creates it again; the extent and mapping CREATEs follow it in the chain.
 
+The net (ADR 0006): a zvol DELETE or REPLACE first keeps the old disk (snapshot ``<zvol>@netprov-<stamp>``,
+clone to ``<zvol>.netprov-retired-<stamp>``, promote; only then the delete) unless ``StoragePolicy.snapshot`` is
+off; the stamp comes from the policy. A machine with ``renamed_from`` takes over the old name's objects: its zvol
+change is an UPDATE that moves the disk (same steps, then the extents are re-pointed and the old name removed) and
+the extent, initiator group and target are updated in place, never re-created.
+
 Refusals: shrink or volblocksize change (REPLACE; needs ``allow_destroy``), removed machines
 (DELETE; needs ``allow_destroy``), anything touching a target with a logged-in session (never),
 name clashes with unmanaged objects (needs ``adopt``), a missing golden snapshot or parent dataset,
@@ -126,6 +132,7 @@ class DesiredMachine:
     initiator_iqn: str
     chap_user: str | None     # None: CHAP off
     lun: int
+    renamed_from: str | None = None   # the machine's old name: its disk and objects are kept and renamed
 
 
 @dataclass(frozen=True)
@@ -166,7 +173,8 @@ def desired_storage(loaded: LoadedInventory, storage_name: str,
             name=m.name, zvol=path, device=names.zvol_device(st.parent, m.name), volsize=int(m.size or 0),
             volblocksize=m.volblocksize, sparse=bool(m.sparse), clone_from=m.clone_from,
             target=names.target_name(m.name, st.target_prefix), serial=names.extent_serial(st.parent, m.name),
-            initiator_iqn=m.initiator_iqn, chap_user=m.chap.username if m.chap else None, lun=st.lun)
+            initiator_iqn=m.initiator_iqn, chap_user=m.chap.username if m.chap else None, lun=st.lun,
+            renamed_from=m.renamed_from)
     return DesiredStorage(
         storage_name=storage_name, parent=st.parent, basename=st.basename, portal_ip=st.portal_listen,
         portal_port=st.portal_port, lun=st.lun, target_prefix=st.target_prefix, machines=machines,
@@ -252,6 +260,23 @@ class StoragePolicy:
     allow_destroy: bool = False
     adopt: bool = False
     machines: frozenset[str] | set[str] | None = None   # --target filter: plan only these machines
+    # The net under a destroyed zvol (docs/recovery.md): before a zvol is deleted or replaced it is
+    # snapshotted as ``<zvol>@netprov-<stamp>`` and kept, with that snapshot, as
+    # ``<zvol>.netprov-retired-<stamp>``. ``snapshot=False`` (--no-snapshot) destroys it outright.
+    # ``stamp`` is the plan's UTC time (``20261207T180512Z``), given by the engine: the core reads no clock.
+    snapshot: bool = True
+    stamp: str = ""
+
+
+def net_names(zvol: str, stamp: str) -> tuple[str, str]:
+    """``(snapshot, retired zvol)`` names for the net under ``zvol`` (machine names have no '.': no clash)."""
+    suffix = f"netprov-{stamp}" if stamp else "netprov"
+    return f"{zvol}@{suffix}", f"{zvol}.{suffix.replace('netprov', 'netprov-retired', 1)}"
+
+
+def retired_comment(zvol: str, stamp: str) -> str:
+    """The comment on a retired zvol: says what it was, and is not netprov's ownership mark."""
+    return f"netprov:retired zvol={zvol}" + (f" at={stamp}" if stamp else "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +391,21 @@ class _Index:
             self.unused_auths_by_user.setdefault(rows[0].get("user"), []).extend(rows)
         for rows in self.unused_auths_by_user.values():
             rows.sort(key=lambda r: r["id"])
+        # declared renames (``renamed_from``): the old name's objects become the new name's, so they are
+        # planned as updates of the new machine (renamed), never as an orphan delete plus a create
+        self.renamed: dict[str, str] = {}
+        for new, dm in d.machines.items():
+            old = dm.renamed_from
+            if not old or old in d.machines or old == new:
+                continue
+            self.renamed[new] = old
+            for owners in (self.zvol_owner, self.extent_owner, self.initiator_owner, self.target_owner):
+                for k, v in owners.items():
+                    if v == old:
+                        owners[k] = new
+            for of in (self.extents_of, self.initiators_of, self.targets_of):
+                if old in of:
+                    of[new] = of.get(new, []) + of.pop(old)
 
     def machines_with_objects(self) -> set[str]:
         out = set(self.zvol_owner.values())
@@ -517,6 +557,9 @@ class _Planner:
         zdata = {"path": m.zvol, "machine": name, "volsize": want_size, "volblocksize": m.volblocksize,
                  "sparse": m.sparse, "clone_from": m.clone_from, "grow_to": m.volsize or None,
                  "mark": mark_comment(m.zvol)}
+        renamed_old = ix.renamed.get(name)
+        old_path = names.zvol_path(self.d.parent, renamed_old) if renamed_old else None
+        oz = ix.zvols.get(old_path) if old_path and ix.zvol_owner.get(old_path) == name else None
         if not self.a.parent_exists or (self.a.parent_type or "FILESYSTEM") != "FILESYSTEM":
             why = (f"parent dataset {self.d.parent} does not exist on the NAS; create it first"
                    if not self.a.parent_exists else
@@ -524,6 +567,17 @@ class _Planner:
                    "cannot be created under it")
             out_fwd.append(self.ch("zvol", zaddr, Action.CREATE, "zvol does not exist", machine=name,
                                    after={"name": m.zvol, **after_z}, refused=why, data=zdata))
+            chain_ok = False
+        elif oz is not None:
+            ch = self._plan_rename(m, z, oz, zdata, want_size)
+            out_fwd.append(ch)
+            chain_ok = ch.refused is None
+        elif z is None and renamed_old:
+            out_fwd.append(self.ch("zvol", zaddr, Action.CREATE, "zvol does not exist", machine=name,
+                                   after={"name": m.zvol, **after_z}, data=zdata,
+                                   refused=(f"renamed_from: {renamed_old}: there is no netprov zvol {old_path} on "
+                                            f"storage {self.d.storage_name}, so nothing to rename; remove "
+                                            "renamed_from to create a new disk")))
             chain_ok = False
         elif z is None:
             refused = None
@@ -586,10 +640,11 @@ class _Planner:
                     # explicit deletes of what the zvol delete would cascade to, then the replace
                     # one self-contained change: apply deletes the zvol's mappings and extents explicitly
                     # (TrueNAS refuses while a session is logged in), then the zvol, then creates it again
+                    net, net_after, net_why = self._net(m.zvol)
                     out_fwd.append(self.ch("zvol", zaddr, Action.REPLACE, "; ".join(why) + " (allow_destroy); its "
-                                           "extent and mapping are deleted first and re-created after",
-                                           machine=name, before=b, after=a, cascade=cascade,
-                                           data={**zdata, "pre_delete": self._pre_replace_deletes(m)}))
+                                           "extent and mapping are deleted first and re-created after; " + net_why,
+                                           machine=name, before=b, after={**a, **net_after}, cascade=cascade,
+                                           data={**zdata, "pre_delete": self._pre_replace_deletes(m), "net": net}))
             elif not managed:
                 b, a = self.diff(before_full, after_full, {"name": m.zvol})
                 b["managed"], a["managed"] = False, True
@@ -677,11 +732,15 @@ class _Planner:
                 sets = {k: v for k, v in extent_after.items() if before.get(k) != v}
                 if not managed:
                     b["managed"], a["managed"] = False, True
+                if managed and name in ix.renamed and parse_mark(e.get("comment"))[1] != m.zvol:
+                    sets["comment"] = mark_comment(m.zvol)      # renamed_from: the mark follows the zvol
                 if sets or not managed:
                     if not managed:
                         sets["comment"] = mark_comment(m.zvol)
                     reason = ("adopt: mark the existing extent as netprov's" if not managed else
-                              "drift: " + ", ".join(f"{k} {before.get(k)!r} -> {v!r}" for k, v in sets.items()))
+                              (f"renamed from {ix.renamed[name]} (renamed_from): " if name in ix.renamed else
+                               "drift: ") + ", ".join(f"{k} {before.get(k, e.get(k))!r} -> {v!r}"
+                                                      for k, v in sets.items()))
                     out_fwd.append(self.ch("extent", eaddr, Action.UPDATE, reason, machine=name, before=b, after=a,
                                            data={"id": e["id"], "verify_name": e["name"], "set": sets}))
                 else:
@@ -712,13 +771,21 @@ class _Planner:
             inits = sorted(inits, key=lambda r: (r["id"] not in used, r["id"]))
             i0 = inits[0]
             before = {"initiators": sorted(i0.get("initiators") or [])}
-            if before["initiators"] != iafter["initiators"]:
+            remark = name in ix.renamed and parse_mark(i0.get("comment"))[1] != m.zvol   # renamed_from
+            if before["initiators"] != iafter["initiators"] or remark:
                 why = ("admits every initiator (empty list)" if not before["initiators"] else
                        "admits " + ", ".join(before["initiators"]))
-                out_fwd.append(self.ch("initiator", iaddr, Action.UPDATE, f"drift: initiator group {why}; only "
-                                       f"{m.initiator_iqn} may log in", machine=name, before=before, after=iafter,
+                reason = (f"drift: initiator group {why}; only {m.initiator_iqn} may log in"
+                          if before["initiators"] != iafter["initiators"] else "")
+                if remark:
+                    reason = f"renamed from {ix.renamed[name]} (renamed_from): mark follows the zvol" + (
+                        f"; initiator {', '.join(before['initiators']) or '(any)'} -> {m.initiator_iqn}"
+                        if reason else "")
+                out_fwd.append(self.ch("initiator", iaddr, Action.UPDATE, reason, machine=name, before=before,
+                                       after=iafter,
                                        data={"id": i0["id"], "verify_comment": i0.get("comment"),
-                                             "set": {"initiators": [m.initiator_iqn]}}))
+                                             "set": {"initiators": [m.initiator_iqn],
+                                                     **({"comment": icomment} if remark else {})}}))
             else:
                 out_fwd.append(self.ch("initiator", iaddr, Action.NOOP, f"admits only {m.initiator_iqn}",
                                        machine=name, data={"id": i0["id"]}))
@@ -879,14 +946,17 @@ class _Planner:
                     b["managed"], a["managed"] = False, True
                 if sets or not managed:
                     why = []
-                    if "name" in sets:
+                    if "name" in sets and name in ix.renamed:
+                        why.append(f"renamed from {ix.renamed[name]} (renamed_from): target {t['name']} -> "
+                                   f"{m.target}; its IQN changes and the boot script follows")
+                    elif "name" in sets:
                         why.append(f"renamed to {t['name']} on the NAS")
                     if "groups" in sets:
                         why.append("portal/initiator/auth group differs")
                     if "mode" in sets:
                         why.append(f"mode {before['mode']}")
                     reason = ("adopt: link the existing target to netprov's initiator group" if not managed
-                              else "drift: " + "; ".join(why))
+                              else ("" if "name" in sets and name in ix.renamed else "drift: ") + "; ".join(why))
                     out_fwd.append(self.ch("target", taddr, Action.UPDATE, reason, machine=name, before=b, after=a,
                                            data={"id": t["id"], "verify_name": t["name"], "set": sets,
                                                  "groups": groups}))
@@ -970,6 +1040,65 @@ class _Planner:
                         before={"user": r.get("user"), "tag": r["tag"], "secret": MASK},
                         data={"ids": [r["id"]], "tag": r["tag"], "verify_user": r.get("user"), "unused": True})
                 for r in rows]
+    def _net(self, path: str) -> tuple[dict | None, dict, str]:
+        """The net under a zvol about to be destroyed: ``(executor data, plan fields, reason text)``.
+
+        The zvol is snapshotted, the snapshot cloned to the retired name, the clone promoted (it takes
+        the snapshot, and every older one, with it) and only then is the old zvol destroyed: a ZFS
+        snapshot dies with its dataset, so a snapshot alone would be no net (ADR 0006).
+        """
+        if not self.p.snapshot:
+            return None, {}, "--no-snapshot: nothing is kept, the data is destroyed"
+        snap, keep = net_names(path, self.p.stamp)
+        return ({"snapshot": snap, "keep_as": keep, "comment": retired_comment(path, self.p.stamp)},
+                {"snapshot": snap, "kept_as": keep},
+                f"the old disk is snapshotted ({snap}) and kept as {keep} (docs/recovery.md)")
+
+    def _plan_rename(self, m: DesiredMachine, z: dict | None, oz: dict, zdata: dict, want_size: int) -> Change:
+        """``renamed_from``: move the old machine's zvol to the new name, keeping its data and its extent."""
+        ix = self.ix
+        old = ix.renamed[m.name]
+        old_path = oz["name"]
+        zaddr = f"zvol[{m.zvol}]"
+        old_device = "zvol/" + old_path.replace(" ", "+")
+        on_disk = ix.extents_by_disk.get(old_device, [])
+        sessions = sorted({s for t in ix.targets_of.get(m.name, []) for s in ix.sessions_by_target.get(t["name"], [])}
+                          | set(ix.sessions_by_target.get(names.target_name(old, self.d.target_prefix), [])))
+        foreign = [e for e in on_disk if ix.extent_owner.get(e["id"]) != m.name]
+        shrink = bool(want_size) and want_size < int(oz.get("volsize") or 0)
+        vbs_change = not m.clone_from and oz.get("volblocksize") != m.volblocksize
+        grow = bool(want_size) and want_size > int(oz.get("volsize") or 0)
+        refused = None
+        ours = z is not None and (ix.zvol_owner.get(m.zvol) == m.name
+                                  or str(z.get("origin") or "").startswith(old_path + "@"))   # an interrupted rename
+        if z is not None and not ours:
+            refused = f"renamed_from: {old}: " + self._unmanaged_zvol_msg(m.zvol)
+        elif sessions:
+            refused = (f"renamed_from: {old}: its target has an active iSCSI session from {', '.join(sessions)}; "
+                       "netprov never renames a disk in use (shut the machine down first)")
+        elif foreign:
+            refused = (f"renamed_from: {old}: zvol {old_path} is also exported by extent {foreign[0]['name']}, "
+                       "not managed by netprov; removing the old name would delete that extent")
+        elif shrink or vbs_change:
+            refused = (f"renamed_from: {old}: a rename and a shrink or volblocksize change at once; rename first "
+                       "(keep disk.size and volblocksize as they are), then change them")
+        snap, _ = net_names(old_path, self.p.stamp)
+        finish = z is not None
+        reason = (f"renamed from {old} (renamed_from): the disk keeps its data"
+                  + (f"; the rename of {old_path} was interrupted: finish it" if finish else
+                     f" (snapshot {snap}, cloned to the new name and promoted; then the old name is removed"
+                     + ("" if self.p.snapshot else "; --no-snapshot: the snapshot is deleted afterwards") + ")"))
+        before = {"name": old_path}
+        after = {"name": m.zvol}
+        if grow:
+            before["volsize"], after["volsize"] = _size(oz.get("volsize")), _size(want_size)
+            reason += f"; grow volsize {before['volsize']} -> {after['volsize']}"
+        return self.ch("zvol", zaddr, Action.UPDATE, reason, machine=m.name, before=before, after=after,
+                       refused=refused,
+                       data={**zdata, "id": m.zvol, "set_volsize": want_size if grow else None,
+                             "rename": {"from": old_path, "snapshot": snap, "clone": not finish,
+                                        "keep_snapshot": self.p.snapshot, "disk": m.device,
+                                        "extents": [{"id": e["id"], "name": e["name"]} for e in on_disk]}})
 
     def _unmanaged_zvol_msg(self, path: str) -> str:
         return (f"zvol {path} exists and is not managed by netprov (no {PROP_MANAGED} property or comment); "
@@ -1094,11 +1223,11 @@ class _Planner:
             if r is None and foreign:
                 r = (f"deleting the zvol would also delete extent {foreign[0]['name']}, which netprov does not "
                      "manage")
-            out.append(self.ch("zvol", f"zvol[{path}]", Action.DELETE, reason + " (deleting the zvol destroys "
-                               "its data)", machine=name,
+            net, net_after, net_why = self._net(path)
+            out.append(self.ch("zvol", f"zvol[{path}]", Action.DELETE, reason + "; " + net_why, machine=name,
                                before={"name": path, "volsize": _size(z.get("volsize")),
-                                       "volblocksize": z.get("volblocksize")},
-                               refused=r, cascade=cascade, data={"id": path, "path": path}))
+                                       "volblocksize": z.get("volblocksize")}, after=net_after or None,
+                               refused=r, cascade=cascade, data={"id": path, "path": path, "net": net}))
         return out
 
 

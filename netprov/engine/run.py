@@ -196,7 +196,7 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
                 inventory_sha256=inventory_sha256,
                 options={"allow_destroy": policy.allow_destroy, "adopt": policy.adopt,
                          "targets": sorted(policy.machines) if policy.machines is not None else None,
-                         "offline": world.offline})
+                         "offline": world.offline, "snapshot": policy.snapshot, "snapshot_stamp": policy.stamp})
     return RunPlan(plan, storage_parts, file_plans, by_server, loaded)
 
 

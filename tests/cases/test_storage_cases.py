@@ -2,7 +2,7 @@
 
 Every directory is one case: the inventory (desired), the normalised actual state of the NAS
 (``ActualStorage.to_json()`` form), and the expected plan. ``options.json`` may set ``storage``,
-``allow_destroy``, ``adopt``, ``machines`` (the --target filter) and ``secrets`` (machine -> CHAP
+``allow_destroy``, ``adopt``, ``machines`` (the --target filter), ``snapshot``/``stamp`` (the net) and ``secrets`` (machine -> CHAP
 secret or null; by default every CHAP machine gets ``SECRET``). Regenerate with
 ``pytest tests/cases --update-goldens`` (or ``NETPROV_UPDATE_GOLDENS=1``) and review the diff.
 """
@@ -18,6 +18,7 @@ from netprov.core.parse import parse_inventory
 from netprov.core.storage import ActualStorage, StoragePolicy, desired_storage, plan_storage, summarize
 
 SECRET = "Sup3rSecret-001"
+STAMP = "20261207T180512Z"    # the plan's UTC time: names the net under destroyed zvols (options.json may set it)
 ROOT = Path(__file__).parent / "storage"
 CASES = sorted(p for p in ROOT.iterdir() if p.is_dir() and (p / "inventory.yaml").exists())
 
@@ -32,7 +33,8 @@ def run_case(case: Path) -> dict:
     actual = ActualStorage.from_json(json.loads((case / "actual.json").read_text()))
     machines = opts.get("machines")
     policy = StoragePolicy(allow_destroy=bool(opts.get("allow_destroy")), adopt=bool(opts.get("adopt")),
-                           machines=set(machines) if machines is not None else None)
+                           machines=set(machines) if machines is not None else None,
+                           snapshot=bool(opts.get("snapshot", True)), stamp=opts.get("stamp", STAMP))
     changes = plan_storage(desired, actual, policy)
     return {"policy": {"allow_destroy": policy.allow_destroy, "adopt": policy.adopt,
                        "machines": sorted(policy.machines) if policy.machines is not None else None},

@@ -176,3 +176,33 @@ def test_apply_asks_on_a_terminal_and_only_yes_applies(lab) -> None:
     assert code == 0 and "Converged" in out, out[-2000:]
     assert (pxe / "tftp/boot.ipxe").exists()
     assert SECRET not in out
+
+
+@pytest.mark.skipif(not Path("/usr/lib/ipxe/undionly.kpxe").exists(), reason="Debian ipxe package not installed")
+def test_destroyed_disk_is_kept_unless_no_snapshot(lab) -> None:
+    """Issue 10 item 4: the plan shows the net; `apply PLAN` keeps the saved names; --no-snapshot opts out."""
+    sim, sshd, inventory, env, pxe, tmp = lab
+    assert netprov("apply", "--auto-approve", str(inventory), env=env, cwd=tmp).returncode == 0
+    sim.write_data("tank/netboot/beta", "beta's disk")
+    text = inventory.read_text()
+    inventory.write_text(text.replace("  beta: {mac: 52:54:00:10:00:02, firmware: uefi}\n", ""))
+    shown = netprov("plan", "--allow-destroy", str(inventory), env=env, cwd=tmp)
+    assert "snapshot: 'tank/netboot/beta@netprov-" in shown.stdout and "kept_as: 'tank/netboot/beta.netprov-retired-" \
+        in shown.stdout, shown.stdout
+    saved = netprov("plan", "--allow-destroy", "--out", str(tmp / "p.json"), str(inventory), env=env, cwd=tmp)
+    assert saved.returncode == 0, saved.stderr
+    [zdel] = [c for c in json.loads((tmp / "p.json").read_text())["changes"] if c["address"] == "zvol[tank/netboot/beta]"]
+    applied = netprov("apply", str(tmp / "p.json"), env=env, cwd=tmp)
+    assert applied.returncode == 0, applied.stderr
+    assert sim.read_data(zdel["after"]["kept_as"]) == "beta's disk"      # the names the saved plan showed
+    assert sim.read_data(zdel["after"]["kept_as"] + "@" + zdel["after"]["snapshot"].split("@")[1]) == "beta's disk"
+
+    inventory.write_text(inventory.read_text().replace(
+        "  alpha: {mac: 52:54:00:10:00:01, chap: {secret_env: ALPHA_SECRET}}\n",
+        "  gamma: {mac: 52:54:00:10:00:03}\n"))
+    plain = netprov("plan", "--allow-destroy", "--no-snapshot", str(inventory), env=env, cwd=tmp)
+    assert "--no-snapshot: nothing is kept" in plain.stdout and "kept_as" not in plain.stdout
+    gone = netprov("apply", "--allow-destroy", "--no-snapshot", "--auto-approve", str(inventory), env=env, cwd=tmp)
+    assert gone.returncode == 0, gone.stderr
+    names = set(sim.nas.datasets)
+    assert "tank/netboot/alpha" not in names and not any(n.startswith("tank/netboot/alpha.") for n in names)

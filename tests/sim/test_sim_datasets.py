@@ -218,12 +218,12 @@ def test_zvol_delete_cascades_extents_mappings_and_orphan_targets(api, sim):
 def test_snapshot_create_clone_and_golden_seed(sim, api):
     seeded = sim.add_snapshot("tank/golden/debian@v1", volsize=4 * GiB)
     assert seeded["disk"] == "zvol/tank/golden/debian@v1"
-    snaps = api.call("pool.snapshot.query", [["dataset", "=", "tank/golden/debian"]])
+    snaps = api.call("zfs.snapshot.query", [["dataset", "=", "tank/golden/debian"]])
     assert [s["snapshot_name"] for s in snaps] == ["v1"]
     api.call("pool.dataset.create", {"name": "tank/netprov"})
     assert (
         api.call(
-            "pool.snapshot.clone", {"snapshot": "tank/golden/debian@v1", "dataset_dst": "tank/netprov/m1"}
+            "zfs.snapshot.clone", {"snapshot": "tank/golden/debian@v1", "dataset_dst": "tank/netprov/m1"}
         )
         is True
     )
@@ -232,16 +232,16 @@ def test_snapshot_create_clone_and_golden_seed(sim, api):
     assert clone["origin"]["parsed"] == "tank/golden/debian@v1"
     # a snapshot with a dependent clone cannot go, nor can its zvol
     with pytest.raises(RpcFailure):
-        api.call("pool.snapshot.delete", "tank/golden/debian@v1")
+        api.call("zfs.snapshot.delete", "tank/golden/debian@v1")
     with pytest.raises(RpcFailure):
         api.call("pool.dataset.delete", "tank/golden/debian", {"recursive": True})
-    snap = api.call("pool.snapshot.create", {"dataset": "tank/netprov/m1", "name": "s1"})
+    snap = api.call("zfs.snapshot.create", {"dataset": "tank/netprov/m1", "name": "s1"})
     assert snap["id"] == "tank/netprov/m1@s1"
     with pytest.raises(RpcFailure) as ei:
         api.call("pool.dataset.delete", "tank/netprov/m1")
     assert "has children" in ei.value.reason
     assert api.call("pool.dataset.delete", "tank/netprov/m1", {"recursive": True}) is True
-    assert api.call("pool.snapshot.delete", "tank/golden/debian@v1") is True
+    assert api.call("zfs.snapshot.delete", "tank/golden/debian@v1") is True
 
 
 def test_core_uses_zfs_snapshot_namespace(sim_factory, connect_factory):
@@ -277,3 +277,54 @@ def test_dataset_query_options(api):
     assert r == []  # no such nesting in entries
     r = api.call("pool.dataset.query", [["volsize.parsed", "=", GiB]], {"select": ["id", "volsize.parsed"]})
     assert r == [{"id": "tank/v/m1", "volsize": {"parsed": GiB}}]
+
+
+@pytest.mark.parametrize("profile,has_pool_snapshot", [("13", False), ("24.10", False), ("25.04", False),
+                                                       ("25.10", True)])
+def test_pool_snapshot_namespace_only_from_25_10(sim_factory, connect_factory, profile, has_pool_snapshot):
+    """pool.snapshot.* first appears in TS-25.10 (middleware commit 5d42c5cfbd); zfs.snapshot.* is on all."""
+    s = sim_factory(profile)
+    s.add_snapshot("tank/golden/img@v1", volsize=GiB)
+    c = connect_factory(s)
+    assert c.call("zfs.snapshot.query")[0]["id"] == "tank/golden/img@v1"
+    if has_pool_snapshot:
+        assert c.call("pool.snapshot.query")[0]["id"] == "tank/golden/img@v1"
+    else:
+        assert c.request("pool.snapshot.query")["error"]
+
+
+@pytest.mark.parametrize("profile", ["13", "25.04", "25.10"])
+def test_promote_moves_snapshots_so_the_origin_can_go(sim_factory, connect_factory, profile):
+    """zfs promote: the clone takes its origin snapshot and the older ones; the old zvol becomes its clone and can
+    be destroyed without taking any data (the net under netprov's destroys, ADR 0006)."""
+    s = sim_factory(profile)
+    c = connect_factory(s)
+    ns = "pool.snapshot" if profile == "25.10" else "zfs.snapshot"
+    mk_zvol(c, "tank/vols/m1")
+    s.write_data("tank/vols/m1", "old")
+    c.call(f"{ns}.create", {"dataset": "tank/vols/m1", "name": "a"})
+    s.write_data("tank/vols/m1", "newer")
+    c.call(f"{ns}.create", {"dataset": "tank/vols/m1", "name": "b"})
+    s.write_data("tank/vols/m1", "newest")
+    c.call(f"{ns}.create", {"dataset": "tank/vols/m1", "name": "c"})
+    # a snapshot dies with its zvol: a plain delete refuses, a recursive one would take it
+    with pytest.raises(RpcFailure):
+        c.call("pool.dataset.delete", "tank/vols/m1", {"recursive": False})
+    c.call(f"{ns}.clone", {"snapshot": "tank/vols/m1@b", "dataset_dst": "tank/vols/kept"})
+    assert s.read_data("tank/vols/kept") == "newer"
+    with pytest.raises(RpcFailure) as ei:
+        c.call("pool.dataset.promote", "tank/vols/m1")
+    assert "Only cloned datasets can be promoted" in ei.value.reason
+    assert c.call("pool.dataset.promote", "tank/vols/kept") is None
+    snaps = {x["id"] for x in c.call(f"{ns}.query")}
+    assert snaps == {"tank/vols/kept@a", "tank/vols/kept@b", "tank/vols/m1@c"}
+    origin = {d["id"]: d["origin"]["parsed"] for d in c.call("pool.dataset.query", [["id", "^", "tank/vols/"]])}
+    assert origin == {"tank/vols/m1": "tank/vols/kept@b", "tank/vols/kept": ""}
+    c.call(f"{ns}.delete", "tank/vols/m1@c")
+    assert c.call("pool.dataset.delete", "tank/vols/m1", {"recursive": False}) is True
+    assert s.read_data("tank/vols/kept") == "newer" and s.read_data("tank/vols/kept@a") == "old"
+    # the kept zvol, with its snapshots, can itself go only recursively (nothing depends on it now)
+    with pytest.raises(RpcFailure):
+        c.call("pool.dataset.delete", "tank/vols/kept", {"recursive": False})
+    assert c.call("pool.dataset.delete", "tank/vols/kept", {"recursive": True}) is True
+    assert c.call(f"{ns}.query") == []

@@ -35,7 +35,7 @@ def test_dump_load_round_trip(sim, api, sim_factory, connect_factory):
         "iscsi.portal.query",
         "iscsi.auth.query",
         "iscsi.global.sessions",
-        "pool.snapshot.query",
+        "zfs.snapshot.query",
     ):
         assert c2.call(m) == api.call(m), m
 

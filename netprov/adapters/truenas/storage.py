@@ -160,7 +160,8 @@ class TrueNASStorage:
         self.core = self.version[0] < 20                     # FreeNAS 11 / TrueNAS CORE 12-13
         self.user_properties = not self.core                 # SCALE 22.02+
         self.service_control = self.version >= (25, 10)
-        self.snapshot_ns = "pool.snapshot" if self.version >= (25, 4) else "zfs.snapshot"
+        # pool.snapshot.* exists only from 25.10 (zfs.snapshot.* is private there); 11.3-25.04 have zfs.snapshot.*
+        self.snapshot_ns = "pool.snapshot" if self.version >= (25, 10) else "zfs.snapshot"
         self._desired: DesiredStorage | None = None
 
     # ------------------------------------------------------------------ read
@@ -483,10 +484,52 @@ class _Run:
                    "sparse": bool(d["sparse"]), **self._mark_fields(machine, path, update=False)}
         yield _Call("pool.dataset.create", payload)
 
+    def _retire_zvol(self, path: str, net: dict) -> Chain:
+        """The net (ADR 0006): snapshot the zvol, clone the snapshot to the retired name, mark the clone as
+        retired and promote it. The clone then owns the snapshot (and every older one) and the old zvol
+        is a clone of it, so destroying the old zvol destroys no data: it stays in ``keep_as``."""
+        snap, keep = net["snapshot"], net["keep_as"]
+        yield _Call(f"{self.st.snapshot_ns}.create", {"dataset": path, "name": snap.split("@", 1)[1]})
+        yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": keep})
+        yield _Call("pool.dataset.update", keep, {"comments": net["comment"]})
+        yield _Call("pool.dataset.promote", keep)
+
+    def _rename_zvol(self, c: Change) -> Chain:
+        """``renamed_from``: snapshot the old zvol, clone it to the new name, promote the clone, point the
+        machine's extents at it, then remove the old name (a clone of the new zvol by then: no data goes).
+        Public API on every release: ``pool.dataset.rename`` exists only from 25.10 (ADR 0006)."""
+        d = c.data
+        r = d["rename"]
+        old, new = r["from"], d["path"]
+        snap = r["snapshot"]
+        yield from self._verify_zvol(c, old)
+        if r["clone"]:
+            yield _Call(f"{self.st.snapshot_ns}.create", {"dataset": old, "name": snap.split("@", 1)[1]})
+            yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": new})
+        upd: dict[str, Any] = self._mark_fields(d["machine"], new, update=True)
+        if d.get("set_volsize"):
+            upd["volsize"] = int(d["set_volsize"])
+        yield _Call("pool.dataset.update", new, upd)
+        rows = yield _Call("pool.dataset.query", [["id", "=", new]], {"select": ["id", "type", "origin"],
+                                                                       "extra": {"retrieve_children": False}})
+        origin = (parse.zvol(rows[0]) or {}).get("origin") if rows else None
+        if origin and origin.split("@", 1)[0] == old:
+            yield _Call("pool.dataset.promote", new)
+        for x in r.get("extents") or []:
+            yield from self._verify(c, "iscsi.extent.query", [["id", "=", x["id"]], ["name", "=", x["name"]]],
+                                    f"extent {x['name']} (id {x['id']})")
+            yield _Call("iscsi.extent.update", x["id"], {"disk": r["disk"]})
+        yield _Call("pool.dataset.delete", old, {"recursive": False})
+        if r["clone"] and not r.get("keep_snapshot", True):
+            new_snap = f"{new}@{snap.split('@', 1)[1]}"
+            yield _Call(f"{self.st.snapshot_ns}.delete", new_snap)
+
     def _x_zvol(self, c: Change) -> Chain:
         d = c.data
         if c.action is Action.CREATE:
             yield from self._create_zvol(c)
+        elif c.action is Action.UPDATE and d.get("rename"):
+            yield from self._rename_zvol(c)
         elif c.action is Action.UPDATE:
             yield from self._verify_zvol(c, d["path"])
             upd: dict[str, Any] = {}
@@ -511,10 +554,14 @@ class _Run:
                                             f"extent {x['name']} (id {x['id']})")
                     yield _Call("iscsi.extent.delete", x["id"], False, False)
                     self.reg.pop(x.get("address", ""), None)
+            if d.get("net"):
+                yield from self._retire_zvol(d["path"], d["net"])
             yield _Call("pool.dataset.delete", d["path"], {"recursive": False})
             yield from self._create_zvol(c)
         elif c.action is Action.DELETE:
             yield from self._verify_zvol(c, d["path"])
+            if d.get("net"):
+                yield from self._retire_zvol(d["path"], d["net"])
             yield _Call("pool.dataset.delete", d["path"], {"recursive": False})
 
     # extent -------------------------------------------------------------------------------
@@ -618,7 +665,7 @@ class _Run:
         tag above everything now on the NAS is tried. When only rows with higher ids share it, they are
         waited for (their appliers delete them) for ``AUTH_SETTLE`` seconds, then this row gives way too.
         Only a tag that holds this row alone is returned, so only such a tag is bound to a target.
-        See docs/adr/0005-chap-auth-tag-allocation.md.
+        See docs/adr/0005-chap-auth-tags.md.
         """
         tag = self._next_tag()
         for attempt in range(AUTH_RETRIES):

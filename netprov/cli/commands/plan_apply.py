@@ -33,6 +33,8 @@ TargetOpt = Annotated[Optional[list[str]], typer.Option("--target", "-t", metava
 AllowDestroyOpt = Annotated[bool, typer.Option("--allow-destroy", help="Allow deleting/replacing disks "
                                                "(orphans, shrink, volblocksize change).")]
 AdoptOpt = Annotated[bool, typer.Option("--adopt", help="Take over same-named objects netprov did not create.")]
+NoSnapshotOpt = Annotated[bool, typer.Option("--no-snapshot", help="Destroy deleted/replaced disks outright instead "
+                                             "of keeping them (snapshot + retired copy; docs/recovery.md).")]
 InsecureOpt = Annotated[Optional[bool], typer.Option("--insecure/--no-insecure", help="Skip TLS verification of the NAS "
                                                      "(warns). Env: NETPROV_INSECURE.", show_default=False)]
 CaFileOpt = Annotated[Optional[Path], typer.Option("--ca-file", help="CA bundle for the NAS's certificate.")]
@@ -64,7 +66,10 @@ def _load(inventory: Path, opts, **flags: Any) -> Context:
     return Context(ws, settings, Renderer(ws.templates), sha)
 
 
-def _policy(target: list[str] | None, allow_destroy: bool, adopt: bool, ctx: Context):
+def _policy(target: list[str] | None, allow_destroy: bool, adopt: bool, ctx: Context, *,
+            no_snapshot: bool = False, stamp: str | None = None):
+    from datetime import datetime, timezone
+
     from netprov.core.storage import StoragePolicy
     machines = None
     if target:
@@ -74,7 +79,10 @@ def _policy(target: list[str] | None, allow_destroy: bool, adopt: bool, ctx: Con
         if unknown and not allow_destroy:
             raise NetprovError(f"--target names machines not in the inventory: {', '.join(unknown)}")
         machines = frozenset(target)
-    return StoragePolicy(allow_destroy=allow_destroy, adopt=adopt, machines=machines)
+    # the net's names carry the plan's UTC time; a saved plan keeps its own (the core reads no clock)
+    stamp = stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return StoragePolicy(allow_destroy=allow_destroy, adopt=adopt, machines=machines, snapshot=not no_snapshot,
+                         stamp=stamp)
 
 
 def _read_secret_file(path: str) -> str:
@@ -279,11 +287,12 @@ def register(app: typer.Typer, opts) -> None:
         state: Annotated[Optional[Path], typer.Option("--state", help="Actual state from `netprov state pull` "
                                                       "(implies --offline).")] = None,
         target: TargetOpt = None, allow_destroy: AllowDestroyOpt = False, adopt: AdoptOpt = False,
+        no_snapshot: NoSnapshotOpt = False,
         insecure: InsecureOpt = None, ca_file: CaFileOpt = None, accept_new_host_key: AcceptKeyOpt = None,
     ) -> None:
         """Show what apply would change on the NAS and the PXE servers (changes nothing)."""
         ctx = _load(inventory, opts, insecure=insecure, ca_file=ca_file, accept_new_host_key=accept_new_host_key)
-        policy = _policy(target, allow_destroy, adopt, ctx)
+        policy = _policy(target, allow_destroy, adopt, ctx, no_snapshot=no_snapshot)
         with open_world(ctx, offline=offline, state=state) as world:
             run = make_run_plan(ctx, world, policy, inventory)
         show_plan(run.plan, as_json=as_json, verbose=opts.verbose > 0)
@@ -301,22 +310,24 @@ def register(app: typer.Typer, opts) -> None:
         auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Don't ask (required when not on a "
                                                    "terminal).")] = False,
         target: TargetOpt = None, allow_destroy: AllowDestroyOpt = False, adopt: AdoptOpt = False,
+        no_snapshot: NoSnapshotOpt = False,
         insecure: InsecureOpt = None, ca_file: CaFileOpt = None, accept_new_host_key: AcceptKeyOpt = None,
     ) -> None:
         """Plan, confirm, make the changes, then plan again to check the world converged."""
         raise typer.Exit(run_apply(source, opts, auto_approve=auto_approve, target=target,
-                                   allow_destroy=allow_destroy, adopt=adopt,
+                                   allow_destroy=allow_destroy, adopt=adopt, no_snapshot=no_snapshot,
                                    flags=dict(insecure=insecure, ca_file=ca_file,
                                               accept_new_host_key=accept_new_host_key)))
 
 
 def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: bool, adopt: bool,
-              flags: dict) -> int:
+              flags: dict, no_snapshot: bool = False) -> int:
     """`netprov apply` as a function (the demo calls it too)."""
     from netprov import views
     from netprov.engine.run import apply_plan, blocking_refusals, missing_secrets
 
     saved = None
+    stamp: str | None = None
     inventory = source
     if source.suffix == ".json":
         saved = load_saved_plan(source)
@@ -324,10 +335,11 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
         options = saved.get("options") or {}
         target = options.get("targets")
         allow_destroy, adopt = bool(options.get("allow_destroy")), bool(options.get("adopt"))
+        no_snapshot, stamp = options.get("snapshot") is False, options.get("snapshot_stamp")
     ctx = _load(inventory, opts, **flags)
     if saved is not None and saved["inventory_sha256"] != ctx.inventory_sha256:
         raise NetprovError(f"saved plan is stale: {inventory} changed since `netprov plan --out {source}`; plan again")
-    policy = _policy(target, allow_destroy, adopt, ctx)
+    policy = _policy(target, allow_destroy, adopt, ctx, no_snapshot=no_snapshot, stamp=stamp)
     interactive = sys.stdin.isatty() and console.err().is_terminal
     if not auto_approve and not interactive and saved is None:
         raise NetprovError("refusing to apply unattended: pass --auto-approve (or apply a plan saved with --out)")

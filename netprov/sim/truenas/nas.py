@@ -285,6 +285,10 @@ class Nas:
             self.otp.update(d.get("otp", {}))
             self.files = set(d.get("files", []))
 
+    def next_txg(self) -> int:
+        """A snapshot's createtxg: increasing for the life of the pool (deletes don't reuse one)."""
+        return max([int(x.get("createtxg") or 0) for x in self.snapshots.values()] + [999]) + 1
+
     def _next_id(self, table: str) -> int:
         # SQLite rowid semantics: max(id)+1, so the highest id is handed out again after its row is deleted.
         t = self.tables[table]
@@ -328,7 +332,7 @@ class Nas:
 
     def _check_id_arg(self, method: str, params: list):
         svc, _, verb = method.rpartition(".")
-        if verb not in ("get_instance", "update", "delete") or not params or svc == "iscsi.global":
+        if verb not in ("get_instance", "update", "delete", "promote") or not params or svc == "iscsi.global":
             return
         id_ = params[0]
         if svc.startswith(("pool.dataset", "pool.snapshot", "zfs.snapshot")):

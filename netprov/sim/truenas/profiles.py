@@ -45,6 +45,7 @@ class Profile:
     service_control: bool  # 25.10: service.control job
     legacy_jobs_option: bool  # 25.10: core.set_options legacy_jobs
     extent_create_ro_msg: str = "Must be set when disk is a ZFS Snapshot"
+    pool_snapshot: bool = False  # pool.snapshot.* (25.10+); before it only zfs.snapshot.*
     pinned_versions: tuple = ()
     errname: bool = True
 
@@ -157,6 +158,7 @@ _add(
         version_string='TrueNAS-25.10.1',
         extent_product_id=True,
         service_control=True,
+        pool_snapshot=True,
         legacy_jobs_option=True,
         pinned_versions=('v24.10', 'v25.04.0', 'v25.04.1', 'v25.04.2', 'v25.10.0', 'v25.10.1', 'v25.10.2'),
     )

@@ -597,6 +597,18 @@ class Simulator:
         with self.nas.lock:
             self.nas.drop_sessions()
 
+    def write_data(self, dataset: str, data: str) -> None:
+        """Stand-in for writing a zvol's blocks: ``data`` is the zvol's whole content. Snapshots copy it,
+        clones start from their snapshot's, promote and rename keep it; ``read_data`` reads it back."""
+        with self.nas.lock:
+            self.nas.datasets[dataset]["data"] = data
+
+    def read_data(self, name: str) -> str | None:
+        """The content of a dataset or a snapshot (``pool/zvol@snap``); KeyError when it doesn't exist."""
+        with self.nas.lock:
+            rec = self.nas.snapshots[name] if "@" in name else self.nas.datasets[name]
+            return rec.get("data")
+
     def add_snapshot(self, snapshot: str, volsize: int = 8 * 2**30, volblocksize: str | None = None) -> dict:
         """Seed a golden image: zvol ``<dataset>`` (created with its ancestors if missing) + ``@snapshot``."""
         from .nas import VOLBLOCKSIZES, dataset_record
@@ -620,7 +632,7 @@ class Simulator:
             d = nas.datasets[ds]
             nas.snapshots[snapshot] = {
                 "creation": int(time.time()),
-                "createtxg": 1000 + len(nas.snapshots),
+                "createtxg": nas.next_txg(),
                 "volsize": d.get("volsize"),
                 "volblocksize": d.get("volblocksize"),
             }
