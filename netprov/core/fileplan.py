@@ -388,7 +388,7 @@ def plan_files(desired: list[BootFile], remote: RemoteManifest, *, _diffs: bool 
         owners = _owners_of(root, path, tied)
         changes.append(FileChange(Action.DELETE, root, path, ROOT_KIND[root], Reason.NOT_DESIRED,
                                   before_sha256=e.sha256, before_mode=e.mode, diff=diff,
-                                  machine=owners[0] if owners else None, also=tuple(owners[1:]),
+                                  machine=owners[0] if owners else None, also=tuple(owners[1:]) if owners else (),
                                   shared=owners is None))
 
     changes.sort(key=lambda c: (c.root.value, c.path))

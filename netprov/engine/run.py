@@ -101,6 +101,11 @@ def manifest_to_json(m: fp.RemoteManifest) -> dict[str, Any]:
         "sources": dict(sorted(m.sources.items())),
         "owned": {r.value: sorted(v) for r, v in sorted(m.owned.items(), key=lambda kv: kv[0].value)},
         "pending": m.pending.value,
+        # The host line files' text (MAC, address, name; no secrets): a --target plan from this
+        # snapshot can tell whose old-MAC script a file is.
+        "host_files": {p: text.decode("utf-8", "replace") for (r, p), text in sorted(m.old_text.items(),
+                                                                                     key=lambda kv: kv[0][1])
+                       if r is Root.HOSTS},
     }
 
 
@@ -116,12 +121,14 @@ def manifest_from_json(d: Mapping[str, Any]) -> fp.RemoteManifest:
         bad_roots=frozenset(Root(r) for r in d.get("bad_roots", [])),
         sources=dict(d.get("sources", {})),
         owned={Root(k): frozenset(v) for k, v in d.get("owned", {}).items()},
-        pending=fp.Activation(d.get("pending", "none")))
+        pending=fp.Activation(d.get("pending", "none")),
+        old_text={(Root.HOSTS, p): text.encode() for p, text in (d.get("host_files") or {}).items()})
 
 
 def manifest_fingerprint(m: fp.RemoteManifest) -> str:
     data = manifest_to_json(m)
     data.pop("sources", None)
+    data.pop("host_files", None)   # fetched only when needed; the entries' hashes cover them
     return fingerprint(data)
 
 
