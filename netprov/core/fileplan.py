@@ -39,6 +39,7 @@ from netprov.errors import PathConfinementError
 __all__ = [
     "OWNED_RECORD",
     "TEMP_PREFIX",
+    "ANY",
     "Action",
     "Activation",
     "FileChange",
@@ -457,7 +458,12 @@ def _owners_of(root: Root, path: str, tied: Mapping[str, set[str]]) -> list[str]
     return None
 
 
-def for_targets(plan: FilePlan, targets: Iterable[str]) -> FilePlan:
+#: In ``for_targets``' ``enough``: any content (or none) of that shared file serves the targeted machines.
+ANY = "*"
+
+
+def for_targets(plan: FilePlan, targets: Iterable[str],
+                enough: Mapping[tuple[Root, str], Iterable[str | None]] | None = None) -> FilePlan:
     """The part of ``plan`` a ``--target`` run carries out. Pure.
 
     Kept: the changes of files that belong to a targeted machine (its host line file, its
@@ -465,18 +471,25 @@ def for_targets(plan: FilePlan, targets: Iterable[str]) -> FilePlan:
     server's host files tie to it), and the shared files' creates and updates when this
     server serves a targeted machine in the inventory (they boot through them). Left as the
     server holds them: every other machine's files, files netprov can't tie to a machine,
-    and shared files no longer wanted. A targeted machine's file that the server's host files
+    shared files no longer wanted, and shared files whose content on the server already
+    serves the targeted machines: ``enough`` maps a shared file to those contents (sha256,
+    None for "absent", ``ANY``), e.g. a config without the ARM64 lines when only an
+    untargeted machine is ARM64. A targeted machine's file that the server's host files
     also tie to a machine that is not targeted becomes a conflict (apply refuses it).
     The activation follows from what is kept.
     """
+    enough = enough or {}
     wanted = frozenset(targets)
     served = tuple(sorted({c.machine for c in plan.changes
                            if c.file is not None and c.machine is not None and c.machine in wanted}))
     kept: list[FileChange] = []
     for c in plan.changes:
         if c.shared:
-            if served and c.action != Action.DELETE:
-                kept.append(c)
+            ok = set(enough.get((c.root, c.path), ()))
+            if not served or c.action == Action.DELETE or ANY in ok \
+                    or (c.before_sha256 in ok and c.before_mode == c.after_mode):
+                continue
+            kept.append(c)
             continue
         if c.machine is None or c.machine not in wanted:
             continue

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from netprov.core import fileplan as fp
-from netprov.core.bootfiles import BootFile, Root
-from netprov.core.inventory import LoadedInventory
+from netprov.core.bootfiles import BootFile, Kind, Root
+from netprov.core.inventory import Arch, LoadedInventory
 from netprov.core.plan import Action, Change, Plan, fingerprint
 from netprov.core.render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
@@ -194,7 +194,8 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
         if policy.machines is not None:
             # --target: only the targeted machines' files (old MAC scripts and removed machines' files
             # included), plus the shared files they boot through; everything else as the server holds it.
-            fplan = fp.for_targets(fplan, policy.machines)
+            fplan = fp.for_targets(fplan, policy.machines,
+                                   shared_enough(loaded, renderer, server, policy.machines))
         file_plans[server] = fplan
         fingerprints[system] = manifest_fingerprint(fplan.manifest) if fplan.manifest else ""
         changes += file_changes(system, fplan)
@@ -206,6 +207,34 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
                          "targets": sorted(policy.machines) if policy.machines is not None else None,
                          "offline": world.offline})
     return RunPlan(plan, storage_parts, file_plans, by_server, loaded)
+
+
+def shared_enough(loaded: LoadedInventory, renderer: Renderer, server: str,
+                  targets: frozenset[str] | set[str]) -> dict[tuple[Root, str], set[str]]:
+    """For --target: the contents of ``server``'s shared files that already serve the targeted machines.
+
+    Shared files depend on the machines only through ARM64 support (its dnsmasq lines and binary).
+    When no targeted machine is ARM64, a config with or without those lines serves them, and the
+    ARM64 binary isn't theirs to copy: another machine's need is no reason to touch them.
+    """
+    targeted = [m for m in loaded.machines if m.pxe_server == server and m.name in targets]
+    if not targeted:
+        return {}
+    arm = any(m.arch is Arch.ARM64 for m in targeted)
+    out: dict[tuple[Root, str], set[str]] = {}
+    variants = [Arch.ARM64] if arm else [Arch.X86_64, Arch.ARM64]
+    renders = [[f for f in renderer.render(replace(loaded, machines=(replace(targeted[0], arch=arch),)), {},
+                                           servers={server}) if f.machine is None] for arch in variants]
+    for files in renders:
+        for f in files:
+            if f.kind is not Kind.BINARY:
+                out.setdefault((f.root, f.path), set()).add(f.sha256)
+    everywhere = set.intersection(*({(f.root, f.path) for f in files if f.kind is Kind.BINARY} for files in renders))
+    for files in renders:
+        for f in files:
+            if f.kind is Kind.BINARY and (f.root, f.path) not in everywhere:
+                out[(f.root, f.path)] = {fp.ANY}
+    return out
 
 
 def leave_alone(fplan: fp.FilePlan, machines) -> fp.FilePlan:

@@ -156,6 +156,27 @@ def test_shared_objects_are_marked_and_say_why() -> None:
     assert not [c for c in p.changes if c.is_change]
 
 
+def test_shared_change_only_when_a_targeted_machine_needs_it() -> None:
+    x86 = {"a": {"mac": "52:54:00:00:00:01"}}
+    arm = {"b": {"mac": "52:54:00:00:00:02", "firmware": "uefi", "arch": "arm64"}}
+    shared_changes = lambda p: {a for a, c in changed(p).items() if c.shared}  # noqa: E731
+    # an untargeted ARM64 machine arrives: a's plan needs neither the ARM64 lines nor the ARM64 binary
+    state = state_after_apply(inventory(x86))
+    assert not changed(plan(inventory({**x86, **arm}), state, {"a"}))
+    # targeted, it does
+    assert shared_changes(plan(inventory({**x86, **arm}), state, {"b"})) == {
+        "pxe.dnsmasq[netprov.conf]", "pxe.tftp[snponly-arm64.efi]", "dnsmasq[pxe]"}
+    # the last ARM64 machine leaves: a's plan keeps the ARM64 lines (b's files and lines stay as they are)
+    state = state_after_apply(inventory({**x86, **arm}))
+    assert not changed(plan(inventory(x86), state, {"a"}))
+    assert "pxe.dnsmasq[netprov.conf]" in changed(plan(inventory(x86), state, None))
+    # a change of the server's own settings is every machine's: planned, shared, and says why
+    p = changed(plan(inventory(x86).replace("10.0.0.200", "10.0.0.199"), state, {"a"}))
+    assert set(p) == {"pxe.dnsmasq[netprov.conf]", "dnsmasq[pxe]"} and all(c.shared for c in p.values())
+    assert p["dnsmasq[pxe]"].after == {"activation": "restart"}
+    assert p["pxe.dnsmasq[netprov.conf]"].reason.endswith("shared by every machine on pxe, planned for targeted a")
+
+
 def test_target_file_the_server_ties_to_an_untargeted_machine_is_refused() -> None:
     # a and b swap MACs: a's new script is, on the server, still b's
     before = {"a": {"mac": "52:54:00:00:00:01"}, "b": {"mac": "52:54:00:00:00:02"}}
@@ -295,11 +316,12 @@ def test_targeted_plan_changes_only_targeted_machines_and_shared_objects(scenari
             assert c.machine in involved, c
             if not involved <= targets:
                 assert c.refused and "not targeted" in c.reason, c
-    # Targeting everyone is the full plan, less the shared files no longer wanted (a full apply removes
-    # those); with nobody left in the inventory, less every shared change (no machine needs them).
+    # Targeting everyone is the full plan as far as machines go; its shared changes are some of the full
+    # plan's (a shared file no longer wanted, or ARM64 support no machine needs any more, is left for a
+    # plan without --target to clean up).
     everyone = frozenset(before) | frozenset(after)
-    full = {(c.address, c.action) for c in plan(text, state, None, allow_destroy).changes if c.is_change
-            and not (c.shared and (c.action is Action.DELETE or not after))}
-    every = {(c.address, c.action) for c in plan(text, state, everyone, allow_destroy).changes
-             if c.is_change and not (c.shared and not after)}
-    assert every == full
+    full = {(c.address, c.action, c.shared) for c in plan(text, state, None, allow_destroy).changes if c.is_change}
+    every = {(c.address, c.action, c.shared) for c in plan(text, state, everyone, allow_destroy).changes
+             if c.is_change}
+    assert {x for x in every if not x[2]} == {x for x in full if not x[2]}
+    assert {x for x in every if x[2] and not x[0].startswith("dnsmasq[")} <= full
