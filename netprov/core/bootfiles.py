@@ -43,6 +43,8 @@ class BootFile:
     ``source`` naming the file on the server to copy from). ``secret`` marks
     files holding a CHAP secret: written 0640 (group dnsmasq), and every diff of
     them is masked. ``secrets`` lists the literal secret strings to mask.
+    ``machine`` names the machine a per-machine file belongs to (its host line
+    file or its iPXE script); None for the server's shared files.
     """
 
     server: str
@@ -54,6 +56,7 @@ class BootFile:
     secret: bool = False
     source: str | None = None
     secrets: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    machine: str | None = None
 
     @property
     def address(self) -> str:

@@ -13,6 +13,15 @@ nor deleted: a desired path that collides with it is a CONFLICT.
 
 Paths: every relative path goes through ``confine`` (lexical rules) before it is
 planned; the adapter joins it under its root with the same function.
+
+Machines: every change says which machine its file belongs to (``machine``), or that it is
+one of the server's shared files (``shared``: the dnsmasq drop-in, ``boot.ipxe``, the
+embedded script, the iPXE binaries). A desired file knows its machine (``BootFile.machine``).
+A file on the server that is no longer desired is tied to a machine by its name, as netprov
+names them: ``hosts/<machine>.conf``, and ``<mac>.ipxe`` through the host line files that
+name that MAC (their old text, or the desired text when the hash matches). A MAC script no
+host file names belongs to no machine netprov can tell. ``for_targets`` keeps what a
+``--target`` run may do; ``without_machines`` holds back machines whose storage failed.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from netprov.errors import PathConfinementError
 __all__ = [
     "OWNED_RECORD",
     "TEMP_PREFIX",
+    "ANY",
     "Action",
     "Activation",
     "FileChange",
@@ -40,10 +50,12 @@ __all__ = [
     "check_relpath",
     "confine",
     "effective_mode",
+    "for_targets",
     "has_header",
     "mask_secrets",
     "plan_files",
     "text_wanted",
+    "without_machines",
 ]
 
 #: Name of the per-root record of headerless files netprov owns (binaries). Dot-prefixed:
@@ -77,6 +89,7 @@ class Reason(str, Enum):
     PARENT_NOT_DIR = "a parent directory on the server is a symlink or not a directory"
     SOURCE_MISSING = "the binary's source file is missing on the server"
     ROOT_NOT_DIR = "the root is not a directory on the server"
+    OTHER_MACHINE = "on the server this file also belongs to a machine that is not targeted"
 
 
 class Activation(str, Enum):
@@ -237,6 +250,10 @@ class FileChange:
     secret: bool = False
     diff: str | None = None
     file: BootFile | None = field(default=None, repr=False, compare=False)
+    machine: str | None = None      # the machine the file belongs to (None: shared, or unknown)
+    shared: bool = False            # one of the server's shared files (config, boot script, binaries)
+    also: tuple[str, ...] = ()      # other machines the server's host files tie this file to
+    detail: str = ""                # more about the reason (which machines)
 
     @property
     def address(self) -> str:
@@ -260,6 +277,8 @@ class FilePlan:
     activation_reason: str = ""
     roots: Mapping[Root, str] = field(default_factory=dict, compare=False)
     manifest: RemoteManifest | None = field(default=None, repr=False, compare=False)
+    #: Set by ``for_targets``: the targeted machines this plan changes something for on this server.
+    targets: tuple[str, ...] | None = None
 
     @property
     def pending(self) -> tuple[FileChange, ...]:
@@ -353,9 +372,12 @@ def plan_files(desired: list[BootFile], remote: RemoteManifest, *, _diffs: bool 
             raise ValueError(f"{f.address} is a binary without a source")
         seen[key] = f
 
+    tied = script_owners(seen, remote)
     changes: list[FileChange] = []
     for (root, path), f in sorted(seen.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
-        changes.append(_plan_one(root, path, f, remote, _diffs))
+        c = _plan_one(root, path, f, remote, _diffs)
+        also = tuple(sorted(tied.get(path, set()) - {f.machine})) if f.machine and root in _SCRIPT_ROOTS else ()
+        changes.append(replace(c, machine=f.machine, shared=f.machine is None, also=also))
 
     # Managed files on the server that are no longer desired → DELETE.
     for (root, path), e in sorted(remote.entries.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
@@ -364,10 +386,19 @@ def plan_files(desired: list[BootFile], remote: RemoteManifest, *, _diffs: bool 
         diff = None
         if _diffs and (root, path) in remote.old_text:
             diff = _unified(remote.old_text[(root, path)], None, f"{root.value}/{path}", ())
+        owners = _owners_of(root, path, tied)
         changes.append(FileChange(Action.DELETE, root, path, ROOT_KIND[root], Reason.NOT_DESIRED,
-                                  before_sha256=e.sha256, before_mode=e.mode, diff=diff))
+                                  before_sha256=e.sha256, before_mode=e.mode, diff=diff,
+                                  machine=owners[0] if owners else None, also=tuple(owners[1:]) if owners else (),
+                                  shared=owners is None))
 
     changes.sort(key=lambda c: (c.root.value, c.path))
+    activation, why = _activation(changes, remote.pending)
+    return FilePlan(remote.server, tuple(changes), activation, why, dict(remote.roots), remote)
+
+
+def _activation(changes: Iterable[FileChange], pending: Activation) -> tuple[Activation, str]:
+    """What dnsmasq needs after ``changes`` (plus what a previous apply left pending), and why."""
     activation, why = Activation.NONE, ""
     for c in changes:
         if c.action not in (Action.CREATE, Action.UPDATE, Action.DELETE):
@@ -378,9 +409,114 @@ def plan_files(desired: list[BootFile], remote: RemoteManifest, *, _diffs: bool 
         if c.kind == Kind.HOSTS and (c.content_changes or c.action == Action.DELETE) \
                 and activation == Activation.NONE:
             activation, why = Activation.SIGHUP, f"{c.address} changed (dhcp-hostsdir is re-read on SIGHUP)"
-    if remote.pending.rank > activation.rank:
-        activation, why = remote.pending, "a previous apply changed files but did not finish activating dnsmasq"
-    return FilePlan(remote.server, tuple(changes), activation, why, dict(remote.roots), remote)
+    if pending.rank > activation.rank:
+        activation, why = pending, "a previous apply changed files but did not finish activating dnsmasq"
+    return activation, why
+
+
+# ---------------------------------------------------------------------------- machines
+
+_SCRIPT_ROOTS = (Root.TFTP, Root.HTTP)
+#: A machine script's name: iPXE's ${mac:hexhyp}.ipxe (render.script_name).
+_MAC_SCRIPT = re.compile(r"[0-9a-f]{2}(?:-[0-9a-f]{2}){5}\.ipxe")
+#: A host line file's name: <machine>.conf (render.host_file_name).
+_HOST_FILE = re.compile(r"([^/]+)\.conf")
+#: A MAC address in a dhcp-host line (not part of a longer run of hex pairs, e.g. a client id).
+_MAC = re.compile(r"(?<![0-9A-Fa-f:-])([0-9A-Fa-f]{2}(?:[:-][0-9A-Fa-f]{2}){5})(?![0-9A-Fa-f:-])")
+
+
+def script_owners(desired: Mapping[tuple[Root, str], BootFile], remote: RemoteManifest) -> dict[str, set[str]]:
+    """Script file name → the machines whose host line file *on the server* names its MAC.
+
+    A host file's text is known when it was fetched (``old_text``: every host file that
+    changes or goes away) or when it is unchanged (the desired text, same hash). Pure.
+    """
+    out: dict[str, set[str]] = {}
+    for (root, path), e in remote.entries.items():
+        m = _HOST_FILE.fullmatch(path)
+        if root != Root.HOSTS or m is None or e.type != "file" or not e.managed:
+            continue
+        text = remote.old_text.get((root, path))
+        f = desired.get((root, path))
+        if text is None and f is not None and f.kind != Kind.BINARY and f.sha256 == e.sha256:
+            text = f.content
+        if text is None:
+            continue
+        for mac in _MAC.findall(text.decode("utf-8", "replace")):
+            out.setdefault(mac.replace(":", "-").lower() + ".ipxe", set()).add(m.group(1))
+    return out
+
+
+def _owners_of(root: Root, path: str, tied: Mapping[str, set[str]]) -> list[str] | None:
+    """The machines a file netprov no longer wants belongs to; [] when it is a machine's file
+    but no machine can be told; None when it is not a machine's file (a shared leftover)."""
+    if root == Root.HOSTS:
+        m = _HOST_FILE.fullmatch(path)
+        return [m.group(1)] if m else None
+    if root in _SCRIPT_ROOTS and _MAC_SCRIPT.fullmatch(path):
+        return sorted(tied.get(path, ()))
+    return None
+
+
+#: In ``for_targets``' ``enough``: any content (or none) of that shared file serves the targeted machines.
+ANY = "*"
+
+
+def for_targets(plan: FilePlan, targets: Iterable[str],
+                enough: Mapping[tuple[Root, str], Iterable[str | None]] | None = None) -> FilePlan:
+    """The part of ``plan`` a ``--target`` run carries out. Pure.
+
+    Kept: the changes of files that belong to a targeted machine (its host line file, its
+    script, and, for a machine whose MAC changed or that left the inventory, the files the
+    server's host files tie to it), and the shared files' creates and updates when this
+    server serves a targeted machine in the inventory (they boot through them). Left as the
+    server holds them: every other machine's files, files netprov can't tie to a machine,
+    shared files no longer wanted, and shared files whose content on the server already
+    serves the targeted machines: ``enough`` maps a shared file to those contents (sha256,
+    None for "absent", ``ANY``), e.g. a config without the ARM64 lines when only an
+    untargeted machine is ARM64. A targeted machine's file that the server's host files
+    also tie to a machine that is not targeted becomes a conflict (apply refuses it).
+    The activation follows from what is kept.
+    """
+    enough = enough or {}
+    wanted = frozenset(targets)
+    served = tuple(sorted({c.machine for c in plan.changes
+                           if c.file is not None and c.machine is not None and c.machine in wanted}))
+    kept: list[FileChange] = []
+    for c in plan.changes:
+        if c.shared:
+            ok = set(enough.get((c.root, c.path), ()))
+            if not served or c.action == Action.DELETE or ANY in ok \
+                    or (c.before_sha256 in ok and c.before_mode == c.after_mode):
+                continue
+            kept.append(c)
+            continue
+        if c.machine is None or c.machine not in wanted:
+            continue
+        others = [m for m in c.also if m not in wanted]
+        if others and c.action == Action.DELETE:
+            continue
+        if others and c.action in (Action.CREATE, Action.UPDATE):
+            c = replace(c, action=Action.CONFLICT, reason=Reason.OTHER_MACHINE,
+                        detail=(f"the server's host line file of {', '.join(others)} names this MAC; target "
+                                f"{', '.join(others)} too, or apply without --target"))
+        kept.append(c)
+    pending = plan.manifest.pending if plan.manifest is not None and (served or kept) else Activation.NONE
+    activation, why = _activation(kept, pending)
+    involved = tuple(sorted(set(served) | {c.machine for c in kept if c.machine is not None}))
+    return replace(plan, changes=tuple(kept), activation=activation, activation_reason=why, targets=involved)
+
+
+def without_machines(plan: FilePlan, machines: Iterable[str]) -> FilePlan:
+    """``plan`` with the files of ``machines`` left exactly as the server holds them (neither
+    written nor deleted, including files the server's host files tie to them). Pure."""
+    held = frozenset(machines)
+    if not held:
+        return plan
+    kept = tuple(c for c in plan.changes if c.machine not in held and not held.intersection(c.also))
+    pending = plan.manifest.pending if plan.manifest is not None else Activation.NONE
+    activation, why = _activation(kept, pending)
+    return replace(plan, changes=kept, activation=activation, activation_reason=why)
 
 
 def _plan_one(root: Root, path: str, f: BootFile, remote: RemoteManifest, diffs: bool) -> FileChange:

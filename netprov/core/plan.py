@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 
 
 class Action(str, Enum):
@@ -48,6 +48,7 @@ class Change:
     refused: str | None = None       # why apply will not do this (without a flag, or at all)
     diff: str | None = None          # unified diff (files), secrets masked
     cascade: tuple[str, ...] = ()    # what a delete takes with it
+    shared: bool = False             # an object every machine of its system needs (portal, dnsmasq config ...)
     data: dict[str, Any] = field(default_factory=dict, compare=False)  # executor-only details (no secrets)
 
     @property

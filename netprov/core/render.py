@@ -156,11 +156,11 @@ class Renderer:
                 mview = _machine_view(m, storage, server, secret)
                 files.append(BootFile(sname, Root.HOSTS, host_file_name(m.name),
                                       self._render("host.j2", machine=mview, server=sview).encode(),
-                                      Kind.HOSTS))
+                                      Kind.HOSTS, machine=m.name))
                 files.append(BootFile(sname, script_root, script_name(m.mac),
                                       self._render("machine.ipxe.j2", machine=mview, server=sview).encode(),
                                       Kind.SCRIPT, mode=0o640 if m.chap else 0o644, secret=bool(m.chap),
-                                      secrets=(secret,) if secret else ()))
+                                      secrets=(secret,) if secret else (), machine=m.name))
         return sorted(files, key=lambda f: (f.server, f.root.value, f.path))
 
 

@@ -71,7 +71,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netprov.core import names
@@ -1236,9 +1236,9 @@ def plan_storage(desired: DesiredStorage, actual: ActualStorage, policy: Storage
     policy = policy or StoragePolicy()
     p = _Planner(desired, actual, policy)
     wanted = policy.machines
+    served = None if wanted is None else sorted(set(wanted) & set(desired.machines))
     out: list[Change] = []
-    out += p.plan_global()
-    out += p.plan_portal()
+    out += _shared(p.plan_global() + p.plan_portal(), served)
     for name in sorted(desired.machines):
         if wanted is not None and name not in wanted:
             continue
@@ -1247,7 +1247,22 @@ def plan_storage(desired: DesiredStorage, actual: ActualStorage, policy: Storage
         if wanted is not None and name not in wanted:
             continue
         out += p.plan_orphan(name)
-    out += p.plan_service()
+    out += _shared(p.plan_service(), served)
+    return out
+
+
+def _shared(changes: list[Change], served: list[str] | None) -> list[Change]:
+    """Mark the NAS-wide objects (basename check, portal, iSCSI service) as shared. Under --target
+    (``served``: the targeted machines this NAS holds) a change to one is planned only when a
+    targeted machine needs it, and says so; targeting only removed machines needs none."""
+    out = []
+    for c in changes:
+        if served is not None and c.is_change:
+            if not served:
+                continue
+            c = replace(c, reason=f"{c.reason}; shared by every machine on this NAS, planned for targeted "
+                                  f"{', '.join(served)}")
+        out.append(replace(c, shared=True))
     return out
 
 

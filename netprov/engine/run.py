@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from netprov.core import fileplan as fp
-from netprov.core.bootfiles import BootFile, Root
-from netprov.core.inventory import LoadedInventory
+from netprov.core.bootfiles import BootFile, Kind, Root
+from netprov.core.inventory import Arch, LoadedInventory
 from netprov.core.plan import Action, Change, Plan, fingerprint
 from netprov.core.render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
@@ -101,6 +101,11 @@ def manifest_to_json(m: fp.RemoteManifest) -> dict[str, Any]:
         "sources": dict(sorted(m.sources.items())),
         "owned": {r.value: sorted(v) for r, v in sorted(m.owned.items(), key=lambda kv: kv[0].value)},
         "pending": m.pending.value,
+        # The host line files' text (MAC, address, name; no secrets): a --target plan from this
+        # snapshot can tell whose old-MAC script a file is.
+        "host_files": {p: text.decode("utf-8", "replace") for (r, p), text in sorted(m.old_text.items(),
+                                                                                     key=lambda kv: kv[0][1])
+                       if r is Root.HOSTS},
     }
 
 
@@ -116,12 +121,14 @@ def manifest_from_json(d: Mapping[str, Any]) -> fp.RemoteManifest:
         bad_roots=frozenset(Root(r) for r in d.get("bad_roots", [])),
         sources=dict(d.get("sources", {})),
         owned={Root(k): frozenset(v) for k, v in d.get("owned", {}).items()},
-        pending=fp.Activation(d.get("pending", "none")))
+        pending=fp.Activation(d.get("pending", "none")),
+        old_text={(Root.HOSTS, p): text.encode() for p, text in (d.get("host_files") or {}).items()})
 
 
 def manifest_fingerprint(m: fp.RemoteManifest) -> str:
     data = manifest_to_json(m)
     data.pop("sources", None)
+    data.pop("host_files", None)   # fetched only when needed; the entries' hashes cover them
     return fingerprint(data)
 
 
@@ -185,8 +192,10 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
         else:
             fplan = world.pxe[server].plan(desired_files)
         if policy.machines is not None:
-            others = [m for m in loaded.machines if m.pxe_server == server and m.name not in policy.machines]
-            fplan = leave_alone(fplan, desired_files, machine_paths(others))
+            # --target: only the targeted machines' files (old MAC scripts and removed machines' files
+            # included), plus the shared files they boot through; everything else as the server holds it.
+            fplan = fp.for_targets(fplan, policy.machines,
+                                   shared_enough(loaded, renderer, server, policy.machines))
         file_plans[server] = fplan
         fingerprints[system] = manifest_fingerprint(fplan.manifest) if fplan.manifest else ""
         changes += file_changes(system, fplan)
@@ -200,24 +209,48 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
     return RunPlan(plan, storage_parts, file_plans, by_server, loaded)
 
 
-def machine_paths(machines) -> set[str]:
-    """The per-machine file names (host line file, iPXE script) of ``machines``."""
-    from netprov.core.render import host_file_name, script_name
-    return {host_file_name(m.name) for m in machines} | {script_name(m.mac) for m in machines}
+def shared_enough(loaded: LoadedInventory, renderer: Renderer, server: str,
+                  targets: frozenset[str] | set[str]) -> dict[tuple[Root, str], set[str]]:
+    """For --target: the contents of ``server``'s shared files that already serve the targeted machines.
 
-
-def leave_alone(fplan: fp.FilePlan, desired: list[BootFile], paths: set[str]) -> fp.FilePlan:
-    """Re-plan without touching ``paths``: as the server holds them, neither written nor deleted.
-
-    Used for ``--target`` (other machines' files) and after a storage failure (the failed
-    machines' files: never point a machine at a disk that isn't there).
+    Shared files depend on the machines only through ARM64 support (its dnsmasq lines and binary).
+    When no targeted machine is ARM64, a config with or without those lines serves them, and the
+    ARM64 binary isn't theirs to copy: another machine's need is no reason to touch them.
     """
-    if not paths or fplan.manifest is None:
-        return fplan
-    manifest = fplan.manifest
-    kept = {k: e for k, e in manifest.entries.items() if k[1] not in paths}
-    manifest = replace(manifest, entries=kept)
-    return fp.plan_files([f for f in desired if f.path not in paths], manifest)
+    targeted = [m for m in loaded.machines if m.pxe_server == server and m.name in targets]
+    if not targeted:
+        return {}
+    arm = any(m.arch is Arch.ARM64 for m in targeted)
+    out: dict[tuple[Root, str], set[str]] = {}
+    variants = [Arch.ARM64] if arm else [Arch.X86_64, Arch.ARM64]
+    renders = [[f for f in renderer.render(replace(loaded, machines=(replace(targeted[0], arch=arch),)), {},
+                                           servers={server}) if f.machine is None] for arch in variants]
+    for files in renders:
+        for f in files:
+            if f.kind is not Kind.BINARY:
+                out.setdefault((f.root, f.path), set()).add(f.sha256)
+    everywhere = set.intersection(*({(f.root, f.path) for f in files if f.kind is Kind.BINARY} for files in renders))
+    for files in renders:
+        for f in files:
+            if f.kind is Kind.BINARY and (f.root, f.path) not in everywhere:
+                out[(f.root, f.path)] = {fp.ANY}
+    return out
+
+
+def leave_alone(fplan: fp.FilePlan, machines) -> fp.FilePlan:
+    """``fplan`` without touching the files of ``machines`` (names, or Machine values): as the
+    server holds them, neither written nor deleted, including the old-MAC script the server's
+    host file still names. Used after a storage failure (never point a machine at a disk that
+    isn't there). ``--target`` uses ``fileplan.for_targets``.
+    """
+    return fp.without_machines(fplan, {getattr(m, "name", m) for m in machines})
+
+
+def _shared_reason(fplan: fp.FilePlan, reason: str) -> str:
+    """Under --target, why a shared change is in the plan at all."""
+    if fplan.targets is None:
+        return reason
+    return f"{reason}; shared by every machine on {fplan.server}, planned for targeted {', '.join(fplan.targets)}"
 
 
 def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
@@ -233,18 +266,22 @@ def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
             # reported (advisory) and left out, while everything else is applied.
             advisory = c.reason is fp.Reason.SOURCE_MISSING
             reason = (f"{c.reason.value}: machines needing {c.path} can't boot until it is in the TFTP root"
-                      if advisory else c.reason.value)
+                      if advisory else c.reason.value + (f": {c.detail}" if c.detail else ""))
             out.append(Change(system, "file", c.address, Action.UPDATE if before else Action.CREATE,
-                              reason, before, after, refused=reason, diff=None,
+                              _shared_reason(fplan, reason) if c.shared else reason, before, after,
+                              machine=c.machine, refused=reason, diff=None, shared=c.shared,
                               data={"advisory": True} if advisory else {}))
             continue
         action = action_map[c.action]
-        out.append(Change(system, "file", c.address, action, c.reason.value,
+        reason = c.reason.value + (f": {c.detail}" if c.detail else "")
+        out.append(Change(system, "file", c.address, action, _shared_reason(fplan, reason) if c.shared else reason,
                           before if action is not Action.NOOP else None,
-                          after if action is not Action.NOOP else None, diff=c.diff))
+                          after if action is not Action.NOOP else None, machine=c.machine, diff=c.diff,
+                          shared=c.shared))
     if fplan.activation is not fp.Activation.NONE:
-        out.append(Change(system, "service", f"dnsmasq[{fplan.server}]", Action.UPDATE, fplan.activation_reason,
-                          None, {"activation": fplan.activation.value}))
+        out.append(Change(system, "service", f"dnsmasq[{fplan.server}]", Action.UPDATE,
+                          _shared_reason(fplan, fplan.activation_reason), None,
+                          {"activation": fplan.activation.value}, shared=True))
     return out
 
 
@@ -330,7 +367,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         if failed_machines:
             held = [m for m in run.loaded.machines if m.pxe_server == server and m.name in failed_machines]
             if held:
-                fplan = leave_alone(fplan, run.desired_files.get(server, []), machine_paths(held))
+                fplan = leave_alone(fplan, held)
                 result.skipped += [f"{server}: files of {m.name} (its storage failed)" for m in held]
         if not fplan.has_changes:
             continue

@@ -28,6 +28,7 @@ def register(state_app: typer.Typer, opts) -> None:
     ) -> None:
         """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
         from netprov.cli.commands.plan_apply import _load, open_world
+        from netprov.core.bootfiles import Root
         from netprov.core.storage import desired_storage
         from netprov.engine.run import STATE_FORMAT, manifest_to_json
         ctx = _load(inventory, opts, insecure=insecure, ca_file=ca_file, accept_new_host_key=accept_new_host_key)
@@ -38,7 +39,9 @@ def register(state_app: typer.Typer, opts) -> None:
             files = ctx.renderer.render(ctx.ws.loaded, ctx.ws.secrets)
             for name, host in world.pxe.items():
                 sources = [f.source for f in files if f.server == name and f.source]
-                snapshot["pxe"][name] = manifest_to_json(host.read_manifest(sources=sources))
+                manifest = host.read_manifest(sources=sources)
+                hosts = [k for k, e in manifest.entries.items() if k[0] is Root.HOSTS and e.managed]
+                snapshot["pxe"][name] = manifest_to_json(manifest.with_old_text(host.fetch_text(hosts)))
         tmp = out.with_name(f".{out.name}.tmp")
         tmp.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, out)
