@@ -1010,7 +1010,7 @@ class TrueNASClient:
     def _violated(self, what: str) -> None:
         """The NAS broke the protocol: no reply can be trusted to reach its call any more. Close the
         connection and fail every outstanding call at once with ``what`` (one line, no NAS text)."""
-        logger.warning("closing the connection: %s", what)
+        logger.debug("closing the connection: %s", what)
         text = f"{what}; netprov closed the connection"
         with self._lock:
             already = self._closed
