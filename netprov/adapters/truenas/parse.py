@@ -348,12 +348,13 @@ def _rows(fields: dict[str, Any], required: tuple[str, ...] = ()) -> _List:
 
 
 _DATASET = {"id": _STR, "name": _STR, "type": _STR, "volsize": _PROP, "volblocksize": _PROP,
-            "refreservation": _PROP, "origin": _PROP, "comments": _PROP, "user_properties": _Map(_PROP, "netprov:")}
+            "refreservation": _PROP, "origin": _PROP, "comments": _PROP,
+            "user_properties": _Map(_PROP, "netprov:")}
 _EXTENT = {"id": _INT, "name": _STR, "type": _STR, "disk": _STR, "path": _STR, "serial": _STR,
            "blocksize": _INTISH, "ro": _BOOL, "enabled": _BOOL, "comment": _STR}
 _TARGET = {"id": _INT, "name": _STR, "alias": _STR, "mode": _STR,
-           "groups": _List(_Obj({"portal": _INTISH, "initiator": _INTISH, "authmethod": _STR, "auth": _INTISH}),
-                           "a list of objects")}
+           "groups": _List(_Obj({"portal": _INTISH, "initiator": _INTISH, "authmethod": _STR,
+                                 "auth": _INTISH}), "a list of objects")}
 _TARGETEXTENT = {"id": _INT, "target": _INTISH, "extent": _INTISH, "lunid": _INTISH}
 _INITIATOR = {"id": _INT, "initiators": _Either(_List(_SCALAR, "a list of strings"), _STR,
                                                  what="a list of strings"), "comment": _STR}
@@ -362,7 +363,8 @@ _PORTAL = {"id": _INT, "tag": _INTISH, "comment": _STR,
            "listen": _List(_Obj({"ip": _STR, "port": _INTISH}), "a list of objects")}
 _SERVICE = {"service": _STR, "enable": _BOOL, "state": _STR}
 _SESSION = {"target": _STR, "initiator": _STR}
-_SNAPSHOT = {"id": _STR, "name": _STR, "properties": _Obj({"volsize": _PROP, "volblocksize": _PROP}), "volsize": _PROP, "volblocksize": _PROP}
+_SNAPSHOT = {"id": _STR, "name": _STR, "properties": _Obj({"volsize": _PROP, "volblocksize": _PROP}),
+             "volsize": _PROP, "volblocksize": _PROP}
 _JOB = {"id": _INT, "method": _STR, "state": _STR, "error": _STR,
         "progress": _Obj({"percent": _NUM, "description": _STR}),
         "exc_info": _Obj({"type": _STR, "extra": _Leaf((list, str), "a list")})}
@@ -412,7 +414,8 @@ def answer_problem(method: str, params: Any, answer: Any) -> str | None:
         else:
             spec = _rows(*rows)
         if answer is None:
-            return f"expected {'a number' if options.get('count') else 'an object' if options.get('get') else 'a list of objects'}, got null"
+            what = "a number" if options.get("count") else "an object" if options.get("get") else "a list of objects"
+            return f"expected {what}, got null"
         return _check(spec, answer, ())
     spec = _ANSWERS.get(method)
     if spec is None:

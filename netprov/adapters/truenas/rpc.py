@@ -793,7 +793,8 @@ class TrueNASClient:
             mark = (state, progress.get("percent"), progress.get("description"))
             if mark != seen:
                 seen, last_change = mark, now
-            done = f", {progress.get('percent'):g}% done" if isinstance(progress.get("percent"), (int, float)) else ""
+            pct = progress.get("percent")
+            done = f", {pct:g}% done" if isinstance(pct, (int, float)) else ""
             if now - last_change >= t:
                 raise CallTimeout(
                     f"{method}{where}: job {job_id} on {self.host} made no progress for {t:g} s "
@@ -883,7 +884,9 @@ class TrueNASClient:
             )
         self._check_open(method)
         # A slot frees when the NAS answers a call: wait for one while the NAS shows signs of life.
-        while not self._slots.acquire(timeout=min(self.ping_every, max(0.0, self._deadline(t, limit, start) - time.monotonic()))):
+        while not self._slots.acquire(
+            timeout=min(self.ping_every, max(0.0, self._deadline(t, limit, start) - time.monotonic()))
+        ):
             self._check_open(method)
             if time.monotonic() >= self._deadline(t, limit, start):
                 raise CallTimeout(
@@ -938,7 +941,9 @@ class TrueNASClient:
                     )
                 pending.event.wait(min(self.ping_every, self._deadline(t, limit, pending.sent) - now))
             if pending.violation is not None:
-                raise ConnectError(f"{pending.method}: {pending.violation}; the call may or may not have been applied")
+                raise ConnectError(
+                    f"{pending.method}: {pending.violation}; the call may or may not have been applied"
+                )
             if pending.dropped is not None:
                 raise ConnectError(
                     f"{pending.method}: connection to {self.host} dropped before the NAS "

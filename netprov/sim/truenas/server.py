@@ -1034,7 +1034,8 @@ class Simulator:
         with nas.lock:
             nas.job_update(job, state="RUNNING")
         outcome: Any = None
-        while self.knobs.job_stalled(jr.method) and self._stop_evt is not None and not self._stop_evt.is_set():
+        stop = self._stop_evt
+        while self.knobs.job_stalled(jr.method) and stop is not None and not stop.is_set():
             await asyncio.sleep(0.02)  # Knobs.stalled_jobs: RUNNING, no progress
         try:
             if jr.bulk is not None:
