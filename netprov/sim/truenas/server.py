@@ -112,6 +112,11 @@ class Knobs:
 
     def __init__(self, sim: Simulator):
         self._sim = sim
+        # -- broken answers and server-side cost (issue 10, client robustness) ----------------------
+        self.bad_answers: dict[str, tuple] = {}
+        self.row_cost: dict[str, float] = {}
+        self.call_cost: dict[str, float] = {}
+        self.stalled_jobs: str | None = None
         self.latency: float = 0.0
         self.out_of_order: bool = False
         self.out_of_order_window: float = 0.05
@@ -123,11 +128,32 @@ class Knobs:
         self._fail_at = None
         self._drop_at = None
         self._drop_abs = None
-        # -- broken answers and server-side cost (issue 10, client robustness) ----------------------
-        self.bad_answers: dict[str, tuple] = {}
-        self.row_cost: dict[str, float] = {}
-        self.call_cost: dict[str, float] = {}
-        self.stalled_jobs: str | None = None
+
+    @property
+    def fail_call(self):
+        return self._fail_call
+
+    @fail_call.setter
+    def fail_call(self, value):
+        self._fail_call = value
+        self._fail_at = None if value is None else self._sim._calls_total + int(value[0])
+
+    @property
+    def drop_at(self):
+        return self._drop_at
+
+    @drop_at.setter
+    def drop_at(self, value):
+        self._drop_at = value
+        self._drop_abs = None if value is None else self._sim._calls_total + int(value)
+
+    @property
+    def zvol_device_lag(self) -> int:
+        return self._sim.nas.device_lag_default
+
+    @zvol_device_lag.setter
+    def zvol_device_lag(self, n: int):
+        self._sim.nas.device_lag_default = int(n or 0)
 
     # -- broken answers and server-side cost (issue 10, client robustness) --------------------------
     BAD_KINDS = ("garbage", "binary", "wrong_id", "deep", "huge", "value", "field")
@@ -158,32 +184,6 @@ class Knobs:
     def job_stalled(self, method: str) -> bool:
         pattern = self.stalled_jobs
         return pattern is not None and fnmatch.fnmatchcase(method, pattern)
-
-    @property
-    def fail_call(self):
-        return self._fail_call
-
-    @fail_call.setter
-    def fail_call(self, value):
-        self._fail_call = value
-        self._fail_at = None if value is None else self._sim._calls_total + int(value[0])
-
-    @property
-    def drop_at(self):
-        return self._drop_at
-
-    @drop_at.setter
-    def drop_at(self, value):
-        self._drop_at = value
-        self._drop_abs = None if value is None else self._sim._calls_total + int(value)
-
-    @property
-    def zvol_device_lag(self) -> int:
-        return self._sim.nas.device_lag_default
-
-    @zvol_device_lag.setter
-    def zvol_device_lag(self, n: int):
-        self._sim.nas.device_lag_default = int(n or 0)
 
 
 # ----------------------------------------------------------------------------------------- errors
