@@ -17,6 +17,16 @@ Design:
 * a semaphore caps calls in flight at ``max_inflight`` (<= 20, the middleware's per-connection
   limit). A slot is freed only when the NAS answers (or the socket dies), never on a client-side
   timeout, so the NAS never sees more than ``max_inflight`` outstanding calls;
+* waiting follows the work: a call waits while the NAS shows signs of life (any message, or a pong to
+  the keepalive ping the client sends every ``timeout``/4 s while calls are outstanding) and fails
+  after ``timeout`` s of silence or ``max_wait`` overall; a job waits while its state or progress
+  moves (:meth:`TrueNASClient.wait_job`). Every timeout says the NAS may still be working and that a
+  rerun is safe;
+* every answer is checked before anyone reads it: a message that is not JSON, a binary frame, a reply
+  to an id never sent, JSON nested too deeply or a message over ``MAX_ANSWER_BYTES`` fails every
+  outstanding call at once and closes the connection; an answer of the wrong shape (every field
+  netprov reads, :func:`netprov.adapters.truenas.parse.answer_problem`) fails its call with
+  :class:`BadAnswerError`;
 * every failure becomes a :mod:`netprov.errors` exception with a one-line message that names the
   method. Call parameters (which may hold CHAP secrets) and credentials never reach a message or a
   log line; secret-looking parameter values and credentials are also scrubbed from any text the
@@ -501,7 +511,8 @@ class TrueNASClient:
                 pong = self._ws.ping()
             except Exception:  # noqa: BLE001 - a closed socket: the reader reports it
                 return
-            if pong.wait(self.ping_every):
+            # A pong is counted however late it comes (a frozen NAS sends none: calls then time out).
+            if pong.wait(self.timeout):
                 self._heard = time.monotonic()
                 time.sleep(self.ping_every)
 
