@@ -76,6 +76,13 @@ class ApiValidationError(ApiError):
     """The middleware rejected the arguments (``ValidationErrors``)."""
 
 
+class BadAnswerError(ApiError):
+    """The NAS answered a call with something netprov cannot use (a wrong shape or type in a field).
+
+    The message names the method and what was expected; it never quotes the answer's values.
+    """
+
+
 class UnsafeChangeError(NetprovError):
     """A change would destroy data or take over an object netprov does not own."""
 

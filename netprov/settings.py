@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     accept_new_host_key: bool = False      # trust-on-first-use for unknown SSH host keys
     known_hosts: Path | None = None        # default ~/.ssh/known_hosts
     ssh_config: Path | None = None         # default ~/.ssh/config
-    timeout: float = 30.0                  # seconds, every NAS call and SSH command
+    timeout: float = 30.0                  # seconds, every SSH command; a NAS call or job without a sign of progress
+    max_wait: float | None = None          # seconds, overall limit on one NAS call or job (default: 10 x timeout
+                                           # for a call, none for a job that keeps progressing)
     parallel: int = 8                      # NAS calls in flight during apply (the NAS admits 20)
     api_key: SecretStr | None = None       # overrides every storage's api_key_env/api_key_file (one-NAS setups, CI)
 

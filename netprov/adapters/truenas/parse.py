@@ -199,3 +199,227 @@ def build_actual(parent: str, *, datasets: Iterable[Mapping], extents: Iterable[
         targetextents=[targetextent(te) for te in targetextents], initiators=[initiator(i) for i in initiators],
         auths=[auth(a) for a in auths], portals=[portal(p, g.get("listen_port")) for p in portals],
         sessions=[session(s) for s in sessions], snapshots=snaps)
+
+
+# --------------------------------------------------------------------------------------------------
+# The shape of every answer netprov reads (checked before any of the functions above sees it)
+# --------------------------------------------------------------------------------------------------
+#
+# A NAS that is broken (or hostile) can answer with anything JSON can hold. Every field the functions
+# above use is checked for its type here, so a wrong answer becomes one line naming the method, where
+# in the answer and what was expected, instead of an AttributeError deep in the normalisation. Values
+# are never quoted (an answer can hold CHAP secrets). Only what netprov reads is checked: the walk
+# follows the spec, never the answer, so unknown fields (however deep) cost nothing. Every field may
+# be absent or null unless marked required: versions differ in what they send.
+
+
+Path = tuple  # ("row", 3) / field names / list indexes
+
+
+def _where(path: Path) -> str:
+    """``("row", 3, "groups", 0, "auth")`` -> ``"row 3: field 'groups[0].auth': "``."""
+    head, rest = "", list(path)
+    if rest[:1] == ["row"]:
+        head, rest = f"row {rest[1]}: ", rest[2:]
+    text = ""
+    for part in rest:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return head + (f"field '{text}': " if text else "")
+
+
+class _Leaf:
+    def __init__(self, types: tuple[type, ...], what: str) -> None:
+        self.types, self.what = types, what
+
+    def problem(self, value: Any, path: Path) -> str | None:
+        if isinstance(value, self.types) and (bool in self.types or not isinstance(value, bool)):
+            return None
+        return f"{_where(path)}expected {self.what}, got {_describe(value)}"
+
+
+class _List:
+    def __init__(self, item: Any, what: str, row: bool = False) -> None:
+        self.item, self.what, self.row = item, what, row
+
+    def problem(self, value: Any, path: Path) -> str | None:
+        if not isinstance(value, list):
+            return f"{_where(path)}expected {self.what}, got {_describe(value)}"
+        for i, v in enumerate(value):
+            sub = ("row", i) if self.row and not path else (*path, i)
+            if v is None:  # the normalisation reads every item: a null one is as wrong as a string
+                return f"{_where(sub)}expected {self.item.what}, got null"
+            p = self.item.problem(v, sub)
+            if p:
+                return p
+        return None
+
+
+class _Obj:
+    what = "an object"
+
+    def __init__(self, fields: dict[str, Any], required: tuple[str, ...] = ()) -> None:
+        self.fields, self.required = fields, required
+
+    def problem(self, value: Any, path: Path) -> str | None:
+        if not isinstance(value, Mapping):
+            return f"{_where(path)}expected an object, got {_describe(value)}"
+        for name in self.required:
+            if value.get(name) is None:
+                return f"{_where((*path, name))}missing"
+        for name, spec in self.fields.items():
+            p = _check(spec, value.get(name), (*path, name))
+            if p:
+                return p
+        return None
+
+
+class _Map:
+    """An object whose keys are free (user properties): every value under a key starting with ``prefix``
+    must match ``item`` (the others are not read)."""
+
+    what = "an object"
+
+    def __init__(self, item: Any, prefix: str = "") -> None:
+        self.item, self.prefix = item, prefix
+
+    def problem(self, value: Any, path: Path) -> str | None:
+        if not isinstance(value, Mapping):
+            return f"{_where(path)}expected an object, got {_describe(value)}"
+        for k, v in value.items():
+            if not str(k).startswith(self.prefix):
+                continue
+            p = _check(self.item, v, (*path, str(k)))
+            if p:
+                return p
+        return None
+
+
+class _Either:
+    def __init__(self, *specs: Any, what: str) -> None:
+        self.specs, self.what = specs, what
+
+    def problem(self, value: Any, path: Path) -> str | None:
+        for spec in self.specs:
+            if spec.problem(value, path) is None:
+                return None
+        # A container of the kind one choice expects reports that choice's inner problem.
+        for spec in self.specs:
+            if (isinstance(value, list) and isinstance(spec, _List)) or (
+                    isinstance(value, Mapping) and isinstance(spec, (_Obj, _Map))):
+                return spec.problem(value, path)
+        return f"{_where(path)}expected {self.what}, got {_describe(value)}"
+
+
+def _check(spec: Any, value: Any, path: Path) -> str | None:
+    if value is None:
+        return None
+    return spec.problem(value, path)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, Mapping):
+        return "an object"
+    return type(value).__name__
+
+
+_STR = _Leaf((str,), "a string")
+_BOOL = _Leaf((bool,), "true/false")
+_INT = _Leaf((int,), "an integer")
+_NUM = _Leaf((int, float), "a number")
+_INTISH = _Leaf((int, str), "an integer or a string")
+_SCALAR = _Leaf((str, int, float, bool), "a string or a number")
+#: A ZFS property: the plain value, or ``{"parsed", "rawvalue", "value", ...}``.
+_PROP = _Either(_SCALAR, _Obj({"parsed": _SCALAR, "rawvalue": _SCALAR, "value": _SCALAR}),
+                what="a ZFS property (a value or an object)")
+
+
+def _rows(fields: dict[str, Any], required: tuple[str, ...] = ()) -> _List:
+    return _List(_Obj(fields, required), "a list of objects", row=True)
+
+
+_DATASET = {"id": _STR, "name": _STR, "type": _STR, "volsize": _PROP, "volblocksize": _PROP,
+            "refreservation": _PROP, "origin": _PROP, "comments": _PROP,
+            "user_properties": _Map(_PROP, "netprov:")}
+_EXTENT = {"id": _INT, "name": _STR, "type": _STR, "disk": _STR, "path": _STR, "serial": _STR,
+           "blocksize": _INTISH, "ro": _BOOL, "enabled": _BOOL, "comment": _STR}
+_TARGET = {"id": _INT, "name": _STR, "alias": _STR, "mode": _STR,
+           "groups": _List(_Obj({"portal": _INTISH, "initiator": _INTISH, "authmethod": _STR,
+                                 "auth": _INTISH}), "a list of objects")}
+_TARGETEXTENT = {"id": _INT, "target": _INTISH, "extent": _INTISH, "lunid": _INTISH}
+_INITIATOR = {"id": _INT, "initiators": _Either(_List(_SCALAR, "a list of strings"), _STR,
+                                                 what="a list of strings"), "comment": _STR}
+_AUTH = {"id": _INT, "tag": _INTISH, "user": _STR, "peeruser": _STR, "secret": _STR}
+_PORTAL = {"id": _INT, "tag": _INTISH, "comment": _STR,
+           "listen": _List(_Obj({"ip": _STR, "port": _INTISH}), "a list of objects")}
+_SERVICE = {"service": _STR, "enable": _BOOL, "state": _STR}
+_SESSION = {"target": _STR, "initiator": _STR}
+_SNAPSHOT = {"id": _STR, "name": _STR, "properties": _Obj({"volsize": _PROP, "volblocksize": _PROP}),
+             "volsize": _PROP, "volblocksize": _PROP}
+_JOB = {"id": _INT, "method": _STR, "state": _STR, "error": _STR,
+        "progress": _Obj({"percent": _NUM, "description": _STR}),
+        "exc_info": _Obj({"type": _STR, "extra": _Leaf((list, str), "a list")})}
+
+#: Query namespaces: the fields of one row, and which of them must be present.
+_QUERY_ROWS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+    "pool.dataset.query": (_DATASET, ()),
+    "iscsi.extent.query": (_EXTENT, ("id",)),
+    "iscsi.target.query": (_TARGET, ("id",)),
+    "iscsi.targetextent.query": (_TARGETEXTENT, ("id",)),
+    "iscsi.initiator.query": (_INITIATOR, ("id",)),
+    "iscsi.auth.query": (_AUTH, ("id",)),
+    "iscsi.portal.query": (_PORTAL, ("id",)),
+    "service.query": (_SERVICE, ()),
+    "iscsi.global.sessions": (_SESSION, ()),
+    "pool.snapshot.query": (_SNAPSHOT, ()),
+    "zfs.snapshot.query": (_SNAPSHOT, ()),
+    "core.get_jobs": (_JOB, ("id",)),
+}
+#: Other calls whose answers netprov reads.
+_ANSWERS: dict[str, Any] = {
+    "iscsi.global.config": _Obj({"basename": _STR, "listen_port": _INTISH}),
+    "system.version": _STR,
+    "iscsi.extent.create": _Obj({"id": _INT}, ("id",)),
+    "iscsi.initiator.create": _Obj({"id": _INT}, ("id",)),
+    "iscsi.target.create": _Obj({"id": _INT}, ("id",)),
+    "iscsi.targetextent.create": _Obj({"id": _INT}, ("id",)),
+    "iscsi.portal.create": _Obj({"id": _INT}, ("id",)),
+    "iscsi.auth.create": _Obj({"id": _INT}),
+    "pool.dataset.create": _Obj({"id": _STR}),
+}
+
+
+def answer_problem(method: str, params: Any, answer: Any) -> str | None:
+    """What is wrong with ``answer`` to ``method(*params)``, as a phrase, or None when netprov can use it.
+
+    Queries are checked by their options: ``count`` answers a number, ``get`` one row, otherwise a list
+    of rows. Methods netprov does not read are not checked."""
+    rows = _QUERY_ROWS.get(method)
+    if rows is not None:
+        options = params[1] if isinstance(params, (list, tuple)) and len(params) > 1 else None
+        options = options if isinstance(options, Mapping) else {}
+        if options.get("count"):
+            spec: Any = _INT
+        elif options.get("get"):
+            spec = _Obj(*rows)
+        else:
+            spec = _rows(*rows)
+        if answer is None:
+            what = "a number" if options.get("count") else "an object" if options.get("get") else "a list of objects"
+            return f"expected {what}, got null"
+        return _check(spec, answer, ())
+    spec = _ANSWERS.get(method)
+    if spec is None:
+        return None
+    if answer is None:
+        return f"expected {'a string' if spec is _STR else 'an object'}, got null"
+    return _check(spec, answer, ())

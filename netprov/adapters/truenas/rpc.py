@@ -17,6 +17,16 @@ Design:
 * a semaphore caps calls in flight at ``max_inflight`` (<= 20, the middleware's per-connection
   limit). A slot is freed only when the NAS answers (or the socket dies), never on a client-side
   timeout, so the NAS never sees more than ``max_inflight`` outstanding calls;
+* waiting follows the work: a call waits while the NAS shows signs of life (any message, or a pong to
+  the keepalive ping the client sends every ``timeout``/4 s while calls are outstanding) and fails
+  after ``timeout`` s of silence or ``max_wait`` overall; a job waits while its state or progress
+  moves (:meth:`TrueNASClient.wait_job`). Every timeout says the NAS may still be working and that a
+  rerun is safe;
+* every answer is checked before anyone reads it: a message that is not JSON, a binary frame, a reply
+  to an id never sent, JSON nested too deeply or a message over ``MAX_ANSWER_BYTES`` fails every
+  outstanding call at once and closes the connection; an answer of the wrong shape (every field
+  netprov reads, :func:`netprov.adapters.truenas.parse.answer_problem`) fails its call with
+  :class:`BadAnswerError`;
 * every failure becomes a :mod:`netprov.errors` exception with a one-line message that names the
   method. Call parameters (which may hold CHAP secrets) and credentials never reach a message or a
   log line; secret-looking parameter values and credentials are also scrubbed from any text the
@@ -48,10 +58,12 @@ import websockets.exceptions as wsexc
 from pydantic import SecretStr
 from websockets.sync.client import connect as _ws_connect
 
+from netprov.adapters.truenas.parse import answer_problem
 from netprov.errors import (
     ApiError,
     ApiValidationError,
     AuthError,
+    BadAnswerError,
     CallTimeout,
     ConnectError,
     MethodNotFound,
@@ -59,7 +71,14 @@ from netprov.errors import (
     TLSVerifyError,
 )
 
-__all__ = ["Credentials", "TrueNASClient", "MAX_INFLIGHT", "MAX_MESSAGE_BYTES", "plan_bulk_chunks"]
+__all__ = [
+    "Credentials",
+    "TrueNASClient",
+    "MAX_INFLIGHT",
+    "MAX_MESSAGE_BYTES",
+    "MAX_ANSWER_BYTES",
+    "plan_bulk_chunks",
+]
 
 logger = logging.getLogger("netprov.truenas")
 # websockets logs every frame's payload at DEBUG, and payloads carry API keys, passwords and CHAP
@@ -71,6 +90,17 @@ _wire_logger.setLevel(logging.INFO)
 MAX_INFLIGHT = 20
 #: The middleware closes the socket (1009) on an authenticated message over 64 KiB (doc §3.5).
 MAX_MESSAGE_BYTES = 64 * 1024
+#: The largest message netprov accepts from the NAS (websockets' ``max_size``); a bigger one closes the
+#: connection with one line instead of filling memory. Measured on the simulator: the answer to
+#: netprov's pool.dataset.query for 10,000 zvols is 12.0 MB with netprov's ``select`` (25.04 profile;
+#: 7.6 MB on 13) and 28 MB without it (a NAS that ignores ``select``). 64 MiB is five times the first and
+#: more than twice the second, and still refuses the 150 MB answer of issue 10.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+#: A call with no answer yet is allowed to run this many times ``timeout`` while the NAS shows it is
+#: alive (answers keepalive pings) — unless ``max_wait`` says otherwise.
+CALL_LIMIT_FACTOR = 10
+#: Said with every timeout: the NAS may have carried the call out, and netprov reads before it writes.
+RERUN_SAFE = "it may still be working on it; running the command again is safe (netprov reads the NAS first)"
 
 # Middleware errnos (truenas_api_client exc.py ErrnoMixin; doc §3.2).
 ENOMETHOD = 201
@@ -283,16 +313,28 @@ class _Pending:
     event: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: Any = None  # the raw error object from the NAS
+    params: Any = ()  # the call's params (answer checks read the query options)
+    sent: float = 0.0  # time.monotonic() when the call was sent
     dropped: str | None = None  # set when the socket died before the reply
+    violation: str | None = None  # set when the NAS broke the protocol (the connection is then closed)
     abandoned: bool = False  # caller timed out; reply (if any) is discarded
 
 
 class TrueNASClient:
     """A logged-in session with a TrueNAS/FreeNAS middleware. Create with :meth:`connect`."""
 
-    def __init__(self, *, creds: Credentials, timeout: float, max_inflight: int) -> None:
+    def __init__(
+        self, *, creds: Credentials, timeout: float, max_inflight: int, max_wait: float | None = None
+    ) -> None:
         self._creds = creds
+        #: Seconds a call may go without a sign of life from the NAS, and a job without progress.
         self.timeout = float(timeout)
+        #: Overall limit on one call or one job, however alive the NAS is (None: a call gets
+        #: ``CALL_LIMIT_FACTOR`` x ``timeout``; a job that keeps making progress is waited for).
+        self.max_wait = None if max_wait is None else float(max_wait)
+        #: Keepalive ping period while calls are outstanding (a pong is a sign of life).
+        self.ping_every = min(max(self.timeout / 4, 0.05), 10.0)
+        self._heard = time.monotonic()  # when the NAS last sent anything (a message or a pong)
         self.max_inflight = max(1, min(int(max_inflight), MAX_INFLIGHT))
         self.protocol: str = ""
         self.version: str = ""
@@ -310,6 +352,7 @@ class TrueNASClient:
         self._ids = itertools.count(1)
         self._closed = False
         self._close_reason = ""
+        self._keeper: threading.Thread | None = None
 
     # ---------------------------------------------------------------- connect / close
 
@@ -324,15 +367,21 @@ class TrueNASClient:
         timeout: float = 30.0,
         max_inflight: int = MAX_INFLIGHT,
         probe: bool = False,
+        max_wait: float | None = None,
     ) -> "TrueNASClient":
         """Open, (for legacy) handshake, log in and read ``system.version``.
 
         ``url``: ``wss://host/api/current`` (JSON-RPC), ``wss://host/websocket`` (legacy), or a
         bare ``wss://host`` to probe. ``http(s)://`` is accepted as ``ws(s)://``.
+
+        ``timeout``: how long a call may go without any sign of life from the NAS (no answer, no
+        keepalive pong), and how long a job may go without progress. ``max_wait``: an overall limit on
+        one call or job (default: ``CALL_LIMIT_FACTOR`` x ``timeout`` for a call, none for a job that
+        keeps progressing).
         """
         if not isinstance(creds, Credentials):
             raise TypeError("creds must be a netprov.adapters.truenas.rpc.Credentials")
-        self = cls(creds=creds, timeout=timeout, max_inflight=max_inflight)
+        self = cls(creds=creds, timeout=timeout, max_inflight=max_inflight, max_wait=max_wait)
         candidates, ssl_ctx, host = self._plan_urls(url, probe=probe, ca_file=ca_file, insecure=insecure)
         self.host = host
         try:
@@ -399,10 +448,12 @@ class TrueNASClient:
                 kwargs: dict[str, Any] = dict(
                     ssl=ctx,
                     open_timeout=self.timeout,
-                    max_size=None,
+                    max_size=MAX_ANSWER_BYTES,
                     compression=None,
-                    ping_interval=20,
-                    ping_timeout=max(20.0, self.timeout),
+                    # No websockets keepalive: it would kill a connection whose pong waits behind a large
+                    # answer or a busy NAS. netprov pings itself while calls are outstanding and counts
+                    # anything the NAS sends as a sign of life (_keepalive, _wait).
+                    ping_interval=None,
                     close_timeout=2,
                     user_agent_header="netprov",
                     logger=_wire_logger,
@@ -443,6 +494,27 @@ class TrueNASClient:
             target=self._read_loop, name=f"netprov-truenas-{self.host}", daemon=True
         )
         self._reader.start()
+        self._keeper = threading.Thread(
+            target=self._keepalive, name=f"netprov-truenas-ping-{self.host}", daemon=True
+        )
+        self._keeper.start()
+
+    def _keepalive(self) -> None:
+        """While calls are outstanding, ping every ``ping_every`` s; a pong proves the NAS alive."""
+        while not self._closed:
+            with self._lock:
+                busy = bool(self._pending)
+            if not busy:
+                time.sleep(self.ping_every)
+                continue
+            try:
+                pong = self._ws.ping()
+            except Exception:  # noqa: BLE001 - a closed socket: the reader reports it
+                return
+            # A pong is counted however late it comes (a frozen NAS sends none: calls then time out).
+            if pong.wait(self.timeout):
+                self._heard = time.monotonic()
+                time.sleep(self.ping_every)
 
     def _legacy_handshake(self) -> None:
         deadline = time.monotonic() + self.timeout
@@ -570,11 +642,22 @@ class TrueNASClient:
     def call(
         self, method: str, *params: Any, timeout: float | None = None, resource: str | None = None
     ) -> Any:
-        """Call ``method`` with positional ``params``; return its result or raise a RemoteError."""
-        t = self.timeout if timeout is None else float(timeout)
-        deadline = time.monotonic() + t
-        pending = self._submit(method, params, deadline, t)
-        return self._wait(pending, deadline, t, resource)
+        """Call ``method`` with positional ``params``; return its result or raise a RemoteError.
+
+        Without ``timeout`` the call waits while the NAS shows signs of life (see :meth:`connect`);
+        an explicit ``timeout`` is a hard limit on this call."""
+        t, limit = self._limits(timeout)
+        start = time.monotonic()
+        pending = self._submit(method, params, t, limit, start)
+        return self._wait(pending, t, limit, start, resource)
+
+    def _limits(self, timeout: float | None) -> tuple[float, float]:
+        """(silence allowed, overall limit) for one call."""
+        if timeout is not None:
+            return float(timeout), float(timeout)
+        if self.max_wait is not None:
+            return self.timeout, max(self.max_wait, self.timeout)
+        return self.timeout, self.timeout * CALL_LIMIT_FACTOR
 
     def query(
         self,
@@ -619,26 +702,26 @@ class TrueNASClient:
         instead of raising. :class:`ConnectError`, :class:`CallTimeout`, :class:`MethodNotFound`
         and :class:`AuthError` are raised (the first one, after every submitted call settled).
         """
-        t = self.timeout if timeout is None else float(timeout)
+        t, limit = self._limits(timeout)
         submitted: list[tuple[_Pending | ApiError, float, str | None]] = []
         for item in calls:
             method = item[0]
             raw = item[1] if len(item) > 1 else ()
             params = tuple(raw) if isinstance(raw, (list, tuple)) else (() if raw is None else (raw,))
             resource = item[2] if len(item) > 2 else None
-            deadline = time.monotonic() + t
+            start = time.monotonic()
             try:
-                submitted.append((self._submit(method, params, deadline, t), deadline, resource))
+                submitted.append((self._submit(method, params, t, limit, start), start, resource))
             except ApiError as e:
-                submitted.append((e, deadline, resource))
+                submitted.append((e, start, resource))
         results: list[Any] = []
         first_fatal: RemoteError | None = None
-        for pending, deadline, resource in submitted:
+        for pending, start, resource in submitted:
             if isinstance(pending, ApiError):
                 results.append(pending)
                 continue
             try:
-                results.append(self._wait(pending, deadline, t, resource))
+                results.append(self._wait(pending, t, limit, start, resource))
             except ApiError as e:
                 results.append(e)
             except RemoteError as e:
@@ -674,15 +757,11 @@ class TrueNASClient:
     def call_job(
         self, method: str, *params: Any, timeout: float | None = None, resource: str | None = None
     ) -> Any:
-        """Call a job method and wait for the job; ``timeout`` bounds the call plus the wait."""
-        t = self.timeout if timeout is None else float(timeout)
-        start = time.monotonic()
-        job_id = self.call(method, *params, timeout=t, resource=resource)
+        """Call a job method and wait for the job (see :meth:`wait_job`; ``timeout`` as there)."""
+        job_id = self.call(method, *params, resource=resource)
         if isinstance(job_id, bool) or not isinstance(job_id, int):
             return job_id  # 25.10+ new-style jobs answer with the result itself
-        return self.wait_job(
-            job_id, max(0.0, t - (time.monotonic() - start)), method=method, resource=resource
-        )
+        return self.wait_job(job_id, timeout, method=method, resource=resource)
 
     def wait_job(
         self,
@@ -691,19 +770,22 @@ class TrueNASClient:
         *,
         method: str | None = None,
         resource: str | None = None,
+        max_wait: float | None = None,
     ) -> Any:
-        """Poll ``core.get_jobs`` until job ``job_id`` ends; return its result or raise."""
+        """Poll ``core.get_jobs`` until job ``job_id`` ends; return its result or raise.
+
+        The job is waited for as long as it makes progress: it times out only when its state and
+        progress (percent, description) stay the same for ``timeout`` s (default: the client's), or
+        when it runs longer than ``max_wait`` s overall (default: the client's ``max_wait``, else no
+        limit)."""
         t = self.timeout if timeout is None else float(timeout)
-        deadline = time.monotonic() + t
+        limit = self.max_wait if max_wait is None else float(max_wait)
+        start = last_change = time.monotonic()
         delay = 0.02
-        state = "unknown"
+        state, seen = "unknown", None
+        where = f" ({resource})" if resource else ""
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CallTimeout(
-                    f"{method or 'job'}: job {job_id} on {self.host} still {state} after {t:g} s"
-                )
-            jobs = self.call("core.get_jobs", [["id", "=", job_id]], timeout=remaining)
+            jobs = self.call("core.get_jobs", [["id", "=", job_id]])
             if not jobs:
                 raise ApiError(
                     method or "core.get_jobs",
@@ -717,9 +799,27 @@ class TrueNASClient:
                 return job.get("result")
             if state in _JOB_DONE:
                 raise self._job_error(method, job_id, job, resource)
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                time.sleep(min(delay, remaining))
+            progress = job.get("progress") or {}
+            now = time.monotonic()
+            mark = (state, progress.get("percent"), progress.get("description"))
+            if mark != seen:
+                seen, last_change = mark, now
+            pct = progress.get("percent")
+            done = f", {pct:g}% done" if isinstance(pct, (int, float)) else ""
+            if now - last_change >= t:
+                raise CallTimeout(
+                    f"{method}{where}: job {job_id} on {self.host} made no progress for {t:g} s "
+                    f"(still {state}{done}); {RERUN_SAFE}"
+                )
+            if limit is not None and now - start >= limit:
+                raise CallTimeout(
+                    f"{method}{where}: job {job_id} on {self.host} did not finish within {limit:g} s "
+                    f"(still {state}{done}); {RERUN_SAFE}"
+                )
+            pause = min(delay, t / 4, last_change + t - now)
+            if limit is not None:
+                pause = min(pause, start + limit - now)
+            time.sleep(max(0.0, pause))
             delay = min(delay * 2, 0.5)
 
     def _job_error(self, method: str, job_id: int, job: dict, resource: str | None) -> ApiError:
@@ -743,7 +843,8 @@ class TrueNASClient:
         Items are packed greedily into ``core.bulk`` calls whose messages stay under 64 KiB, run
         one after another (in input order). Returns, in input order, each item's result or an
         :class:`ApiError` (an :class:`ApiValidationError` when the NAS's flattened error text is a
-        list of ``[ERRNO] attribute: message`` lines). ``timeout`` applies per chunk.
+        list of ``[ERRNO] attribute: message`` lines). Each chunk's job is waited for while it
+        makes progress (``timeout``: the longest pause in its progress, see :meth:`wait_job`).
         """
         items = [_plain(list(p)) for p in params_list]
         results: list[Any] = [None] * len(items)
@@ -769,7 +870,11 @@ class TrueNASClient:
                     else:
                         results[i] = ApiError(method, f"{method}: {self._clean_reason(err, secrets)}")
                 else:
-                    results[i] = entry.get("result") if isinstance(entry, dict) else entry
+                    res = entry.get("result") if isinstance(entry, dict) else entry
+                    problem = answer_problem(method, items[i], res)
+                    results[i] = res if problem is None else BadAnswerError(
+                        method, f"{method}: {self.host} sent a bulk item result netprov cannot use: {problem}"
+                    )
         return results
 
     # ---------------------------------------------------------------- plumbing
@@ -778,7 +883,7 @@ class TrueNASClient:
         if self._closed:
             raise ConnectError(f"{method}: connection to {self.host} is closed ({self._close_reason})")
 
-    def _submit(self, method: str, params: tuple, deadline: float, t: float) -> _Pending:
+    def _submit(self, method: str, params: tuple, t: float, limit: float, start: float) -> _Pending:
         n = next(self._ids)
         call_id: Any = f"n{n}" if self.protocol == "legacy" else n
         data = _dumps(_envelope(self.protocol, call_id, method, _plain(list(params))))
@@ -789,12 +894,17 @@ class TrueNASClient:
                 "message limit (use bulk() or smaller batches)",
             )
         self._check_open(method)
-        if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise CallTimeout(
-                f"{method}: {self.max_inflight} calls to {self.host} already in flight "
-                f"and none finished within {t:g} s"
-            )
-        pending = _Pending(method, params)
+        # A slot frees when the NAS answers a call: wait for one while the NAS shows signs of life.
+        while not self._slots.acquire(
+            timeout=min(self.ping_every, max(0.0, self._deadline(t, limit, start) - time.monotonic()))
+        ):
+            self._check_open(method)
+            if time.monotonic() >= self._deadline(t, limit, start):
+                raise CallTimeout(
+                    f"{method}: {self.max_inflight} calls to {self.host} already in flight "
+                    f"and none finished in time; {RERUN_SAFE}"
+                )
+        pending = _Pending(method, params, params=params, sent=time.monotonic())
         with self._lock:
             if self._closed:
                 self._slots.release()
@@ -805,6 +915,10 @@ class TrueNASClient:
         logger.debug("call %s id=%s", method, call_id)
         self._send_raw(method, data, call_id)
         return pending
+
+    def _deadline(self, t: float, limit: float, start: float) -> float:
+        """When a call begun at ``start`` gives up: ``t`` s of silence from the NAS, or ``limit`` overall."""
+        return min(max(start, self._heard) + t, start + limit)
 
     def _send_raw(self, method: str, data: str, call_id: Any = None) -> None:
         try:
@@ -819,14 +933,27 @@ class TrueNASClient:
                         self._slots.release()
             raise ConnectError(f"{method}: connection to {self.host} dropped while sending{detail}") from None
 
-    def _wait(self, pending: _Pending, deadline: float, t: float, resource: str | None) -> Any:
+    def _wait(self, pending: _Pending, t: float, limit: float, start: float, resource: str | None) -> Any:
         retry_delay = 0.01
+        where = f" ({resource})" if resource else ""
         while True:
-            if not pending.event.wait(max(0.0, deadline - time.monotonic())):
-                pending.abandoned = True
-                raise CallTimeout(
-                    f"{pending.method}: no answer from {self.host} within {t:g} s"
-                    + (f" ({resource})" if resource else "")
+            while not pending.event.is_set():
+                now = time.monotonic()
+                if now >= self._deadline(t, limit, pending.sent):
+                    pending.abandoned = True
+                    if now >= pending.sent + limit and max(pending.sent, self._heard) + t > now:
+                        raise CallTimeout(
+                            f"{pending.method}: no answer from {self.host} within {limit:g} s{where}; "
+                            f"the NAS is still connected and {RERUN_SAFE}"
+                        )
+                    raise CallTimeout(
+                        f"{pending.method}: no answer from {self.host} within {t:g} s{where}, and no sign of "
+                        f"life from it meanwhile; {RERUN_SAFE}"
+                    )
+                pending.event.wait(min(self.ping_every, self._deadline(t, limit, pending.sent) - now))
+            if pending.violation is not None:
+                raise ConnectError(
+                    f"{pending.method}: {pending.violation}; the call may or may not have been applied"
                 )
             if pending.dropped is not None:
                 raise ConnectError(
@@ -836,17 +963,24 @@ class TrueNASClient:
             if (
                 pending.error is not None
                 and self._is_too_many_calls(pending.error)
-                and deadline - time.monotonic() > retry_delay
+                and start + limit - time.monotonic() > retry_delay
             ):
                 # The NAS refused to admit the call (its 20-call limit raced with our slot release); it
                 # did not run, so sending it again is safe.
                 logger.debug("%s refused %s: too many calls in flight; retrying", self.host, pending.method)
                 time.sleep(retry_delay)
                 retry_delay = min(retry_delay * 2, 0.2)
-                pending = self._submit(pending.method, pending.secrets_src, deadline, t)
+                pending = self._submit(pending.method, pending.secrets_src, t, limit, start)
                 continue
             if pending.error is not None:
                 raise self._map_error(pending.method, pending.error, resource, pending.secrets_src)
+            problem = answer_problem(pending.method, pending.params, pending.result)
+            if problem is not None:
+                raise BadAnswerError(
+                    pending.method,
+                    f"{pending.method}{where}: {self.host} sent an answer netprov cannot use: {problem}",
+                    resource=resource,
+                )
             return pending.result
 
     @staticmethod
@@ -857,27 +991,62 @@ class TrueNASClient:
 
     def _read_loop(self) -> None:
         reason = "connection closed"
+        violation: str | None = None
         try:
             while True:
                 raw = self._ws.recv()
-                try:
-                    self._handle(raw)
-                except Exception as e:  # noqa: BLE001 - one odd message must not kill the session
-                    logger.warning("ignoring a malformed message from %s (%s)", self.host, type(e).__name__)
+                self._heard = time.monotonic()
+                violation = self._handle(raw)
+                if violation is not None:
+                    break
         except wsexc.ConnectionClosed as e:
-            reason = (
-                ("the NAS closed the connection" + self._close_detail(e))
-                if not self._closed
-                else self._close_reason
-            )
+            if e.sent is not None and e.sent.code == 1009:  # websockets refused a message over max_size
+                violation = (
+                    f"{self.host} sent a message larger than {MAX_ANSWER_BYTES // 2**20} MiB, "
+                    "netprov's limit for one answer"
+                )
+            else:
+                reason = (
+                    ("the NAS closed the connection" + self._close_detail(e))
+                    if not self._closed
+                    else self._close_reason
+                )
         except Exception as e:  # noqa: BLE001 - the reader must never die silently
             reason = f"reader failed: {type(e).__name__}"
             logger.warning("truenas reader for %s stopped: %s", self.host, type(e).__name__)
+        if violation is not None:
+            self._violated(violation)
+            return
         with self._lock:
             self._closed = True
             if not self._close_reason:
                 self._close_reason = reason
         self._fail_all(self._close_reason)
+
+    def _violated(self, what: str) -> None:
+        """The NAS broke the protocol: no reply can be trusted to reach its call any more. Close the
+        connection and fail every outstanding call at once with ``what`` (one line, no NAS text)."""
+        logger.debug("closing the connection: %s", what)
+        text = f"{what}; netprov closed the connection"
+        with self._lock:
+            already = self._closed
+            self._closed = True
+            if not self._close_reason:
+                self._close_reason = text
+            pendings = list(self._pending.values())
+            self._pending.clear()
+            pings = list(self._pings.values())
+        for p in pendings:
+            p.violation = text
+            self._slots.release()
+            p.event.set()
+        for ev in pings:
+            ev.set()
+        if not already:
+            try:
+                self._ws.close(1002, "protocol error")
+            except Exception:  # noqa: BLE001 - closing a broken socket may fail; nothing to do
+                pass
 
     @staticmethod
     def _close_detail(e: wsexc.ConnectionClosed) -> str:
@@ -898,19 +1067,23 @@ class TrueNASClient:
         for ev in pings:
             ev.set()
 
-    def _handle(self, raw: str | bytes) -> None:
+    def _handle(self, raw: str | bytes) -> str | None:
+        """Route one message; return what is wrong with it when the NAS broke the protocol."""
+        expected = "a JSON-RPC 2.0 message" if self.protocol != "legacy" else "a legacy-protocol JSON message"
+        if isinstance(raw, (bytes, bytearray)):
+            return f"{self.host} sent a binary frame of {len(raw)} bytes (expected {expected})"
         try:
             msg = json.loads(raw)
-        except ValueError:
-            logger.warning("ignoring a non-JSON message from %s", self.host)
-            return
+        except RecursionError:
+            return f"{self.host} sent JSON nested too deeply to read (expected {expected})"
+        except ValueError as e:
+            return f"{self.host} sent a message that is not JSON ({_one_line(e, 80)}; expected {expected})"
         if not isinstance(msg, dict):
-            logger.warning("ignoring a non-object message from %s", self.host)
-            return
+            return f"{self.host} sent a JSON {type(msg).__name__} instead of an object (expected {expected})"
         if self.protocol == "legacy":
             kind = msg.get("msg")
             if kind == "result":
-                self._dispatch(msg.get("id"), msg.get("result"), msg.get("error"))
+                return self._dispatch(msg.get("id"), msg.get("result"), msg.get("error"))
             elif kind == "ping":
                 pong = {"msg": "pong"} | ({"id": msg["id"]} if "id" in msg else {})
                 try:
@@ -919,33 +1092,37 @@ class TrueNASClient:
                     pass
             elif kind == "pong":
                 with self._lock:
-                    ev = self._pings.get(msg.get("id"))
+                    ev = self._pings.get(msg.get("id")) if isinstance(msg.get("id"), str) else None
                 if ev is not None:
                     ev.ponged = True  # type: ignore[attr-defined]
                     ev.set()
+            elif isinstance(kind, str):
+                logger.debug("ignoring legacy %r message", kind)  # events, ready, nosub, ...
             else:
-                logger.debug("ignoring legacy %r message", kind)
-            return
-        if "id" in msg and ("result" in msg or "error" in msg) and "method" not in msg:
-            if msg["id"] is None:
-                err = msg.get("error") or {}
-                logger.warning(
-                    "%s reported a connection-level error: %s %s",
-                    self.host,
-                    err.get("code"),
-                    _one_line(err.get("message"), 120),
-                )
-                return
-            self._dispatch(msg["id"], msg.get("result"), msg.get("error"))
-        else:
+                return f"{self.host} sent a message without a 'msg' kind (expected {expected})"
+            return None
+        if "method" in msg:
             logger.debug("ignoring notification %r", msg.get("method"))
+            return None
+        if "id" in msg and ("result" in msg or "error" in msg):
+            if msg["id"] is None:
+                err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
+                return (
+                    f"{self.host} reported an error that belongs to no call "
+                    f"(code {_one_line(err.get('code'), 20)}: {_one_line(err.get('message'), 80)})"
+                )
+            return self._dispatch(msg["id"], msg.get("result"), msg.get("error"))
+        return f"{self.host} sent a message that is neither a reply nor a notification (expected {expected})"
 
-    def _dispatch(self, call_id: Any, result: Any, error: Any) -> None:
+    def _dispatch(self, call_id: Any, result: Any, error: Any) -> str | None:
         with self._lock:
-            pending = self._pending.pop(call_id, None)
+            pending = self._pending.pop(call_id, None) if isinstance(call_id, (str, int)) else None
         if pending is None:
-            logger.debug("ignoring reply for unknown id %r", call_id)
-            return
+            shown = _one_line(call_id, 40) if isinstance(call_id, (str, int)) else type(call_id).__name__
+            return (
+                f"{self.host} sent a reply for call id {shown}, which is not a call netprov is waiting for "
+                "(a wrong or repeated id)"
+            )
         self._slots.release()
         if pending.abandoned:
             logger.debug("late reply for %s id=%s after its timeout", pending.method, call_id)
@@ -956,6 +1133,7 @@ class TrueNASClient:
             "reply %s id=%s %s", pending.method, call_id, "error" if pending.error is not None else "ok"
         )
         pending.event.set()
+        return None
 
     # ---------------------------------------------------------------- error mapping
 

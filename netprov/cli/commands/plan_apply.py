@@ -158,7 +158,8 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
                 console.info(f"[yellow]warning:[/yellow] TLS verification of storage {name} is OFF (--insecure)")
             client = TrueNASClient.connect(st.url, storage_credentials(st, ctx.settings, name),
                                            ca_file=str(st.ca_file or ctx.settings.ca_file or "") or None,
-                                           insecure=ctx.settings.insecure, timeout=ctx.settings.timeout)
+                                           insecure=ctx.settings.insecure, timeout=ctx.settings.timeout,
+                                           max_wait=ctx.settings.max_wait)
             stack.callback(client.close)
             storage_ports[name] = TrueNASStorage(client, name, st)
         pxe_ports = {}

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import copy
 import errno
+import fnmatch
 import http
 import ipaddress
 import json
@@ -86,10 +87,36 @@ class Knobs:
     ``rate_limit_sleep``    (lo, hi) seconds slept before "Rate Limit Exceeded" (real: 1-10 s).
     ``auth_failure_sleep``  (lo, hi) seconds slept when ``auth.login_with_api_key`` gets an unknown key
                             (real 25.04+: 1-2 s); default 0 to keep tests fast.
+
+    Broken answers and server-side cost (see ``bad_answer`` and ``cost_of``):
+
+    ``bad_answers``         ``{method: (kind, value)}``: every successful answer to ``method`` is replaced
+                            by a broken one until the entry is removed. Kinds: ``garbage`` (a non-JSON
+                            text frame), ``binary`` (a binary frame), ``wrong_id`` (the reply carries an id
+                            that was never sent; the real one is never answered), ``deep`` (``value``-deep
+                            nested JSON, default 200,000), ``huge`` (a result of ``value`` bytes, default
+                            150 MB), ``value`` (the result is ``value``, e.g. a string or ``[None]``),
+                            ``field`` (``value`` = ``(name, v)``: field ``name`` of the result, or of every
+                            row of a list result, is set to ``v``).
+    ``row_cost``            ``{method pattern: seconds}`` slept per row a call answers (a list's length,
+                            else 1), e.g. ``{"pool.dataset.query": 0.002}``; fnmatch patterns.
+    ``call_cost``           ``{method pattern: seconds}`` slept per call, e.g. ``{"*.create": 0.05,
+                            "*.delete": 0.05}``. Inside ``core.bulk`` jobs each item costs its method's
+                            ``call_cost`` (or ``row_cost`` per row) and the job's progress is updated
+                            after each item; other jobs update their progress while they spend theirs.
+                            The cost is slept without blocking (pings are answered meanwhile) inside the
+                            connection's execution slot, like ``latency``.
+    ``stalled_jobs``        an fnmatch pattern: jobs of matching methods (``core.bulk`` included) stay
+                            RUNNING with no progress until the knob changes.
     """
 
     def __init__(self, sim: Simulator):
         self._sim = sim
+        # -- broken answers and server-side cost (issue 10, client robustness) ----------------------
+        self.bad_answers: dict[str, tuple] = {}
+        self.row_cost: dict[str, float] = {}
+        self.call_cost: dict[str, float] = {}
+        self.stalled_jobs: str | None = None
         self.latency: float = 0.0
         self.out_of_order: bool = False
         self.out_of_order_window: float = 0.05
@@ -127,6 +154,36 @@ class Knobs:
     @zvol_device_lag.setter
     def zvol_device_lag(self, n: int):
         self._sim.nas.device_lag_default = int(n or 0)
+
+    # -- broken answers and server-side cost (issue 10, client robustness) --------------------------
+    BAD_KINDS = ("garbage", "binary", "wrong_id", "deep", "huge", "value", "field")
+
+    def bad_answer(self, method: str, kind: str | None, value: Any = None) -> None:
+        """Answer every successful call of ``method`` with a broken ``kind`` of answer (None: stop)."""
+        if kind is None:
+            self.bad_answers.pop(method, None)
+            return
+        if kind not in self.BAD_KINDS:
+            raise ValueError(f"unknown bad answer kind {kind!r}: one of {', '.join(self.BAD_KINDS)}")
+        self.bad_answers[method] = (kind, value)
+
+    def cost_of(self, method: str, result: Any = None) -> float:
+        """Seconds the NAS spends on one call of ``method`` that answers ``result``."""
+        rows = len(result) if isinstance(result, list) else 1
+        total = 0.0
+        for pattern, seconds in list(self.row_cost.items()):
+            if fnmatch.fnmatchcase(method, pattern):
+                total += seconds * rows
+                break
+        for pattern, seconds in list(self.call_cost.items()):
+            if fnmatch.fnmatchcase(method, pattern):
+                total += seconds
+                break
+        return total
+
+    def job_stalled(self, method: str) -> bool:
+        pattern = self.stalled_jobs
+        return pattern is not None and fnmatch.fnmatchcase(method, pattern)
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -294,6 +351,37 @@ class Conn:
         else:
             await self.send_reply({"msg": "result", "id": id_, "result": result})
 
+    async def reply_bad(self, id_, result, kind: str, value: Any = None):
+        """Answer with a broken message of ``kind`` (``Knobs.bad_answer``)."""
+        if kind == "garbage":
+            await self._send_raw("<html><body><h1>502 Bad Gateway</h1></body></html>")
+        elif kind == "binary":
+            await self._send_raw(b"\x00\xffnot a text frame")
+        elif kind == "wrong_id":
+            await self.reply_result(id_ + 1_000_000 if isinstance(id_, int) else f"{id_}-other", result)
+        elif kind == "deep":
+            depth = int(value or 200_000)
+            head = {"jsonrpc": "2.0", "id": id_} if self.kind == "jsonrpc" else {"msg": "result", "id": id_}
+            body = json.dumps(head)[:-1] + ', "result": ' + "[" * depth + "]" * depth + "}"
+            await self._send_raw(body)
+        elif kind == "huge":
+            await self.reply_result(id_, "x" * int(value or 150_000_000))
+        elif kind == "value":
+            await self.reply_result(id_, value)
+        elif kind == "field":
+            name, v = value
+            result = copy.deepcopy(result)
+            for row in result if isinstance(result, list) else [result]:
+                if isinstance(row, dict):
+                    row[name] = v
+            await self.reply_result(id_, result)
+
+    async def _send_raw(self, data):
+        try:
+            await self.ws.send(data)
+        except ConnectionClosed:
+            pass
+
     async def reply_error(self, id_, exc):
         if isinstance(exc, TooManyCalls):
             if self.kind == "jsonrpc":
@@ -458,7 +546,11 @@ class Conn:
                     raise fail
                 result = await self.sim._dispatch(self, method, params, id_)
             if not notify:
-                await self.reply_result(id_, result)
+                bad = self.sim.knobs.bad_answers.get(method)
+                if bad is not None:
+                    await self.reply_bad(id_, result, *bad)
+                else:
+                    await self.reply_result(id_, result)
         except asyncio.CancelledError:
             raise
         except SimError as e:
@@ -884,10 +976,14 @@ class Simulator:
                 return outcome
             return job["id"]
         try:
-            return nas.call(ctx, method, params)
+            result = nas.call(ctx, method, params)
         finally:
             if spec.mutating:
                 self._mutated()
+        cost = self.knobs.cost_of(method, result)
+        if cost > 0:
+            await asyncio.sleep(cost)
+        return result
 
     def _start_job(self, ctx: Ctx, jr: JobRequest, msg_id):
         nas = self.nas
@@ -921,13 +1017,28 @@ class Simulator:
                 if spec is not None and spec.mutating:
                     self._mutated()
             results.append(item)
+            cost = self.knobs.cost_of(method, item.get("result"))
+            if cost > 0:
+                await asyncio.sleep(cost)
             pct = int(100 * (i + 1) / max(len(plist), 1))
-            if pct - job["progress"]["percent"] >= 10 or i + 1 == len(plist):  # throttled, like upstream
+            # Throttled to 10% steps, like upstream; a bulk that costs time reports every item (the NAS's
+            # own description "i/n" changes with every item).
+            if cost > 0 or pct - job["progress"]["percent"] >= 10 or i + 1 == len(plist):
                 with nas.lock:
                     nas.job_update(
                         job, progress={"percent": pct, "description": f"{i + 1}/{len(plist)}", "extra": None}
                     )
             await asyncio.sleep(0)
+
+    async def _spend(self, job, cost: float, steps: int = 10):
+        """Sleep ``cost`` seconds (Knobs.call_cost) in steps, moving the job's progress with each."""
+        if cost <= 0:
+            return
+        for k in range(steps):
+            await asyncio.sleep(cost / steps)
+            with self.nas.lock:
+                self.nas.job_update(job, progress={"percent": int(100 * (k + 1) / steps) - 1,
+                                                   "description": f"step {k + 1}/{steps}", "extra": None})
 
     async def _run_job(self, job, jr: JobRequest, ctx: Ctx, fut):
         nas = self.nas
@@ -935,6 +1046,9 @@ class Simulator:
         with nas.lock:
             nas.job_update(job, state="RUNNING")
         outcome: Any = None
+        stop = self._stop_evt
+        while self.knobs.job_stalled(jr.method) and stop is not None and not stop.is_set():
+            await asyncio.sleep(0.02)  # Knobs.stalled_jobs: RUNNING, no progress
         try:
             if jr.bulk is not None:
                 method, plist = jr.bulk
@@ -948,6 +1062,7 @@ class Simulator:
                     lock.release()
                 outcome = results
             else:
+                await self._spend(job, self.knobs.cost_of(jr.method))
                 with nas.lock:
                     outcome = jr.run()
                 self._mutated()

@@ -58,7 +58,7 @@ class StubNAS:
     jitter: float = 0.0  # random extra delay → out-of-order replies
     drop_after: int | None = None  # abort the TCP connection on the n-th method call
     admit: int = 20  # calls admitted at once; more get "too many concurrent calls"
-    chatter: bool = False  # send a ping, events and junk before every reply
+    chatter: bool = False  # send a ping, events and notifications before every reply
     methods: dict[str, Callable[..., Any]] = field(default_factory=dict)
     # observations
     peak_inflight: int = 0
@@ -239,7 +239,6 @@ class StubNAS:
                 noise = [
                     {"msg": "ping", "id": f"srv-{call_id}"},
                     {"msg": "added", "collection": "core.get_jobs", "id": 99, "fields": {"id": 99}},
-                    {"msg": "result", "id": "not-ours", "result": 1},
                     {"msg": "nosub", "collection": "x", "error": None},
                 ]
             else:
@@ -250,14 +249,11 @@ class StubNAS:
                         "params": {"msg": "changed", "collection": "core.get_jobs", "id": 99, "fields": {}},
                     },
                     {"jsonrpc": "2.0", "method": "notify_unsubscribed", "params": {"collection": "x"}},
-                    {"jsonrpc": "2.0", "id": 10**9, "result": "stray"},
-                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "junk"}},
-                    {"jsonrpc": "2.0", "id": [1], "result": "unhashable id"},
                 ]
+            # Only what a real NAS sends between replies: junk (non-JSON, stray ids) now ends the session
+            # at once, see test_rpc_answers.py.
             for n in noise:
                 await ws.send(json.dumps(n))
-            await ws.send("not json at all")
-            await ws.send(json.dumps([1, 2]))
         if legacy:
             body = {"msg": "result", "id": call_id}
         else:
