@@ -407,6 +407,10 @@ def answer_problem(method: str, params: Any, answer: Any) -> str | None:
     if rows is not None:
         options = params[1] if isinstance(params, (list, tuple)) and len(params) > 1 else None
         options = options if isinstance(options, Mapping) else {}
+        select = options.get("select")
+        if isinstance(select, (list, tuple)):
+            # a field left out of ``select`` is not in the answer, so it cannot be required there
+            rows = (rows[0], tuple(f for f in rows[1] if f in select))
         if options.get("count"):
             spec: Any = _INT
         elif options.get("get"):

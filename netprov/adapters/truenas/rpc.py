@@ -927,10 +927,13 @@ class TrueNASClient:
             detail = (
                 self._close_detail(e) if isinstance(e, wsexc.ConnectionClosed) else f": {_one_line(e, 120)}"
             )
-            if call_id is not None:
-                with self._lock:
-                    if self._pending.pop(call_id, None) is not None:
-                        self._slots.release()
+            with self._lock:
+                if call_id is not None and self._pending.pop(call_id, None) is not None:
+                    self._slots.release()
+                reason = self._close_reason
+            if reason:
+                # netprov itself closed it (the NAS broke the protocol): that is the cause to report
+                raise ConnectError(f"{method}: connection to {self.host} is closed ({reason})") from None
             raise ConnectError(f"{method}: connection to {self.host} dropped while sending{detail}") from None
 
     def _wait(self, pending: _Pending, t: float, limit: float, start: float, resource: str | None) -> Any:

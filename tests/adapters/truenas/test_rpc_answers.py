@@ -191,3 +191,12 @@ machines:
     errors = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(errors) == 1 and says in errors[0], out.stderr
     assert "Traceback" not in out.stderr + out.stdout
+
+
+def test_a_field_left_out_of_select_is_not_required():
+    """The CHAP tag check asks for ``select: ["tag"]``: rows without ``id`` are then the right answer
+    (found when the shape checks met the auth-tag verification: every racing apply's check failed)."""
+    from netprov.adapters.truenas.parse import answer_problem
+    assert answer_problem("iscsi.auth.query", [[], {"select": ["tag"]}], [{"tag": 3}]) is None
+    assert answer_problem("iscsi.auth.query", [[], {}], [{"tag": 3}]) == "row 0: field 'id': missing"
+    assert answer_problem("iscsi.auth.query", [[], {"select": ["id", "tag"]}], [{"tag": 3}]) is not None
