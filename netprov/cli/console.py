@@ -2,6 +2,12 @@
 
 Colour on a terminal, plain in a pipe, none with NO_COLOR. Under GitHub Actions
 inventory problems are also printed as ``::error file=...,line=...::`` annotations.
+
+Text is never markup: NAS messages, object names, command output and inventory values
+can hold ``[/dev/zvol/...]``, ``[bold]`` or ``:emoji:`` and are printed exactly as they
+are. Both consoles are built with markup, emoji and highlighting off, and every helper
+here passes ``rich.text.Text`` objects (styles are attached to spans, never parsed
+out of the string).
 """
 
 from __future__ import annotations
@@ -23,14 +29,16 @@ def _no_color() -> bool:
 def out() -> Console:
     """stdout: data (plans, JSON, rendered files)."""
     from rich.console import Console
-    return Console(file=sys.stdout, no_color=_no_color(), highlight=False, soft_wrap=True)
+    return Console(file=sys.stdout, no_color=_no_color(), highlight=False, soft_wrap=True, markup=False,
+                   emoji=False)
 
 
 @lru_cache(maxsize=1)
 def err() -> Console:
     """stderr: progress, prompts, warnings, errors."""
     from rich.console import Console
-    return Console(file=sys.stderr, no_color=_no_color(), highlight=False, soft_wrap=True)
+    return Console(file=sys.stderr, no_color=_no_color(), highlight=False, soft_wrap=True, markup=False,
+                   emoji=False)
 
 
 def reset() -> None:
@@ -49,10 +57,10 @@ def _gh_escape(text: str) -> str:
 
 def problem(p, *, quiet: bool = False) -> None:
     """Print one inventory Problem (and its GitHub annotation when under Actions)."""
-    from rich.markup import escape
+    from rich.text import Text
     style = "yellow" if p.severity == "warning" else "red"
     if not (quiet and p.severity == "warning"):
-        err().print(f"[{style}]{escape(str(p))}[/{style}]")
+        err().print(Text(str(p), style=style))
     if github_actions():
         level = "warning" if p.severity == "warning" else "error"
         loc = f"file={p.file}"
@@ -67,11 +75,33 @@ def problem(p, *, quiet: bool = False) -> None:
         sys.stderr.flush()
 
 
+def _labelled(label: str, style: str, message: str):
+    from rich.text import Text
+    return Text.assemble((label, style), " ", str(message))
+
+
 def error(message: str) -> None:
-    from rich.markup import escape
-    err().print(f"[red]error:[/red] {escape(message)}")
+    """``error: <message>`` on stderr; the message is plain text."""
+    err().print(_labelled("error:", "red", message))
 
 
-def info(message: str, *, quiet: bool = False) -> None:
+def warning(message: str, *, label: str = "warning:", quiet: bool = False) -> None:
+    """``warning: <message>`` on stderr; the message is plain text."""
     if not quiet:
-        err().print(message, highlight=False)
+        err().print(_labelled(label, "yellow", message))
+
+
+def info(message: str, *, quiet: bool = False, style: str = "") -> None:
+    """One plain line on stderr (never markup)."""
+    if not quiet:
+        from rich.text import Text
+        err().print(Text(str(message), style=style))
+
+
+def rule(title: str) -> None:
+    """A section heading on stderr: a rule on a terminal, ``== title`` in a pipe."""
+    from rich.text import Text
+    if err().is_terminal:
+        err().rule(Text(str(title)))
+    else:
+        info(f"== {title}")
