@@ -4,7 +4,8 @@ on a pseudo-terminal.
 
 ``FailOn`` is the real simulator whose ``fail_call`` knob is armed when the first call of a given
 method arrives (``fail_call = (0, ...)`` fails the call being counted), so a test can make exactly
-"the first target create" fail without counting the calls before it.
+"the first target create" (or the third ``iscsi.global.config`` read) fail without counting the
+calls before it.
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ from netprov.sim.truenas import Simulator
 
 
 class FailOn(Simulator):
-    """The simulator, failing the first call of ``method`` with ``message`` (one shot)."""
+    """The simulator, failing the ``nth`` call (from now) of ``method`` with ``message`` (one shot)."""
 
     method: str | None = None
     message: str = ""
+    nth: int = 1
 
     def _count_call(self, method):
         n = super()._count_call(method)
         if self.method is not None and method == self.method:
-            self.method = None
-            self.knobs.fail_call = (0, errno.EBUSY, self.message)
+            self.nth -= 1
+            if self.nth <= 0:
+                self.method, self.nth = None, 1
+                self.knobs.fail_call = (0, errno.EBUSY, self.message)
         return n
 
 
