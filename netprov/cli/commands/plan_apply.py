@@ -205,9 +205,8 @@ def plan_exit(plan, detailed: bool) -> int:
 def save_plan(plan, out: Path) -> None:
     data = plan.to_json()
     data["kind"] = PLAN_FILE_KIND
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
+    from netprov.cli.files import write_atomic
+    write_atomic(out, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _read_json(path: Path, what: str) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from netprov.cli import console
@@ -11,6 +10,7 @@ from netprov.cli.exit_codes import ExitCode
 
 def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
     from netprov.adapters.local import load_workspace
+    from netprov.cli.files import PRIVATE, write_atomic
     from netprov.core.render import MISSING_SECRET, Renderer
 
     ws = load_workspace(inventory)
@@ -28,10 +28,8 @@ def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
         # <out>/<server>/<root as on the server>/<path>: the tree mirrors the server's filesystem.
         dest = out / f.server / roots[f.server][f.root.value].lstrip("/") / f.path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.write_bytes(f.content)
-        os.chmod(tmp, f.mode)
-        os.replace(tmp, dest)
+        # A script holding a CHAP secret is 0640 on the server (group dnsmasq); here, only yours.
+        write_atomic(dest, f.content, PRIVATE if f.secret else f.mode)
         written += 1
         if MISSING_SECRET.encode() in f.content:
             console.warning(f"{dest}: CHAP secret not available; placeholder written", label="note:", quiet=quiet)

@@ -6,7 +6,6 @@ The snapshot holds no secrets (auth secrets are stored only as 'redacted' or a h
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,6 +27,7 @@ def register(state_app: typer.Typer, opts) -> None:
     ) -> None:
         """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
         from netprov.cli.commands.plan_apply import _load, open_world
+        from netprov.cli.files import write_atomic
         from netprov.core.storage import desired_storage
         from netprov.engine.run import STATE_FORMAT, manifest_to_json
         ctx = _load(inventory, opts, insecure=insecure, ca_file=ca_file, accept_new_host_key=accept_new_host_key)
@@ -39,8 +39,7 @@ def register(state_app: typer.Typer, opts) -> None:
             for name, host in world.pxe.items():
                 sources = [f.source for f in files if f.server == name and f.source]
                 snapshot["pxe"][name] = manifest_to_json(host.read_manifest(sources=sources))
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, out)
+        # No secret is in it (a CHAP secret only as a salted hash), but it maps the NAS: 0600.
+        write_atomic(out, (json.dumps(snapshot, indent=2, sort_keys=True) + "\n").encode())
         console.info(f"state of {len(snapshot['storage'])} storage and {len(snapshot['pxe'])} PXE server(s) "
                      f"written to {out}", quiet=opts.quiet)
