@@ -41,6 +41,24 @@ def err() -> Console:
                    emoji=False)
 
 
+_SECRETS: set[str] = set()
+MASK = "********"
+
+
+def add_secrets(*values: str | None) -> None:
+    """Secrets this run knows (CHAP secrets, the API key, a password): never printed, whatever
+    carries them (a server's output, an error message). A last line of defence: the plan and the
+    adapters mask them already."""
+    _SECRETS.update(v for v in values if v and len(v) >= 6)
+
+
+def mask(text: str) -> str:
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
 def reset() -> None:
     """Forget cached consoles (tests swap sys.stdout/sys.stderr)."""
     out.cache_clear()
@@ -60,7 +78,7 @@ def problem(p, *, quiet: bool = False) -> None:
     from rich.text import Text
     style = "yellow" if p.severity == "warning" else "red"
     if not (quiet and p.severity == "warning"):
-        err().print(Text(str(p), style=style))
+        err().print(Text(mask(str(p)), style=style))
     if github_actions():
         level = "warning" if p.severity == "warning" else "error"
         loc = f"file={p.file}"
@@ -71,13 +89,13 @@ def problem(p, *, quiet: bool = False) -> None:
         msg = f"{p.path}: {p.message}" if p.path else p.message
         # stderr: the runner reads workflow commands from both streams, and stdout stays pure data
         # (`plan --json` must parse).
-        sys.stderr.write(f"::{level} {loc}::{_gh_escape(msg)}\n")
+        sys.stderr.write(f"::{level} {loc}::{_gh_escape(mask(msg))}\n")
         sys.stderr.flush()
 
 
 def _labelled(label: str, style: str, message: str):
     from rich.text import Text
-    return Text.assemble((label, style), " ", str(message))
+    return Text.assemble((label, style), " ", mask(str(message)))
 
 
 def error(message: str) -> None:
@@ -95,13 +113,13 @@ def info(message: str, *, quiet: bool = False, style: str = "") -> None:
     """One plain line on stderr (never markup)."""
     if not quiet:
         from rich.text import Text
-        err().print(Text(str(message), style=style))
+        err().print(Text(mask(str(message)), style=style))
 
 
 def rule(title: str) -> None:
     """A section heading on stderr: a rule on a terminal, ``== title`` in a pipe."""
     from rich.text import Text
     if err().is_terminal:
-        err().rule(Text(str(title)))
+        err().rule(Text(mask(str(title))))
     else:
         info(f"== {title}")

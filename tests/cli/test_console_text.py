@@ -74,3 +74,15 @@ def test_progress_lines_in_a_pipe_are_text(streams) -> None:
         reporter.event("storage:nas", "start", c)
         reporter.event("storage:nas", "failed", c, HOSTILE[0])
     assert streams.err().splitlines() == [f"storage:nas: create zvol[tank/netboot/m1]: FAILED: {HOSTILE[0]}"]
+
+
+def test_known_secrets_are_masked_in_every_message(streams, monkeypatch) -> None:
+    monkeypatch.setattr(console, "_SECRETS", set())
+    console.add_secrets("Zq9-chap-secret", None, "")
+    output = "restart failed: set password Zq9-chap-secret"
+    console.info(output)
+    console.error(output)
+    console.warning(output)
+    console.problem(Problem("inv.yaml", 1, 1, "", output))
+    err = streams.err()
+    assert "Zq9-chap-secret" not in err and err.count("set password ********") == 4

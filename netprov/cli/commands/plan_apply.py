@@ -58,6 +58,7 @@ def _load(inventory: Path, opts, **flags: Any) -> Context:
 
     settings = load_settings(opts.config, **flags)
     ws = load_workspace(inventory)
+    console.add_secrets(*ws.secrets.values())
     for w in ws.warnings:
         console.problem(w, quiet=opts.quiet)
     sha = hashlib.sha256(inventory.read_bytes()).hexdigest()
@@ -91,6 +92,12 @@ def _read_secret_file(path: str) -> str:
 
 def storage_credentials(storage, settings, name: str):
     """The NAS credentials, from settings (NETPROV_API_KEY), the env var or the file the inventory names."""
+    creds = _credentials(storage, settings, name)
+    console.add_secrets(*(s.get_secret_value() for s in (creds.api_key, creds.password) if s is not None))
+    return creds
+
+
+def _credentials(storage, settings, name: str):
     from netprov.adapters.truenas.rpc import Credentials
     if settings.api_key is not None:
         return Credentials(api_key=settings.api_key.get_secret_value())

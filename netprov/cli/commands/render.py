@@ -14,6 +14,7 @@ def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
     from netprov.core.render import MISSING_SECRET, Renderer
 
     ws = load_workspace(inventory)
+    console.add_secrets(*ws.secrets.values())
     for w in ws.warnings:
         console.problem(w, quiet=quiet)
     files = Renderer(ws.templates).render(ws.loaded, ws.secrets)
