@@ -73,6 +73,11 @@ def _gh_escape(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
+def _gh_property(text: str) -> str:
+    """A workflow-command property value (a file name): ':' and ',' would end it early."""
+    return _gh_escape(text).replace(":", "%3A").replace(",", "%2C")
+
+
 def problem(p, *, quiet: bool = False) -> None:
     """Print one inventory Problem (and its GitHub annotation when under Actions)."""
     from rich.text import Text
@@ -81,7 +86,7 @@ def problem(p, *, quiet: bool = False) -> None:
         err().print(Text(mask(str(p)), style=style))
     if github_actions():
         level = "warning" if p.severity == "warning" else "error"
-        loc = f"file={p.file}"
+        loc = f"file={_gh_property(p.file)}"
         if p.line:
             loc += f",line={p.line}"
             if p.col:

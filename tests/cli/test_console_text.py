@@ -86,3 +86,38 @@ def test_known_secrets_are_masked_in_every_message(streams, monkeypatch) -> None
     console.problem(Problem("inv.yaml", 1, 1, "", output))
     err = streams.err()
     assert "Zq9-chap-secret" not in err and err.count("set password ********") == 4
+
+
+def test_the_markdown_summary_shows_hostile_text_as_text() -> None:
+    """$GITHUB_STEP_SUMMARY is markdown (with HTML): names, reasons and file contents can't add
+    links, images, HTML or formatting, nor close the diff's fence early."""
+    from markdown_it import MarkdownIt
+    reason = "drift: <img src=x onerror=alert(1)> [link](http://evil.example) **bold** | pipe `tick` _u_"
+    diff = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+```\n+</details><script>alert(1)</script>\n+[x](http://evil)"
+    c = Change("pxe:pxe", "file", "pxe.tftp[a`b|c<i>.ipxe]", Action.UPDATE, reason, {"sha256": "0"},
+               {"sha256": "1"}, refused=reason, diff=diff)
+    plan = Plan(changes=(c,), fingerprints={}, inventory="inv.yaml", inventory_sha256="0" * 64)
+    md = views.plan_markdown(plan)
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    flat = []
+    for t in tokens:
+        flat.append(t)
+        flat += t.children or []
+    html = [t.content.strip() for t in flat if t.type in ("html_inline", "html_block")]
+    assert html == ["<details><summary>File diffs</summary>", "</details>"], html
+    assert not [t for t in flat if t.type in ("link_open", "image", "em_open")]
+    assert [t.type for t in flat].count("strong_open") == 1          # netprov's own "**refused: …**"
+    fences = [t for t in flat if t.type == "fence"]
+    assert len(fences) == 1 and fences[0].content == diff + "\n"
+    cells = [t for t in tokens if t.type == "inline" and t.map and "drift" in t.content]
+    text = "".join(ch.content for ch in cells[0].children if ch.type == "text")
+    assert text == f"{reason} refused: {reason}"
+    spans = [ch.content for t in tokens if t.type == "inline" for ch in t.children or [] if ch.type == "code_inline"]
+    assert "pxe.tftp[a`b|c<i>.ipxe]" in spans, spans
+
+
+def test_a_github_annotation_keeps_a_hostile_file_name_and_message_in_their_place(streams, monkeypatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    console.problem(Problem("inv,title=x:y%.yaml", 3, 5, "machines.m1", "bad\n::error::forged"))
+    err = streams.err().splitlines()
+    assert "::error file=inv%2Ctitle=x%3Ay%25.yaml,line=3,col=5::machines.m1: bad%0A::error::forged" in err
