@@ -389,8 +389,8 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
             with ProgressReporter(totals, opts.quiet) as reporter:
                 apply_plan(run, world, reporter=reporter, parallel=ctx.settings.parallel,
                            should_stop=lambda: stop["flag"], result=result)
-        except BaseException:
-            report_apply(result, verbose=opts.verbose, broken=True)
+        except BaseException as exc:
+            report_apply(result, verbose=opts.verbose, broken=exc)
             raise
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -418,12 +418,14 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
 MADE_LIST_LIMIT = 20
 
 
-def report_apply(result, *, verbose: int = 0, broken: bool = False) -> None:
-    """Say what an apply did, truthfully, whatever stopped it: the count of changes made, which
-    ones (all with -v, else the first MADE_LIST_LIMIT), then each failure, last, one line each."""
+def report_apply(result, *, verbose: int = 0, broken: BaseException | None = None) -> None:
+    """Say what an apply did, truthfully, whatever stopped it (``broken``: an exception that escaped
+    the engine): the count of changes made, which ones (all with -v, else the first
+    MADE_LIST_LIMIT), then each failure, last, one line each."""
     made, failed, skipped = len(result.done), len(result.failed), len(result.skipped)
-    ok = result.ok and not broken
-    head = "Done" if ok else ("Interrupted" if result.interrupted or broken else "Apply failed")
+    ok = result.ok and broken is None
+    interrupted = result.interrupted or isinstance(broken, KeyboardInterrupt)
+    head = "Done" if ok else ("Interrupted" if interrupted else "Apply failed")
     console.info(f"{head}: {made} change(s) made, {failed} failed, {skipped} not attempted.")
     if not ok and made:
         shown = result.done if verbose else result.done[:MADE_LIST_LIMIT]
