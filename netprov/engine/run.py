@@ -292,10 +292,10 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
     result lists exactly what was done, what failed and what was not attempted.
 
     Every outcome is recorded in the result *before* the reporter hears of it, and a reporter
-    that raises loses nothing (its error is logged). A ``NetprovError`` raised out of a port (a
-    stale or unreachable NAS, a PXE server that refuses) is recorded as a failure of that system,
-    not raised: what was made before it stays in ``result.done``. Pass ``result`` to keep hold of
-    the record even if something else (a bug, a second Ctrl-C) escapes.
+    that raises loses nothing (its error is logged at debug level). A ``NetprovError`` raised out
+    of a port (a stale or unreachable NAS, a PXE server that refuses) is recorded as a failure of
+    that system, not raised: what was made before it stays in ``result.done``. Pass ``result`` to
+    keep hold of the record even if something else (a bug, a second Ctrl-C) escapes.
     """
     if world.offline:
         raise NetprovError("an offline plan cannot be applied: plan against the live systems")
@@ -310,7 +310,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         try:
             reporter.event(system, event, change, error)
         except Exception:  # noqa: BLE001 - showing progress must never decide an outcome
-            logger.warning("progress reporter failed on %s %s", system, event, exc_info=True)
+            logger.debug("progress reporter failed on %s %s", system, event, exc_info=True)
 
     def storage_progress(system: str):
         def cb(event: str, change: Change, error: str | None = None) -> None:

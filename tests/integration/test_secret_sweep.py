@@ -120,7 +120,8 @@ def test_no_command_leaks_a_secret(lab) -> None:
     run("plan", "--detailed-exitcode", str(inv), code=0)
     run("state", "pull", str(inv), "--out", str(work / "state.json"), code=0)
     run("plan", "--state", str(work / "state.json"), "--json", str(inv), code=0)
-    run("render", str(inv), "--out", str(work / "rendered"), code=0)
+    run("render", str(inv), "--out", str(work / "out"), code=0)
+    run("render", str(inv), code=0)                                # into ./rendered
     run("apply", "--auto-approve", str(inv), code=1, NAS_KEY="1-wrongwrongwrongwrong")
 
     # Rotate m1's secret; the NAS fails the update (its message quoting what it was sent).
@@ -148,11 +149,14 @@ def test_no_command_leaks_a_secret(lab) -> None:
 
     # --- where each secret may be ---------------------------------------------------------
     rendered_tftp = work / "rendered" / "pxe" / str(pxe / "tftp").lstrip("/")
+    out_tftp = work / "out" / "pxe" / str(pxe / "tftp").lstrip("/")
     allowed: dict[Path, tuple[set[str], int]] = {
         pxe / "tftp" / script_name(MACS["m1"]): ({CHAP1, CHAP1_NEW}, 0o640),
         pxe / "tftp" / script_name(MACS["m2"]): ({CHAP2}, 0o640),
         rendered_tftp / script_name(MACS["m1"]): ({CHAP1}, 0o600),
         rendered_tftp / script_name(MACS["m2"]): ({CHAP2}, 0o600),
+        out_tftp / script_name(MACS["m1"]): ({CHAP1}, 0o600),
+        out_tftp / script_name(MACS["m2"]): ({CHAP2}, 0o600),
         demo_state: ({DEMO, demo_key}, 0o600),
         lab_dir / "secrets/m2": ({CHAP2}, 0o600),          # the input itself
     }
