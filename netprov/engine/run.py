@@ -285,7 +285,8 @@ def missing_secrets(run: RunPlan) -> list[str]:
 # --- apply ---------------------------------------------------------------------------
 
 def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, parallel: int = 8,
-               should_stop: Callable[[], bool] = lambda: False, result: ApplyResult | None = None) -> ApplyResult:
+               should_stop: Callable[[], bool] = lambda: False,
+               result: ApplyResult | None = None) -> ApplyResult:
     """Carry out ``run`` (made from live state). Re-checks each system's fingerprint first.
 
     Stops cleanly between steps when ``should_stop()`` turns true (Ctrl-C), and the
@@ -348,7 +349,8 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         report(system, "phase", None, "create/update")
         try:
             world.storage[name].apply(todo, expected_fingerprint=expected, desired=desired,
-                                      progress=storage_progress(system), parallel=parallel, should_stop=should_stop)
+                                      progress=storage_progress(system), parallel=parallel,
+                                      should_stop=should_stop)
         except NetprovError as exc:
             result.failed.append((system, str(exc)))
             report(system, "error", None, str(exc))
@@ -407,7 +409,8 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         try:
             world.storage[name].apply(todo + [c for c in changes if c.action is Action.NOOP],
                                       expected_fingerprint=None, desired=desired,
-                                      progress=storage_progress(system), parallel=parallel, should_stop=should_stop)
+                                      progress=storage_progress(system), parallel=parallel,
+                                      should_stop=should_stop)
         except NetprovError as exc:
             result.failed.append((system, str(exc)))
             result.skipped += not_recorded([c.address for c in todo])

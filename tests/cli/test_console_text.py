@@ -93,7 +93,8 @@ def test_the_markdown_summary_shows_hostile_text_as_text() -> None:
     links, images, HTML or formatting, nor close the diff's fence early."""
     from markdown_it import MarkdownIt
     reason = "drift: <img src=x onerror=alert(1)> [link](http://evil.example) **bold** | pipe `tick` _u_"
-    diff = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+```\n+</details><script>alert(1)</script>\n+[x](http://evil)"
+    diff = ("--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+```\n+</details><script>alert(1)</script>\n"
+            "+[x](http://evil)")
     c = Change("pxe:pxe", "file", "pxe.tftp[a`b|c<i>.ipxe]", Action.UPDATE, reason, {"sha256": "0"},
                {"sha256": "1"}, refused=reason, diff=diff)
     plan = Plan(changes=(c,), fingerprints={}, inventory="inv.yaml", inventory_sha256="0" * 64)
@@ -112,11 +113,12 @@ def test_the_markdown_summary_shows_hostile_text_as_text() -> None:
     cells = [t for t in tokens if t.type == "inline" and t.map and "drift" in t.content]
     text = "".join(ch.content for ch in cells[0].children if ch.type == "text")
     assert text == f"{reason} refused: {reason}"
-    spans = [ch.content for t in tokens if t.type == "inline" for ch in t.children or [] if ch.type == "code_inline"]
+    spans = [ch.content for t in tokens if t.type == "inline"
+             for ch in t.children or [] if ch.type == "code_inline"]
     assert "pxe.tftp[a`b|c<i>.ipxe]" in spans, spans
 
 
-def test_a_github_annotation_keeps_a_hostile_file_name_and_message_in_their_place(streams, monkeypatch) -> None:
+def test_a_github_annotation_keeps_a_hostile_file_name_and_message_in_place(streams, monkeypatch) -> None:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     console.problem(Problem("inv,title=x:y%.yaml", 3, 5, "machines.m1", "bad\n::error::forged"))
     err = streams.err().splitlines()

@@ -43,8 +43,8 @@ def test_a_chap_secret_file_others_can_open_is_warned_about(tmp_path, capsys, mo
     secret.write_text(CHAP + "\n")
     secret.chmod(mode)
     err = _validate(_inventory(tmp_path, secret), capsys)
-    assert f"warning: machines.node1.chap.secret_file: {secret} is open to {who} (mode {mode:04o}); chmod 600 it" \
-        in err, err
+    expected = f"{secret} is open to {who} (mode {mode:04o}); chmod 600 it"
+    assert f"warning: machines.node1.chap.secret_file: {expected}" in err, err
     assert CHAP not in err
 
 

@@ -48,7 +48,8 @@ def _lab(sim, tmp_path: Path, *, test_command: str = "true") -> tuple[Path, dict
     inv.write_text(inventory_text(sim.url, tmp_path, machines=MACHINES,
                                   chap={"m1": "secret_env: S1", "m2": "secret_env: S2"},
                                   test_command=test_command))
-    env = {**os.environ, "NAS_KEY": sim.api_key, "S1": "m1-secret-abcd", "S2": "m2-secret-abcd", "NO_COLOR": "1"}
+    env = {**os.environ, "NAS_KEY": sim.api_key, "S1": "m1-secret-abcd", "S2": "m2-secret-abcd",
+           "NO_COLOR": "1"}
     return inv, env, tmp_path / "pxe"
 
 

@@ -129,8 +129,9 @@ def engine_lab(tmp_path):
             clients.append(client)
             ports[name] = TrueNASStorage(client, name, loaded.inventory.storage[name])
         host = PxeHost(PxeSettings(host="localhost", roots=server_roots(loaded, "pxe"), server="pxe",
-                                   lock_path=str(tmp_path / "lock"), test_command="true", reload_command="true",
-                                   restart_command="true"), connection=LocalConnection())
+                                   lock_path=str(tmp_path / "lock"), test_command="true",
+                                   reload_command="true", restart_command="true"),
+                       connection=LocalConnection())
         return loaded, World(storage=ports, pxe={"pxe": host}), {n: c for n, c in zip(sims, clients)}, root
     yield build
     for c in clients:

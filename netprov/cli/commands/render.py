@@ -33,7 +33,8 @@ def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
         write_atomic(dest, f.content, PRIVATE if f.secret else f.mode)
         written += 1
         if MISSING_SECRET.encode() in f.content:
-            console.warning(f"{dest}: CHAP secret not available; placeholder written", label="note:", quiet=quiet)
+            console.warning(f"{dest}: CHAP secret not available; placeholder written", label="note:",
+                            quiet=quiet)
     console.info(f"rendered {written} files into {out}/", quiet=quiet)
     for f in files:
         print(f"{f.server}\t{f.kind.value}\t{roots[f.server][f.root.value]}/{f.path}")
