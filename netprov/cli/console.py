@@ -60,9 +60,10 @@ def mask(text: str) -> str:
 
 
 def reset() -> None:
-    """Forget cached consoles (tests swap sys.stdout/sys.stderr)."""
+    """Forget cached consoles (tests swap sys.stdout/sys.stderr) and the secrets of the last run."""
     out.cache_clear()
     err.cache_clear()
+    _SECRETS.clear()
 
 
 def github_actions() -> bool:
