@@ -450,4 +450,4 @@ def _scoped(error: str, address: str) -> str:
 
 def _null_console():
     from rich.console import Console
-    return Console(file=open(os.devnull, "w"))
+    return Console(quiet=True, markup=False, emoji=False)
