@@ -112,22 +112,49 @@ def plan_json(plan: Plan) -> str:
 
 
 def plan_markdown(plan: Plan) -> str:
-    """For $GITHUB_STEP_SUMMARY."""
-    lines = ["## netprov plan", "", summary_line(plan), ""]
+    """For $GITHUB_STEP_SUMMARY. Names, reasons and file contents are text, never markdown or HTML:
+    cells are escaped and code spans and fences are longer than any run of backticks inside."""
+    lines = ["## netprov plan", "", md_text(summary_line(plan)), ""]
     if plan.has_changes or plan.refused:
         lines += ["| | address | action | reason |", "|---|---|---|---|"]
         for c in plan.changes:
             if c.is_change:
-                mark = " **refused: " + c.refused.replace("|", "\\|") + "**" if c.refused else ""
-                reason = c.reason.replace("|", "\\|")
-                lines.append(f"| `{SYMBOL[c.action]}` | `{c.address}` | {c.action.value} | {reason}{mark} |")
+                mark = " **refused: " + md_text(c.refused) + "**" if c.refused else ""
+                lines.append(f"| {md_code(SYMBOL[c.action])} | {md_code(c.address)} | {c.action.value} | "
+                             f"{md_text(c.reason)}{mark} |")
         diffs = [c for c in plan.changes if c.diff and c.is_change]
         if diffs:
             lines += ["", "<details><summary>File diffs</summary>", ""]
             for c in diffs:
-                lines += [f"`{c.address}`", "", "```diff", c.diff.rstrip("\n"), "```", ""]
+                body = c.diff.rstrip("\n")
+                fence = "`" * max(3, _longest_run(body, "`") + 1)
+                lines += [md_code(c.address), "", f"{fence}diff", body, fence, ""]
             lines.append("</details>")
     return "\n".join(lines) + "\n"
+
+
+_MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~&:\"'=$")
+
+
+def md_text(text: str) -> str:
+    """Plain text inside a markdown table cell: one line, every ASCII punctuation mark escaped."""
+    one_line = " ".join(str(text).split())
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in one_line)
+
+
+def md_code(text: str) -> str:
+    """A code span holding ``text`` exactly (one line), whatever backticks it contains."""
+    one_line = " ".join(str(text).split()).replace("|", "\\|")
+    ticks = "`" * (_longest_run(one_line, "`") + 1)
+    return f"{ticks} {one_line} {ticks}" if "`" in one_line else f"{ticks}{one_line}{ticks}"
+
+
+def _longest_run(text: str, ch: str) -> int:
+    best = run = 0
+    for c in text:
+        run = run + 1 if c == ch else 0
+        best = max(best, run)
+    return best
 
 
 def _systems(plan: Plan) -> list[str]:

@@ -64,6 +64,37 @@ def _read_secret_file(path: str) -> str | None:
         return None
 
 
+def secret_file_warning(path: str | Path) -> str | None:
+    """Why a file holding a secret (an API key, a password, a CHAP secret) is too open, or None.
+
+    Any permission bit for group or other users counts; the message never includes the content.
+    """
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return None   # reading it reports the problem
+    if not mode & 0o077:
+        return None
+    who = "other users" if mode & 0o007 else "its group"
+    return f"{path} is open to {who} (mode {mode & 0o777:04o}); chmod 600 it"
+
+
+def _secret_file_problems(loaded: LoadedInventory) -> list[Problem]:
+    """One warning per CHAP ``secret_file`` that group or other users can open (located at its machine)."""
+    out, seen = [], set()
+    for m in loaded.machines:
+        path = m.chap.secret_file if m.chap is not None else None
+        if not path or path in seen:
+            continue
+        seen.add(path)
+        why = secret_file_warning(path)
+        if why:
+            line, col = loaded.locate(("machines", m.name, "chap")) if loaded.locate else (None, None)
+            out.append(Problem(loaded.filename, line, col, f"machines.{m.name}.chap.secret_file", why,
+                               severity="warning"))
+    return out
+
+
 def load_workspace(path: str | Path, env: dict[str, str] | None = None) -> Workspace:
     """Read and validate an inventory, its template overrides and its secrets."""
     p = Path(path)
@@ -73,4 +104,5 @@ def load_workspace(path: str | Path, env: dict[str, str] | None = None) -> Works
     errors = [x for x in problems if x.severity == "error"]
     if errors:
         raise InventoryError(errors)
+    problems += _secret_file_problems(loaded)
     return Workspace(p, loaded, templates, secrets, tuple(problems))

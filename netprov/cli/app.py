@@ -106,6 +106,11 @@ def _register_more() -> None:
 _register_more()
 
 
+def _traceback() -> None:
+    import traceback
+    sys.stderr.write(console.mask(traceback.format_exc()))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to exit codes."""
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -129,14 +134,12 @@ def main(argv: list[str] | None = None) -> None:
         for p in exc.problems:
             console.problem(p)
         if OPTS.debug:
-            import traceback
-            traceback.print_exc()
+            _traceback()
         code = ExitCode.ERROR
     except NetprovError as exc:
         console.error(str(exc))
         if OPTS.debug:
-            import traceback
-            traceback.print_exc()
+            _traceback()
         code = ExitCode.ERROR
     except KeyboardInterrupt:
         console.error("interrupted")

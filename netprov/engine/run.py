@@ -11,6 +11,7 @@ points at a resource when it is removed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, 
 from netprov.errors import NetprovError
 
 STATE_FORMAT = 1
+logger = logging.getLogger(__name__)
 
 
 class StoragePort(Protocol):
@@ -76,10 +78,13 @@ class RunPlan:
 
 @dataclass
 class ApplyResult:
-    done: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)   # (address, error)
+    """What an apply did, recorded as it happens (the caller may hold it while apply runs)."""
+
+    done: list[str] = field(default_factory=list)                 # addresses of changes made
+    failed: list[tuple[str, str]] = field(default_factory=list)   # (address or system, error)
     skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
+    stopped: str | None = None    # the system whose port raised and stopped the whole apply
 
     @property
     def ok(self) -> bool:
@@ -317,31 +322,56 @@ def missing_secrets(run: RunPlan) -> list[str]:
 # --- apply ---------------------------------------------------------------------------
 
 def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, parallel: int = 8,
-               should_stop: Callable[[], bool] = lambda: False) -> ApplyResult:
+               should_stop: Callable[[], bool] = lambda: False,
+               result: ApplyResult | None = None) -> ApplyResult:
     """Carry out ``run`` (made from live state). Re-checks each system's fingerprint first.
 
     Stops cleanly between steps when ``should_stop()`` turns true (Ctrl-C), and the
     result lists exactly what was done, what failed and what was not attempted.
+
+    Every outcome is recorded in the result *before* the reporter hears of it, and a reporter
+    that raises loses nothing (its error is logged at debug level). A ``NetprovError`` raised out
+    of a port (a stale or unreachable NAS, a PXE server that refuses) is recorded as a failure of
+    that system, not raised: what was made before it stays in ``result.done``. Pass ``result`` to
+    keep hold of the record even if something else (a bug, a second Ctrl-C) escapes.
     """
     if world.offline:
         raise NetprovError("an offline plan cannot be applied: plan against the live systems")
     reporter = reporter or NullReporter()
-    result = ApplyResult()
+    result = result if result is not None else ApplyResult()
     refused = blocking_refusals(run.plan)
     if refused:
         raise NetprovError(f"{len(refused)} change(s) are refused; fix them or pass the flag they name: "
                            + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
 
+    def report(system: str, event: str, change: Any = None, error: str | None = None) -> None:
+        try:
+            reporter.event(system, event, change, error)
+        except Exception:  # noqa: BLE001 - showing progress must never decide an outcome
+            logger.debug("progress reporter failed on %s %s", system, event, exc_info=True)
+
     def storage_progress(system: str):
         def cb(event: str, change: Change, error: str | None = None) -> None:
-            reporter.event(system, event, change, error)
             if event == "done":
                 result.done.append(change.address)
             elif event == "failed":
                 result.failed.append((change.address, error or "failed"))
             elif event == "skipped":
                 result.skipped.append(change.address)
+            report(system, event, change, error)
         return cb
+
+    def not_recorded(addresses: list[str]) -> list[str]:
+        seen = set(result.done) | {a for a, _ in result.failed} | set(result.skipped)
+        return [a for a in addresses if a not in seen]
+
+    def stop_everything(why: str) -> ApplyResult:
+        """A port raised in phase 1: nothing more is attempted anywhere (no file points at a disk
+        whose creation may have failed, no delete runs); everything not done is 'not attempted'."""
+        rest = [c.address for c in run.plan.pending]
+        result.skipped += not_recorded(rest)
+        result.stopped = why
+        return result
 
     # Phase 1: storage creates/updates (the fingerprint check happens here, before any write).
     for name, (desired, actual, changes) in sorted(run.storage.items()):
@@ -353,9 +383,15 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
             result.interrupted = True
             result.skipped += [c.address for c in todo if c.is_change]
             continue
-        reporter.event(system, "phase", None, "create/update")
-        world.storage[name].apply(todo, expected_fingerprint=expected, desired=desired,
-                                  progress=storage_progress(system), parallel=parallel, should_stop=should_stop)
+        report(system, "phase", None, "create/update")
+        try:
+            world.storage[name].apply(todo, expected_fingerprint=expected, desired=desired,
+                                      progress=storage_progress(system), parallel=parallel,
+                                      should_stop=should_stop)
+        except NetprovError as exc:
+            result.failed.append((system, str(exc)))
+            report(system, "error", None, str(exc))
+            return stop_everything(system)
 
     if should_stop():
         result.interrupted = True
@@ -378,16 +414,17 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         host = world.pxe[server]
         # The host re-checks every changing file's "before" hash inside its lock, in the
         # same round trip as the upload, and raises StalePlanError on a mismatch.
-        reporter.event(system, "phase", None, "push")
+        report(system, "phase", None, "push")
 
         def cb(event: str, change: Any = None, _system: str = system) -> None:
-            reporter.event(_system, event, None, getattr(change, "address", None))
+            report(_system, event, None, getattr(change, "address", None))
         try:
             # Blocking conflicts were refused above; what is left (a missing binary source) is advisory.
             host.apply(fplan, cb, allow_conflicts=True)
         except NetprovError as exc:
-            result.failed.append((f"pxe:{server}", str(exc)))
+            result.failed.append((system, str(exc)))
             result.skipped += [c.address for c in fplan.pending]
+            report(system, "error", None, str(exc))
             continue
         result.done += [c.address for c in fplan.pending]
         if fplan.activation is not fp.Activation.NONE:
@@ -403,10 +440,16 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
             result.interrupted = result.interrupted or should_stop()
             result.skipped += [c.address for c in todo]
             continue
-        reporter.event(system, "phase", None, "delete")
+        report(system, "phase", None, "delete")
         # Phase 1 changed this NAS on purpose, so its fingerprint no longer matches the plan's; the
         # deletes still verify each object by id and name/mark against apply's own fresh read.
-        world.storage[name].apply(todo + [c for c in changes if c.action is Action.NOOP], expected_fingerprint=None,
-                                  desired=desired, progress=storage_progress(system), parallel=parallel,
-                                  should_stop=should_stop)
+        try:
+            world.storage[name].apply(todo + [c for c in changes if c.action is Action.NOOP],
+                                      expected_fingerprint=None, desired=desired,
+                                      progress=storage_progress(system), parallel=parallel,
+                                      should_stop=should_stop)
+        except NetprovError as exc:
+            result.failed.append((system, str(exc)))
+            result.skipped += not_recorded([c.address for c in todo])
+            report(system, "error", None, str(exc))
     return result

@@ -94,7 +94,6 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
     api_key = f"1-{secrets.token_hex(24)}"
     os.environ[DEMO_API_KEY_ENV] = api_key
     os.environ.setdefault(DEMO_CHAP_SECRET_ENV, "demo-" + secrets.token_hex(4))   # 13 characters
-    say = console.err().rule if console.err().is_terminal else (lambda text: console.info(f"== {text}"))
 
     with Simulator(profile=profile, api_key=api_key) as sim:
         console.info(f"TrueNAS simulator (profile {profile}) on {sim.url}")
@@ -102,24 +101,24 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
         console.info(f"demo inventory: {demo_inv}  (from {example})")
         _create_parents(demo_inv, sim.url, api_key)
 
-        say("1. netprov validate")
+        console.rule("1. netprov validate")
         if validate.run([demo_inv], quiet=opts.quiet) != 0:
             return ExitCode.ERROR
 
         ctx = plan_apply._load(demo_inv, opts)
-        say("2. netprov plan")
+        console.rule("2. netprov plan")
         policy = plan_apply._policy(None, False, False, ctx)
         with plan_apply.open_world(ctx, offline=False, state=None) as world:
             first = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
         plan_apply.show_plan(first.plan, as_json=False)
 
-        say("3. netprov apply --auto-approve")
+        console.rule("3. netprov apply --auto-approve")
         code = plan_apply.run_apply(demo_inv, opts, auto_approve=True, target=None, allow_destroy=False,
                                     adopt=False, flags={})
         if code != 0:
             return code
 
-        say("4. netprov plan (again: nothing left to do)")
+        console.rule("4. netprov plan (again: nothing left to do)")
         with plan_apply.open_world(ctx, offline=False, state=None) as world:
             second = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
         plan_apply.show_plan(second.plan, as_json=False)

@@ -60,6 +60,7 @@ def _load(inventory: Path, opts, **flags: Any) -> Context:
 
     settings = load_settings(opts.config, **flags)
     ws = load_workspace(inventory)
+    console.add_secrets(*ws.secrets.values())
     for w in ws.warnings:
         console.problem(w, quiet=opts.quiet)
     sha = hashlib.sha256(inventory.read_bytes()).hexdigest()
@@ -86,10 +87,12 @@ def _policy(target: list[str] | None, allow_destroy: bool, adopt: bool, ctx: Con
 
 
 def _read_secret_file(path: str) -> str:
+    from netprov.adapters.local import secret_file_warning
     try:
         p = Path(path)
-        if p.stat().st_mode & 0o077:
-            console.info(f"[yellow]warning:[/yellow] {path} is readable by other users; chmod 600 it")
+        why = secret_file_warning(p)
+        if why:
+            console.warning(why)
         return p.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise NetprovError(f"cannot read {path}: {exc.strerror}") from None
@@ -97,6 +100,12 @@ def _read_secret_file(path: str) -> str:
 
 def storage_credentials(storage, settings, name: str):
     """The NAS credentials, from settings (NETPROV_API_KEY), the env var or the file the inventory names."""
+    creds = _credentials(storage, settings, name)
+    console.add_secrets(*(s.get_secret_value() for s in (creds.api_key, creds.password) if s is not None))
+    return creds
+
+
+def _credentials(storage, settings, name: str):
     from netprov.adapters.truenas.rpc import Credentials
     if settings.api_key is not None:
         return Credentials(api_key=settings.api_key.get_secret_value())
@@ -155,7 +164,7 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
         storage_ports = {}
         for name, st in sorted(inv.storage.items()):
             if ctx.settings.insecure:
-                console.info(f"[yellow]warning:[/yellow] TLS verification of storage {name} is OFF (--insecure)")
+                console.warning(f"TLS verification of storage {name} is OFF (--insecure)")
             client = TrueNASClient.connect(st.url, storage_credentials(st, ctx.settings, name),
                                            ca_file=str(st.ca_file or ctx.settings.ca_file or "") or None,
                                            insecure=ctx.settings.insecure, timeout=ctx.settings.timeout,
@@ -200,7 +209,7 @@ def plan_exit(plan, detailed: bool) -> int:
     blocking = blocking_refusals(plan, secrets_optional=True)
     for c in refused:
         if c not in blocking:
-            console.info(f"[yellow]warning:[/yellow] {c.address}: {c.refused}")
+            console.warning(f"{c.address}: {c.refused}")
     if blocking:
         console.error(f"{len(blocking)} change(s) refused (see the plan): apply would stop")
         return ExitCode.ERROR
@@ -212,9 +221,8 @@ def plan_exit(plan, detailed: bool) -> int:
 def save_plan(plan, out: Path) -> None:
     data = plan.to_json()
     data["kind"] = PLAN_FILE_KIND
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out)
+    from netprov.cli.files import write_atomic
+    write_atomic(out, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -238,13 +246,15 @@ def load_saved_plan(path: Path) -> dict:
 
 
 class ProgressReporter:
-    """Engine events -> rich progress bars on stderr (per system and phase), or lines in a pipe."""
+    """Engine events -> rich progress bars on stderr (per system and phase), or lines in a pipe.
+
+    Descriptions and lines carry names and NAS messages: never markup (``markup=False``)."""
 
     def __init__(self, total: dict[str, int], quiet: bool) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
         self.quiet = quiet
         self.tty = console.err().is_terminal
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console.err(), disable=quiet or not self.tty)
         self.tasks = {s: self.progress.add_task(s, total=max(n, 1), start=True) for s, n in sorted(total.items())}
         self.phase: dict[str, str] = {}
@@ -325,7 +335,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
               flags: dict, no_snapshot: bool = False) -> int:
     """`netprov apply` as a function (the demo calls it too)."""
     from netprov import views
-    from netprov.engine.run import apply_plan, blocking_refusals, missing_secrets
+    from netprov.engine.run import ApplyResult, apply_plan, blocking_refusals, missing_secrets
 
     saved = None
     stamp: str | None = None
@@ -386,27 +396,30 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
         totals: dict[str, int] = {}
         for c in run.plan.pending:
             totals[c.system] = totals.get(c.system, 0) + 1
+        # The record is ours: whatever escapes apply_plan, what it made is still known and said.
+        result = ApplyResult()
         try:
             with ProgressReporter(totals, opts.quiet) as reporter:
-                result = apply_plan(run, world, reporter=reporter, parallel=ctx.settings.parallel,
-                                    should_stop=lambda: stop["flag"])
+                apply_plan(run, world, reporter=reporter, parallel=ctx.settings.parallel,
+                           should_stop=lambda: stop["flag"], result=result)
+        except BaseException as exc:
+            report_apply(result, verbose=opts.verbose, broken=exc)
+            raise
         finally:
             signal.signal(signal.SIGINT, previous)
 
-        console.info(f"Done: {len(result.done)} change(s) made, {len(result.failed)} failed, "
-                     f"{len(result.skipped)} not attempted.", quiet=False)
-        for address, error in result.failed:
-            console.error(f"{address}: {error}")
-        if opts.verbose and result.skipped:
-            for address in result.skipped:
-                console.info(f"  not attempted: {address}")
+        report_apply(result, verbose=opts.verbose)
         if result.interrupted:
             console.error("stopped by Ctrl-C between steps; run `netprov plan` to see what is left")
             return ExitCode.INTERRUPTED
         if not result.ok:
             return ExitCode.ERROR
 
-        after = make_run_plan(ctx, world, policy, inventory)
+        try:
+            after = make_run_plan(ctx, world, policy, inventory)
+        except NetprovError as exc:
+            raise NetprovError(f"the {len(result.done)} change(s) above were made, but the check that followed "
+                               f"failed: {exc}; run `netprov plan` to see where things stand") from None
         if after.plan.has_changes:
             console.error("the world did not converge: a fresh plan still has changes:")
             views.plan_rich(after.plan, console.err())
@@ -415,6 +428,39 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
     return ExitCode.OK
 
 
+MADE_LIST_LIMIT = 20
+
+
+def report_apply(result, *, verbose: int = 0, broken: BaseException | None = None) -> None:
+    """Say what an apply did, truthfully, whatever stopped it (``broken``: an exception that escaped
+    the engine): the count of changes made, which ones (all with -v, else the first
+    MADE_LIST_LIMIT), then each failure, last, one line each."""
+    made, failed, skipped = len(result.done), len(result.failed), len(result.skipped)
+    ok = result.ok and broken is None
+    interrupted = result.interrupted or isinstance(broken, KeyboardInterrupt)
+    head = "Done" if ok else ("Interrupted" if interrupted else "Apply failed")
+    console.info(f"{head}: {made} change(s) made, {failed} failed, {skipped} not attempted.")
+    if not ok and made:
+        shown = result.done if verbose else result.done[:MADE_LIST_LIMIT]
+        console.info(f"Changes made ({made}):")
+        for address in shown:
+            console.info(f"  made: {address}")
+        if len(shown) < made:
+            console.info(f"  ... and {made - len(shown)} more (-v lists them all)")
+    if verbose and result.skipped:
+        for address in result.skipped:
+            console.info(f"  not attempted: {address}")
+    for address, error in result.failed:
+        console.error(f"{address}: {_scoped(error, address) if made else error}")
+
+
+def _scoped(error: str, address: str) -> str:
+    """A port's "nothing was changed" is about its own system; other systems were changed."""
+    import re
+    system = address.split(":", 1)[-1] if address.startswith(("pxe:", "storage:")) else address
+    return re.sub(r"nothing was changed(?! on )", f"nothing was changed on {system}", error)
+
+
 def _null_console():
     from rich.console import Console
-    return Console(file=open(os.devnull, "w"))
+    return Console(quiet=True, markup=False, emoji=False)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from netprov.cli import console
@@ -11,9 +10,11 @@ from netprov.cli.exit_codes import ExitCode
 
 def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
     from netprov.adapters.local import load_workspace
+    from netprov.cli.files import PRIVATE, write_atomic
     from netprov.core.render import MISSING_SECRET, Renderer
 
     ws = load_workspace(inventory)
+    console.add_secrets(*ws.secrets.values())
     for w in ws.warnings:
         console.problem(w, quiet=quiet)
     files = Renderer(ws.templates).render(ws.loaded, ws.secrets)
@@ -28,14 +29,12 @@ def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
         # <out>/<server>/<root as on the server>/<path>: the tree mirrors the server's filesystem.
         dest = out / f.server / roots[f.server][f.root.value].lstrip("/") / f.path
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.write_bytes(f.content)
-        os.chmod(tmp, f.mode)
-        os.replace(tmp, dest)
+        # A script holding a CHAP secret is 0640 on the server (group dnsmasq); here, only yours.
+        write_atomic(dest, f.content, PRIVATE if f.secret else f.mode)
         written += 1
         if MISSING_SECRET.encode() in f.content:
-            console.info(f"[yellow]note:[/yellow] {dest}: CHAP secret not available; placeholder written",
-                         quiet=quiet)
+            console.warning(f"{dest}: CHAP secret not available; placeholder written", label="note:",
+                            quiet=quiet)
     console.info(f"rendered {written} files into {out}/", quiet=quiet)
     for f in files:
         print(f"{f.server}\t{f.kind.value}\t{roots[f.server][f.root.value]}/{f.path}")

@@ -6,7 +6,6 @@ The snapshot holds no secrets (auth secrets are stored only as 'redacted' or a h
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,6 +27,7 @@ def register(state_app: typer.Typer, opts) -> None:
     ) -> None:
         """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
         from netprov.cli.commands.plan_apply import _load, open_world
+        from netprov.cli.files import write_atomic
         from netprov.core.bootfiles import Root
         from netprov.core.storage import desired_storage
         from netprov.engine.run import STATE_FORMAT, manifest_to_json
@@ -42,8 +42,7 @@ def register(state_app: typer.Typer, opts) -> None:
                 manifest = host.read_manifest(sources=sources)
                 hosts = [k for k, e in manifest.entries.items() if k[0] is Root.HOSTS and e.managed]
                 snapshot["pxe"][name] = manifest_to_json(manifest.with_old_text(host.fetch_text(hosts)))
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(snapshot, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, out)
+        # No secret is in it (a CHAP secret only as a salted hash), but it maps the NAS: 0600.
+        write_atomic(out, (json.dumps(snapshot, indent=2, sort_keys=True) + "\n").encode())
         console.info(f"state of {len(snapshot['storage'])} storage and {len(snapshot['pxe'])} PXE server(s) "
                      f"written to {out}", quiet=opts.quiet)

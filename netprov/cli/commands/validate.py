@@ -17,6 +17,7 @@ def run(paths: list[Path], *, quiet: bool = False) -> int:
     for path in paths:
         try:
             ws = load_workspace(path)
+            console.add_secrets(*ws.secrets.values())
             # Rendering is part of validation: a broken template override is an inventory error.
             Renderer(ws.templates).render(ws.loaded, ws.secrets)
         except InventoryError as exc:

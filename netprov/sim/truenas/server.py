@@ -670,9 +670,14 @@ class Simulator:
         self.nas.load(d)
 
     def save_state(self, path):
+        """Write the state (it holds the API keys and CHAP secrets) readable by the owner only."""
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.dump_state(), indent=1, sort_keys=True))
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(self.dump_state(), indent=1, sort_keys=True))
+        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
 
     @classmethod
