@@ -187,7 +187,7 @@ def _name_problems(tree: dict, filename: str, locate: Locator) -> list[Problem]:
 
 def _check_ref_name(name: str) -> str | None:
     import re
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", name):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", name):
         return "names may use only letters, digits, '_' and '-'"
     return None
 
@@ -210,7 +210,7 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
 
     for ref, table in (("storage", inv.storage), ("pxe_server", inv.pxe_servers)):
         val = getattr(d, ref)
-        if val is not None and val not in table:
+        if val is not None and val not in table and val not in written[ref if ref == "storage" else "pxe_servers"]:
             err(("defaults", ref), f"{ref} {val!r} is not defined" + _known(table))
 
     machines: list[Machine] = []
