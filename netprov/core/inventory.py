@@ -683,7 +683,8 @@ class Problem:
         prefix = "warning: " if self.severity == "warning" else ""
         path = f"{self.path}: " if self.path else ""
         # One problem, one line: a key or value quoted from the file may hold a line break or an escape.
-        return _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], f"{where}: {prefix}{path}{self.message}")
+        text = _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], f"{where}: {prefix}{path}{self.message}")
+        return text if len(text) <= 1000 else text[:980] + f"... ({len(text) - 980} more characters)"
 
 
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
