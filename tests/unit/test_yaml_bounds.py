@@ -143,3 +143,10 @@ def test_the_benchmark_inventory_size_is_as_documented() -> None:
     finally:
         sys.path.pop(0)
     assert len(make_inventory(10_000).encode()) < 1 << 20  # "10,000 machines take under 1 MiB"
+
+
+def test_deep_nesting_is_an_error_not_a_recursion_error() -> None:
+    """libyaml allows 1,000 levels; building them recursed past Python's limit (a RecursionError traceback)."""
+    with pytest.raises(yamltree.YamlError) as info:
+        yamltree.load("version: 1\na: " + "[" * 990 + "]" * 990 + "\n")
+    assert "levels deep" in info.value.message and info.value.line == 2
