@@ -298,8 +298,9 @@ class Ssh(Strict):
     @field_validator("host", "user")
     @classmethod
     def _plain(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"[A-Za-z0-9._@:-]+", v):
-            raise ValueError(f"{v!r} contains characters not allowed in a host or user name")
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9._@:][A-Za-z0-9._@:-]*", v):
+            raise ValueError(f"{v!r} contains characters not allowed in a host or user name "
+                             "(or starts with '-')")
         return v
 
     @field_validator("identity_file", "known_hosts")
@@ -321,6 +322,14 @@ class Http(Strict):
 
     root: AbsPath = Field(description="web server docroot directory netprov writes scripts into")
     base_url: str = Field(description="URL of that directory as machines see it, e.g. http://10.0.0.5/netprov")
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        why = forbidden_published_root(v, "http.root")
+        if why:
+            raise ValueError(why)
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -350,6 +359,22 @@ def forbidden_binary_source(path: str) -> str | None:
         if path == d or path.startswith(d + "/"):
             return (f"{path!r} is inside {d}, which holds the server's configuration or secrets: netprov "
                     "would publish files from it over TFTP (use /usr/lib/ipxe or a folder of your own)")
+    return None
+
+
+#: Folders that must never be served to the LAN: ``tftp_root`` is served by TFTP, ``http.root`` by a web server.
+PUBLISHED_FORBIDDEN = ("/etc", "/root", "/proc", "/sys", "/dev", "/boot")
+
+
+def forbidden_published_root(path: str, what: str) -> str | None:
+    """Why ``path`` may not be a folder netprov's files are served from, or None."""
+    if path == "/":
+        return f"{what} '/' would serve the whole server to the LAN"
+    if any(p.startswith(".") for p in path.split("/") if p):
+        return f"{what} {path!r} has a hidden folder in it (like .ssh): it would be served to the LAN"
+    for d in PUBLISHED_FORBIDDEN:
+        if path == d or path.startswith(d + "/"):
+            return f"{what} {path!r} is inside {d}: its files would be served to the LAN"
     return None
 
 
@@ -426,6 +451,14 @@ class PxeServer(Strict):
     def _iface(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9._@-]{1,15}", v):
             raise ValueError(f"{v!r} is not an interface name")
+        return v
+
+    @field_validator("tftp_root")
+    @classmethod
+    def _tftp_root(cls, v: str) -> str:
+        why = forbidden_published_root(v, "tftp_root")
+        if why:
+            raise ValueError(why)
         return v
 
     @field_validator("test_command", "reload_command", "restart_command")

@@ -321,3 +321,31 @@ def test_real_ipxe_layouts_stay_accepted(ipxe: dict) -> None:
     data = copy.deepcopy(BASE)
     data["pxe_servers"]["pxe"]["ipxe"].update(ipxe)
     assert _render(data)
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("pxe_servers", "pxe", "tftp_root"), "/etc", "inside /etc"),
+    (("pxe_servers", "pxe", "tftp_root"), "/", "whole server"),
+    (("pxe_servers", "pxe", "tftp_root"), "/home/ada/.ssh", "hidden folder"),
+    (("pxe_servers", "pxe", "http", "root"), "/root/www", "inside /root"),
+    (("pxe_servers", "pxe", "ssh", "host"), "-oProxyCommand", "starts with '-'"),
+])
+def test_published_roots_never_serve_the_servers_secrets(path: tuple, value: str, message: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        _render(_set(BASE, path, value))
+    assert message in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("expression", ['machine.name ~ "\\nshell"', 'machine.name ~ "\\u2028x"',
+                                        'machine.chap.secret ~ "\\n"'])
+def test_a_template_cannot_emit_a_line_break_through_a_value(expression: str) -> None:
+    """The renderer's own net, under whatever a (user) template does: every {{ value }} stays on its line,
+    and the refusal never quotes the value (it may be the CHAP secret)."""
+    from netprov.core.render import Templates
+    source = "#!ipxe\n{% if machine.chap %}echo {{ " + expression + " }}{% endif %}\n"
+    renderer = Renderer(Templates.with_overrides({"machine.ipxe.j2": source}, "site"))
+    loaded = parse_inventory(json.dumps(BASE), "hostile.yaml")
+    with pytest.raises(TemplateError) as info:
+        renderer.render(loaded, {m.name: SECRET for m in loaded.machines})
+    assert "site/machine.ipxe.j2:2" in str(info.value) and "line break" in str(info.value)
+    assert SECRET not in str(info.value)
