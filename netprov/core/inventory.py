@@ -89,7 +89,9 @@ def _one_line(v: str, what: str) -> str:
 #: line is readable by every user of the booted system).
 _SECRET_SETTINGS = frozenset({"username", "password", "reverse-username", "reverse-password"})
 _EXPANSION_RE = re.compile(r"\$\{([^${}]*)\}")
-_SETTING_NAME_RE = re.compile(r"(?:[A-Za-z0-9_.-]+/)*([A-Za-z0-9_.-]+)(?::[a-z0-9]+)?")
+#: A named setting, optionally scoped and typed (``net0/mac:hexhyp``). Numeric names are not allowed:
+#: ``${175.191}`` is the CHAP password by its DHCP option number.
+_SETTING_NAME_RE = re.compile(r"(?:[A-Za-z0-9_.-]+/)*([A-Za-z][A-Za-z0-9_-]*)(?::[a-z0-9]+)?")
 
 
 def _ipxe_words(v: str, what: str, *, one_word: bool) -> str:
@@ -119,7 +121,7 @@ def _no_secret_expansion(v: str, what: str) -> str:
         name = _SETTING_NAME_RE.fullmatch(m.group(1))
         if not name:
             raise ValueError(f"{what}: {m.group(0)!r} is not an iPXE setting like ${{net0/mac}}")
-        if name.group(1) in _SECRET_SETTINGS:
+        if name.group(1).lower() in _SECRET_SETTINGS:
             raise ValueError(f"{what}: {m.group(0)!r} would show a CHAP credential (on the console or a "
                              "kernel command line)")
     if "${" in _EXPANSION_RE.sub("", v):
