@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netprov.core.inventory import LoadedInventory, Problem
-from netprov.core.parse import parse_inventory
+from netprov.core.parse import MAX_INVENTORY_CHARS, parse_inventory
 from netprov.core.render import TEMPLATE_NAMES, Templates
 from netprov.core.secrets import resolve_chap_secrets
 from netprov.errors import InventoryError, TemplateError
@@ -29,7 +29,8 @@ class Workspace:
 def read_inventory(path: str | Path) -> LoadedInventory:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open(encoding="utf-8") as f:  # bounded: never more than the limit (+1 to notice) in memory
+            text = f.read(MAX_INVENTORY_CHARS + 1)
     except FileNotFoundError:
         raise InventoryError([Problem(str(path), None, None, "", "no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -22,9 +22,12 @@ from netprov.core.units import normalise_mac, parse_size, parse_volblocksize
 
 DEFAULT_BASENAME = "iqn.2005-10.org.freenas.ctl"
 DEFAULT_INITIATOR_BASENAME = "iqn.2010-04.org.ipxe"
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SAFE_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
-_DATASET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+ -]*(/[A-Za-z0-9_.:+ -]+)*$")
+# Every pattern below is applied with ``fullmatch``: a ``$`` would also match before a final "\n",
+# and a value with a line break must never reach a script, a config line or an API name.
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9._/+-]*")
+_DATASET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+ -]*(/[A-Za-z0-9_.:+ -]+)*")
+_IQN_RE = re.compile(r"iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[-a-z0-9.:]+)?")
 
 
 class Strict(BaseModel):
@@ -38,7 +41,7 @@ class Strict(BaseModel):
 def _mac(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError("a MAC address is a string like 52:54:00:12:34:56")
-    return normalise_mac(v)
+    return normalise_mac(_one_line(v, "a MAC address"))
 
 
 def _size(v: Any) -> int:
@@ -50,13 +53,13 @@ def _abs_path(v: Any) -> str:
         raise ValueError("must be an absolute path")
     if not v.startswith("/") or "\x00" in v or any(p == ".." for p in v.split("/")):
         raise ValueError(f"{v!r} must be an absolute path without '..'")
-    if not _SAFE_PATH_RE.match(v):
+    if not _SAFE_PATH_RE.fullmatch(v):
         raise ValueError(f"{v!r} may contain only letters, digits and . _ / + -")
     return v.rstrip("/") or "/"
 
 
 def _env_name(v: Any) -> str:
-    if not isinstance(v, str) or not _ENV_RE.match(v):
+    if not isinstance(v, str) or not _ENV_RE.fullmatch(v):
         raise ValueError(f"{v!r} is not an environment variable name")
     return v
 
@@ -71,6 +74,58 @@ VolBlockSize = Annotated[str, BeforeValidator(parse_volblocksize)]
 def _no_shell(v: str, what: str) -> str:
     if any(c in v for c in "\x00\n\r"):
         raise ValueError(f"{what} must be a single line")
+    return v
+
+
+def _one_line(v: str, what: str) -> str:
+    """Printable ASCII on one line: no control characters, no Unicode line or paragraph separators."""
+    if not all(" " <= c <= "~" for c in v):
+        raise ValueError(f"{what} must be a single line of printable ASCII characters "
+                         "(no tabs, control characters or line separators)")
+    return v
+
+
+#: iPXE settings that hold the CHAP credentials: an argument may not expand them (a kernel command
+#: line is readable by every user of the booted system).
+_SECRET_SETTINGS = frozenset({"username", "password", "reverse-username", "reverse-password"})
+_EXPANSION_RE = re.compile(r"\$\{([^${}]*)\}")
+#: A named setting, optionally scoped and typed (``net0/mac:hexhyp``). Numeric names are not allowed:
+#: ``${175.191}`` is the CHAP password by its DHCP option number.
+_SETTING_NAME_RE = re.compile(r"(?:[A-Za-z0-9_.-]+/)*([A-Za-z][A-Za-z0-9_-]*)(?::[a-z0-9]+)?")
+
+
+def _ipxe_words(v: str, what: str, *, one_word: bool) -> str:
+    """A value iPXE reads as argument(s) of netprov's own command: it may add arguments (``one_word``
+    False) but never a line, a command (``||``, ``&&``, ``;``), a comment (a word starting with ``#``),
+    a line continuation (a final ``\\``) or an expansion of the CHAP settings."""
+    _one_line(v, what)
+    if one_word and (" " in v or not v):
+        raise ValueError(f"{what} must be one word (no spaces)")
+    if one_word and v.startswith("-"):
+        raise ValueError(f"{what} must not start with '-' (iPXE would read it as an option)")
+    for word in v.split():
+        if word in ("||", "&&", ";"):
+            raise ValueError(f"{what} must not contain the iPXE operator {word!r}: it would run another command")
+        if word.startswith("#"):
+            raise ValueError(f"{what}: a word starting with '#' begins an iPXE comment and would cut off "
+                             "the rest of netprov's command")
+    if v.endswith("\\"):
+        raise ValueError(f"{what} must not end with '\\' (iPXE would join the next line to it)")
+    return _no_secret_expansion(v, what)
+
+
+def _no_secret_expansion(v: str, what: str) -> str:
+    """iPXE expands ``${name}`` in every word, repeatedly (``${pass${x}word}`` becomes ``${password}``):
+    only plain, non-CHAP settings may be named."""
+    for m in _EXPANSION_RE.finditer(v):
+        name = _SETTING_NAME_RE.fullmatch(m.group(1))
+        if not name:
+            raise ValueError(f"{what}: {m.group(0)!r} is not an iPXE setting like ${{net0/mac}}")
+        if name.group(1).lower() in _SECRET_SETTINGS:
+            raise ValueError(f"{what}: {m.group(0)!r} would show a CHAP credential (on the console or a "
+                             "kernel command line)")
+    if "${" in _EXPANSION_RE.sub("", v):
+        raise ValueError(f"{what}: '${{' must start a plain setting like ${{net0/mac}} (no nesting)")
     return v
 
 
@@ -133,11 +188,11 @@ class Storage(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        m = re.match(r"^(wss?)://([^/\s]+)(/.*)?$", v)
+        m = re.fullmatch(r"(wss?)://([^/\s]+)(/[!-~]*)?", v)
         if not m:
             raise ValueError(f"{v!r} is not a ws:// or wss:// URL")
         scheme, host, path = m.groups()
-        if path not in (None, "", "/", "/api/current", "/websocket") and not re.match(r"^/api/v[\d.]+$", path):
+        if path not in (None, "", "/", "/api/current", "/websocket") and not re.fullmatch(r"/api/v[\d.]+", path):
             raise ValueError(f"{v!r}: the path must be /api/current (TrueNAS 25.04+) or /websocket (older)")
         hostname = host.rsplit(":", 1)[0].strip("[]") if not host.startswith("[") else host[1:host.index("]")]
         if scheme == "ws" and not _is_loopback(hostname):
@@ -149,13 +204,14 @@ class Storage(Strict):
     @classmethod
     def _parent(cls, v: str) -> str:
         v = v.strip("/")
-        if not _DATASET_RE.match(v) or "//" in v or ".." in v:
+        if not _DATASET_RE.fullmatch(v) or "//" in v or ".." in v:
             raise ValueError(f"{v!r} is not a ZFS dataset path like tank/netboot")
         return v
 
     @field_validator("portal")
     @classmethod
     def _portal(cls, v: str) -> str:
+        _one_line(v, "the portal")
         host, port = split_host_port(v, 3260)
         if not 0 < port < 65536:
             raise ValueError(f"port {port} out of range")
@@ -164,15 +220,22 @@ class Storage(Strict):
     @field_validator("basename", "initiator_basename")
     @classmethod
     def _iqn(cls, v: str) -> str:
-        if not re.match(r"^(iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[-a-z0-9.:]+)?|eui\.[0-9a-f]{16}|naa\.[0-9a-f]+)$", v):
+        if not re.fullmatch(r"iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[-a-z0-9.:]+)?|eui\.[0-9a-f]{16}|naa\.[0-9a-f]+", v):
             raise ValueError(f"{v!r} is not an iSCSI qualified name like iqn.2005-10.org.freenas.ctl")
         return v
 
     @field_validator("target_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        if v and not re.match(r"^[a-z0-9][-a-z0-9]*$", v):
+        if v and not re.fullmatch(r"[a-z0-9][-a-z0-9]*", v):
             raise ValueError("target_prefix may use only a-z, 0-9 and '-'")
+        return v
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", v):
+            raise ValueError(f"{v!r} is not a user name (letters, digits and . _ @ -)")
         return v
 
     @model_validator(mode="after")
@@ -208,7 +271,7 @@ def split_host_port(value: str, default_port: int) -> tuple[str, int]:
         host, port = value, str(default_port)
     if not port.isdigit():
         raise ValueError(f"{value!r}: port must be a number")
-    if not host or not re.match(r"^[A-Za-z0-9.:-]+$", host):
+    if not host or not re.fullmatch(r"[A-Za-z0-9.:-]+", host):
         raise ValueError(f"{value!r} is not a host[:port]")
     return host, int(port)
 
@@ -237,9 +300,15 @@ class Ssh(Strict):
     @field_validator("host", "user")
     @classmethod
     def _plain(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z0-9._@:-]+$", v):
-            raise ValueError(f"{v!r} contains characters not allowed in a host or user name")
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9._@:][A-Za-z0-9._@:-]*", v):
+            raise ValueError(f"{v!r} contains characters not allowed in a host or user name "
+                             "(or starts with '-')")
         return v
+
+    @field_validator("identity_file", "known_hosts")
+    @classmethod
+    def _file(cls, v: str | None) -> str | None:
+        return _one_line(v, "a file path") if v is not None else v
 
 
 class Range(Strict):
@@ -256,12 +325,59 @@ class Http(Strict):
     root: AbsPath = Field(description="web server docroot directory netprov writes scripts into")
     base_url: str = Field(description="URL of that directory as machines see it, e.g. http://10.0.0.5/netprov")
 
+    @field_validator("root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        why = forbidden_published_root(v, "http.root")
+        if why:
+            raise ValueError(why)
+        return v
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?$", v):
+        if not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?", v):
             raise ValueError(f"{v!r} is not an http(s) URL")
         return v.rstrip("/")
+
+
+#: What an iPXE binary's file name ends in (they are published over TFTP to anyone on the LAN).
+IPXE_BINARY_SUFFIXES = (".efi", ".kpxe", ".kkpxe", ".kkkpxe", ".pxe", ".lkrn", ".usb")
+_IPXE_BINARY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}(?:"
+                             + "|".join(re.escape(x) for x in IPXE_BINARY_SUFFIXES) + ")")
+#: Folders of the PXE server that hold configuration, secrets or kernel state, never iPXE binaries.
+SYSTEM_DIRS = ("/etc", "/root", "/proc", "/sys", "/dev", "/run", "/boot", "/var/lib", "/var/log", "/var/spool",
+               "/var/mail", "/var/backups")
+
+
+def forbidden_binary_source(path: str) -> str | None:
+    """Why ``path`` may not be ``ipxe.source``, or None. ``path`` is a normalised absolute path."""
+    if path == "/":
+        return "'/' is not a folder of iPXE binaries"
+    parts = path.split("/")
+    if any(p.startswith(".") for p in parts if p):
+        return f"{path!r} has a hidden folder in it (like .ssh): not a place for iPXE binaries"
+    for d in SYSTEM_DIRS:
+        if path == d or path.startswith(d + "/"):
+            return (f"{path!r} is inside {d}, which holds the server's configuration or secrets: netprov "
+                    "would publish files from it over TFTP (use /usr/lib/ipxe or a folder of your own)")
+    return None
+
+
+#: Folders that must never be served to the LAN: ``tftp_root`` is served by TFTP, ``http.root`` by a web server.
+PUBLISHED_FORBIDDEN = ("/etc", "/root", "/proc", "/sys", "/dev", "/boot")
+
+
+def forbidden_published_root(path: str, what: str) -> str | None:
+    """Why ``path`` may not be a folder netprov's files are served from, or None."""
+    if path == "/":
+        return f"{what} '/' would serve the whole server to the LAN"
+    if any(p.startswith(".") for p in path.split("/") if p):
+        return f"{what} {path!r} has a hidden folder in it (like .ssh): it would be served to the LAN"
+    for d in PUBLISHED_FORBIDDEN:
+        if path == d or path.startswith(d + "/"):
+            return f"{what} {path!r} is inside {d}: its files would be served to the LAN"
+    return None
 
 
 class Ipxe(Strict):
@@ -276,8 +392,18 @@ class Ipxe(Strict):
     @field_validator("bios", "uefi", "arm64")
     @classmethod
     def _fname(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", v):
-            raise ValueError(f"{v!r} must be a plain file name")
+        if not _IPXE_BINARY_RE.fullmatch(v):
+            raise ValueError(f"{v!r} must be a plain file name (no '/') of an iPXE binary, ending in "
+                             + ", ".join(IPXE_BINARY_SUFFIXES))
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is not None:
+            why = forbidden_binary_source(v)
+            if why:
+                raise ValueError(why)
         return v
 
 
@@ -325,14 +451,29 @@ class PxeServer(Strict):
     @field_validator("interface")
     @classmethod
     def _iface(cls, v: str) -> str:
-        if not re.match(r"^[A-Za-z0-9._@-]{1,15}$", v):
+        if not re.fullmatch(r"[A-Za-z0-9._@-]{1,15}", v):
             raise ValueError(f"{v!r} is not an interface name")
+        return v
+
+    @field_validator("tftp_root")
+    @classmethod
+    def _tftp_root(cls, v: str) -> str:
+        why = forbidden_published_root(v, "tftp_root")
+        if why:
+            raise ValueError(why)
         return v
 
     @field_validator("test_command", "reload_command", "restart_command")
     @classmethod
     def _cmd(cls, v: str | None) -> str | None:
-        return _no_shell(v, "a command") if v is not None else v
+        return _one_line(_no_shell(v, "a command"), "a command") if v is not None else v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) > 253 or any(not 0 < len(label) <= 63 for label in v.split("."))):
+            raise ValueError(f"{v!r} is not a DNS domain (labels of 1-63 characters, at most 253 in all)")
+        return v
 
     @model_validator(mode="after")
     def _mode(self) -> PxeServer:
@@ -373,7 +514,7 @@ class Disk(Strict):
     @field_validator("clone_from")
     @classmethod
     def _snap(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:/+-]*@[A-Za-z0-9_.:+-]+$", v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:/+-]*@[A-Za-z0-9_.:+-]+", v):
             raise ValueError(f"{v!r} is not a snapshot name like tank/golden/debian@v1")
         return v
 
@@ -389,7 +530,7 @@ class Chap(Strict):
     @field_validator("username")
     @classmethod
     def _user(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z0-9._:-]{1,64}$", v):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", v):
             raise ValueError("CHAP username may use only letters, digits and . _ : -")
         return v
 
@@ -422,17 +563,22 @@ class Install(Strict):
     def _one(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
 
-    @field_validator("kernel", "cmdline")
+    @field_validator("kernel")
     @classmethod
-    def _line(cls, v: str) -> str:
-        return _no_shell(v, "this field")
+    def _kernel(cls, v: str) -> str:
+        return _ipxe_words(v, "the kernel", one_word=True)
+
+    @field_validator("cmdline")
+    @classmethod
+    def _cmdline(cls, v: str) -> str:
+        return _ipxe_words(v, "the command line", one_word=False)
 
     @field_validator("initrd")
     @classmethod
     def _lines(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("install needs at least one initrd")
-        return [_no_shell(x, "an initrd") for x in v]
+        return [_ipxe_words(x, "an initrd", one_word=True) for x in v]
 
 
 class Extra(Strict):
@@ -441,10 +587,23 @@ class Extra(Strict):
     kernel_args: str = Field("", description="appended to the installer's kernel command line")
     ipxe: list[str] = Field(default_factory=list, description="iPXE lines run before the boot action")
 
+    @field_validator("kernel_args")
+    @classmethod
+    def _args(cls, v: str) -> str:
+        return _ipxe_words(v, "kernel_args", one_word=False)
+
     @field_validator("ipxe")
     @classmethod
     def _lines(cls, v: list[str]) -> list[str]:
-        return [_no_shell(x, "each line") for x in v]
+        for x in v:
+            _no_shell(x, "each line")
+            _one_line(x, "each line")
+            if x.endswith("\\"):
+                raise ValueError("a line must not end with '\\' (iPXE would join netprov's next line to it)")
+            if x.lstrip().startswith(":"):
+                raise ValueError("a line must not be a label (':name'): it would redirect netprov's own gotos")
+            _no_secret_expansion(x, "each line")
+        return v
 
 
 class Defaults(Strict):
@@ -483,14 +642,14 @@ class MachineSpec(Strict):
     @field_validator("initiator_iqn")
     @classmethod
     def _iqn(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^iqn\.\d{4}-\d{2}\.[a-z0-9.-]+(:[-a-z0-9.:]+)?$", v):
+        if v is not None and not _IQN_RE.fullmatch(v):
             raise ValueError(f"{v!r} is not an iSCSI qualified name (lower-case iqn.YYYY-MM.domain:name)")
         return v
 
     @field_validator("description")
     @classmethod
     def _desc(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[\w .,:()/+-]*$", v):
+        if v is not None and not re.fullmatch(r"[\w .,:()/+-]*", v):
             raise ValueError("description may use letters, digits, spaces and . , : ( ) / + -")
         return v
 
@@ -506,7 +665,7 @@ class Inventory(Strict):
     @field_validator("templates")
     @classmethod
     def _tpl(cls, v: str | None) -> str | None:
-        if v is not None and ("\x00" in v or not re.match(r"^[A-Za-z0-9._/-]+$", v)):
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9._/-]+", v):
             raise ValueError("templates must be a plain relative or absolute folder path")
         return v
 
@@ -561,7 +720,12 @@ class Problem:
             where += f":{self.line}:{self.col or 1}"
         prefix = "warning: " if self.severity == "warning" else ""
         path = f"{self.path}: " if self.path else ""
-        return f"{where}: {prefix}{path}{self.message}"
+        # One problem, one line: a key or value quoted from the file may hold a line break or an escape.
+        text = _CONTROL_RE.sub(lambda m: repr(m.group())[1:-1], f"{where}: {prefix}{path}{self.message}")
+        return text if len(text) <= 1000 else text[:980] + f"... ({len(text) - 980} more characters)"
+
+
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ import re
 
 #: Machine names are DNS host labels: they become zvol names, iSCSI target and
 #: extent names, dnsmasq host names and file names, so the strictest of those rules wins.
-MACHINE_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-TARGET_NAME_RE = re.compile(r"^[-a-z0-9.:]+$")
+MACHINE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # fullmatch: no trailing "\n"
+TARGET_NAME_RE = re.compile(r"[-a-z0-9.:]+")
 #: SCST device-name limit for extents; targets use the same budget so names stay identical.
 ISCSI_NAME_MAX = 64
 _HASH_PREFIX_MAX = 24
@@ -28,7 +28,7 @@ def check_machine_name(name: str) -> str | None:
     if name != name.lower():
         return ("machine names must be lower-case: they become iSCSI target names, "
                 "which TrueNAS allows only in lower case")
-    if not MACHINE_NAME_RE.match(name):
+    if not MACHINE_NAME_RE.fullmatch(name):
         return ("machine names may use only a-z, 0-9 and '-' (not first or last): they become "
                 "zvol, iSCSI target and file names")
     return None

@@ -18,6 +18,10 @@ from netprov.core.inventory import (Arch, BootAction, ChapRef, Extra, Firmware, 
 from netprov.errors import InventoryError
 
 DEFAULT_VOLBLOCKSIZE = "16K"
+#: The largest inventory netprov reads, in characters: 64 Mi. A 10,000-machine inventory
+#: (benchmarks/bench_render.py) is 0.7 MiB, so no real one comes near; past it, reading alone would cost
+#: memory and time for nothing.
+MAX_INVENTORY_CHARS = 64 * 1024 * 1024
 _VBS = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096, "8K": 8192, "16K": 16384, "32K": 32768,
         "64K": 65536, "128K": 131072}
 
@@ -68,6 +72,12 @@ def _fmt_loc(loc: tuple) -> str:
 
 
 def _clean_message(err: dict) -> str:
+    msg = _clean_message_text(err)
+    # A message quotes the offending value: a 20,000-character value must not make a 20,000-character line.
+    return msg if len(msg) <= 400 else msg[:380] + f"... ({len(msg) - 380} more characters)"
+
+
+def _clean_message_text(err: dict) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         return "unknown key (check the spelling; see `netprov schema`)"
@@ -101,6 +111,8 @@ def parse_inventory(text: str, filename: str = "<inventory>") -> LoadedInventory
 
 
 def _parse_inventory(text: str, filename: str) -> LoadedInventory:
+    if len(text) > MAX_INVENTORY_CHARS:
+        raise InventoryError([Problem(filename, None, None, "", too_large())])
     try:
         tree = yamltree.load(text)
     except yamltree.YamlError as exc:
@@ -131,6 +143,11 @@ def _parse_inventory(text: str, filename: str) -> LoadedInventory:
     if problems:
         raise InventoryError(_dedupe(problems))
     return LoadedInventory(inventory=inv, machines=tuple(machines), filename=filename, locate=locate)
+
+
+def too_large() -> str:
+    return (f"the file is larger than {MAX_INVENTORY_CHARS // 2**20} MiB: netprov reads no bigger inventory "
+            "(10,000 machines take under 1 MiB)")
 
 
 def _salvage(data: dict) -> Inventory | None:
@@ -187,7 +204,7 @@ def _name_problems(tree: dict, filename: str, locate: Locator) -> list[Problem]:
 
 def _check_ref_name(name: str) -> str | None:
     import re
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$", name):
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", name):
         return "names may use only letters, digits, '_' and '-'"
     return None
 
@@ -210,7 +227,7 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
 
     for ref, table in (("storage", inv.storage), ("pxe_server", inv.pxe_servers)):
         val = getattr(d, ref)
-        if val is not None and val not in table:
+        if val is not None and val not in table and val not in written[ref if ref == "storage" else "pxe_servers"]:
             err(("defaults", ref), f"{ref} {val!r} is not defined" + _known(table))
 
     machines: list[Machine] = []

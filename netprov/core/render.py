@@ -95,7 +95,7 @@ class Renderer:
         self.env = jinja2.Environment(
             loader=jinja2.DictLoader(dict(self.templates.sources)),
             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-            keep_trailing_newline=True, autoescape=False)
+            keep_trailing_newline=True, autoescape=False, finalize=_single_line)
         self._compiled: dict[str, jinja2.Template] = {}
 
     def _template(self, name: str) -> jinja2.Template:
@@ -198,6 +198,21 @@ def _machine_view(m: Machine, storage: Storage, server: PxeServer, secret: str |
         "attempts": server.sanboot_attempts, "retry_delay": server.retry_delay,
         "description": m.description,
     })
+
+
+#: What no interpolated value may carry: a line break of any kind (iPXE and dnsmasq read a new line as a
+#: new command or directive; Python's and editors' line splitting also break at U+0085, U+2028, U+2029)
+#: or another control character. Tabs are plain whitespace to both.
+_NOT_ONE_LINE = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _single_line(value: Any) -> Any:
+    """Jinja ``finalize``: every ``{{ ... }}`` value stays on its line, whatever the template or the
+    inventory validation let through. The value is not quoted back: it may be a secret."""
+    if isinstance(value, str) and _NOT_ONE_LINE.search(value):
+        raise ValueError("a value would add a line break or a control character to the file "
+                         "(every interpolated value must stay on one line)")
+    return value
 
 
 _TRAILING_WS = re.compile(r"[ \t]+$", re.MULTILINE)

@@ -10,6 +10,12 @@ loader on a 10,000-machine inventory, measured: see docs/adr/0004), with two del
 
 ``load(text)`` returns ``MarkedDict``/``MarkedList``/scalars; ``MarkedDict.key_mark(k)``
 and ``.value_mark(k)`` give 1-based ``(line, col)``. Pure.
+
+Bounded on any input (issue 10): YAML aliases share one node, so a few hundred bytes of nested aliases
+("billion laughs") expand to billions of values. ``load`` refuses, with a line, a document whose expansion
+exceeds ``MAX_VALUES`` values or ``MAX_DEPTH`` levels, and, before composing anything, a document with
+more than ``MAX_VALUES`` structure characters (each value needs one: composing costs ~300 bytes per value).
+A 10,000-machine inventory (benchmarks/bench_render.py: 0.7 MiB) has 80,051 values nested 3 levels deep.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ try:
     _Base = yaml.CSafeLoader
 except AttributeError:  # PyYAML without libyaml: correct, just slower
     _Base = yaml.SafeLoader  # type: ignore[misc]
+
+
+#: Values (scalars, mappings, lists; an alias counts as often as it is expanded) one document may produce.
+MAX_VALUES = 1_000_000
+#: Nesting levels (an inventory has 5 or 6).
+MAX_DEPTH = 64
+#: Characters that can start a new value; their count bounds the number of values a document composes to.
+_STRUCTURE = (",", ":", "-", "[", "{", "?", "\n", "*", "&", "!")
 
 
 class YamlError(ValueError):
@@ -122,10 +136,17 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
 
 def load(text: str) -> Any:
     """Parse one YAML document. Raises ``YamlError`` with a location on bad input."""
+    structure = sum(text.count(c) for c in _STRUCTURE)
+    if structure > MAX_VALUES:
+        raise YamlError(f"the document has {structure:,} structure characters (, : - [ {{ and line breaks); "
+                        f"netprov reads at most {MAX_VALUES:,} (no real inventory comes near)", None, None)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        return None if node is None else _build(loader, node)
+        if node is None:
+            return None
+        loader.netprov_budget, loader.netprov_built, loader.netprov_height = MAX_VALUES, {}, 0
+        return _build(loader, node, 0, _pos(node))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(x for x in (exc.context, exc.problem) if x) or str(exc)
@@ -136,27 +157,65 @@ def load(text: str) -> Any:
         loader.dispose()
 
 
-def _build(loader: Any, node: yaml.Node) -> Any:
+def _build(loader: Any, node: yaml.Node, depth: int, ref: tuple[int, int]) -> Any:
+    """The value of ``node`` at nesting ``depth``; ``ref`` is where it is used (its key, or its list).
+
+    An alias's target is built once and shared (the tree is read-only): every further use charges the
+    target's size to the document's budget, so a bomb is refused after building its few distinct nodes.
+    """
+    done = loader.netprov_built.get(id(node))
+    if done is not None:  # an alias (or a merged value) used again
+        value, size, height = done
+        loader.netprov_budget -= size
+        if loader.netprov_budget < 0:
+            raise YamlError(f"the document expands to more than {MAX_VALUES:,} values: aliases (*name) "
+                            "nested inside aliases multiply (an alias bomb?)", *ref)
+        if depth + height > MAX_DEPTH:
+            raise YamlError(f"values nested more than {MAX_DEPTH} levels deep (through aliases)", *ref)
+        loader.netprov_height = max(loader.netprov_height, depth + height)
+        return value
+    if depth > MAX_DEPTH:
+        raise YamlError(f"values nested more than {MAX_DEPTH} levels deep", *_pos(node))
+    budget_before = loader.netprov_budget
+    loader.netprov_budget -= 1
+    loader.netprov_height = max(loader.netprov_height, depth)
+    outer_height, loader.netprov_height = loader.netprov_height, depth
+    value = _build_new(loader, node, depth)
+    if loader.netprov_budget < 0:
+        raise YamlError(f"the document expands to more than {MAX_VALUES:,} values", *_pos(node))
+    loader.netprov_built[id(node)] = (value, budget_before - loader.netprov_budget,
+                                      loader.netprov_height - depth)
+    loader.netprov_height = max(outer_height, loader.netprov_height)
+    return value
+
+
+def _build_new(loader: Any, node: yaml.Node, depth: int) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
+        loader.netprov_budget -= len(node.value)  # merged (<<) pairs are copied into each mapping using them
+        if loader.netprov_budget < 0:
+            raise YamlError(f"the document expands to more than {MAX_VALUES:,} values: merge keys (<<) "
+                            "nested inside merge keys multiply", *_pos(node))
         out = MarkedDict()
         out.mark = _pos(node)
         out._keys, out._values = {}, {}
         for knode, vnode in node.value:
-            key = _build(loader, knode)
+            kpos = _pos(knode)
+            key = _build(loader, knode, depth + 1, kpos)
             if isinstance(key, (dict, list)):
-                raise YamlError("a mapping key must be a plain value", *_pos(knode))
+                raise YamlError("a mapping key must be a plain value", *kpos)
             if key in out:
                 line, _ = out._keys[key]
                 raise YamlError(f"duplicate key {key!r} (first written at line {line}; "
-                                "each name may appear only once)", *_pos(knode))
-            out[key] = _build(loader, vnode)
-            out._keys[key] = _pos(knode)
+                                "each name may appear only once)", *kpos)
+            out[key] = _build(loader, vnode, depth + 1, kpos)
+            out._keys[key] = kpos
             out._values[key] = _pos(vnode)
         return out
     if isinstance(node, yaml.SequenceNode):
-        out_l = MarkedList(_build(loader, n) for n in node.value)
-        out_l.mark = _pos(node)
+        mark = _pos(node)
+        out_l = MarkedList(_build(loader, n, depth + 1, mark) for n in node.value)
+        out_l.mark = mark
         out_l._items = [_pos(n) for n in node.value]
         return out_l
     if isinstance(node, yaml.ScalarNode):  # the common tags without PyYAML's constructor machinery
