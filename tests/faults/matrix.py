@@ -591,6 +591,11 @@ def converged_problems(nas: dict, specs: list[StorageSpec]) -> list[str]:
     # initiator groups: netprov marks each with its zvol in the comment
     count("initiator", t["initiator"],
           lambda i: (re.search(r"zvol=(\S+)", i.get("comment") or "") or [None, i.get("comment")])[1])
+    listens: dict = {}
+    for portal in t["portal"]:
+        key = json.dumps(sorted((x.get("ip"), x.get("port")) for x in portal.get("listen") or []))
+        listens.setdefault(key, []).append(portal["id"])
+    problems += [f"duplicate portal listening on {k} ({len(ids)})" for k, ids in listens.items() if len(ids) > 1]
     ext_by_id = {e["id"]: e for e in t["extent"]}
     tgt_by_id = {x["id"]: x for x in t["target"]}
     maps: dict = {}

@@ -22,13 +22,42 @@ CONCURRENT = ("same-inventory", "disjoint-targets", "two-inventories")
 SLOW_TEST = "sleep 1; " + fm.default_test_command()
 
 
-def spawn(args: list[str], env: dict[str, str], home: Path, log: Path) -> subprocess.Popen:
+# `python -m netprov ARGS`, but held at a gate: the modules are imported first, then the process waits for
+# one byte on stdin. Two applies released together start their work within a millisecond of each other.
+GATED = """
+import runpy, sys
+import netprov.cli.app, netprov.cli.commands.plan_apply, netprov.engine.run  # noqa: F401
+import netprov.adapters.truenas.rpc, netprov.adapters.truenas.storage, netprov.adapters.pxe.boot_host  # noqa
+sys.stdout.write("ready\\n"); sys.stdout.flush()
+sys.stdin.read(1)
+sys.argv = ["netprov", *sys.argv[1:]]
+runpy.run_module("netprov", run_name="__main__", alter_sys=True)
+"""
+
+
+def spawn(args: list[str], env: dict[str, str], home: Path, log: Path, *, gated: bool = False) -> subprocess.Popen:
     out = open(log.with_suffix(".out"), "w")   # noqa: SIM115 - closed by finish()
     err = open(log.with_suffix(".err"), "w")   # noqa: SIM115
-    p = subprocess.Popen([sys.executable, "-m", "netprov", *args], stdout=out, stderr=err,
-                         env=fm.subprocess_env(env, home), cwd=fm.ROOT, stdin=subprocess.DEVNULL)
+    cmd = [sys.executable, "-c", GATED, *args] if gated else [sys.executable, "-m", "netprov", *args]
+    p = subprocess.Popen(cmd, stdout=out, stderr=err, env=fm.subprocess_env(env, home), cwd=fm.ROOT,
+                         stdin=subprocess.PIPE if gated else subprocess.DEVNULL)
     p.fm_files = (out, err, log)  # type: ignore[attr-defined]
     return p
+
+
+def release(procs: list[subprocess.Popen], timeout: float = 60.0) -> None:
+    """Wait until every gated process is ready, then let them all go at once."""
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        log = p.fm_files[2].with_suffix(".out")  # type: ignore[attr-defined]
+        while time.monotonic() < deadline and p.poll() is None and not log.read_text().startswith("ready"):
+            time.sleep(0.01)
+    for p in procs:
+        try:
+            p.stdin.write(b"g")
+            p.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
 
 
 def finish(p: subprocess.Popen, timeout: float = 120.0) -> fm.Run:
@@ -40,7 +69,8 @@ def finish(p: subprocess.Popen, timeout: float = 120.0) -> fm.Run:
     out, err, log = p.fm_files  # type: ignore[attr-defined]
     out.close()
     err.close()
-    return fm.Run(tuple(p.args[3:]), code, log.with_suffix(".out").read_text(), log.with_suffix(".err").read_text())
+    stdout = log.with_suffix(".out").read_text().removeprefix("ready\n")
+    return fm.Run(tuple(p.args[3:]), code, stdout, log.with_suffix(".err").read_text())
 
 
 def _mutations(sim, kinds: tuple[str, ...]) -> int:
@@ -124,7 +154,8 @@ def concurrent_cell(kind: str, base: Path, latency: float = 0.2) -> fm.CellResul
         else:
             raise ValueError(kind)
         sim.knobs.latency = latency
-        procs = [spawn(args, w.env, base, base / f"run{i}") for i, (w, args) in enumerate(runs)]
+        procs = [spawn(args, w.env, base, base / f"run{i}", gated=True) for i, (w, args) in enumerate(runs)]
+        release(procs)
         done = [finish(p) for p in procs]
         sim.knobs.latency = 0.0
         res.fault_fired = True
