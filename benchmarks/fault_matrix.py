@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/fault_matrix.py            # the full matrix: every NAS call k x fail/drop/lose
                                                            # x both protocols, PXE faults (sshd), SIGINT, races
-    .venv/bin/python benchmarks/fault_matrix.py --quick    # the default suite's selection (fault rotates with k)
+    .venv/bin/python benchmarks/fault_matrix.py --quick    # a third of the NAS cells (the fault rotates with k)
     .venv/bin/python benchmarks/fault_matrix.py --only nas --json out.json
 
 The cells are the ones tests/faults runs (see tests/faults/matrix.py for what each checks). The table
@@ -89,7 +89,7 @@ def _line(r: fm.CellResult, method: str = "") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="the default suite's NAS selection, not every fault at every k")
+    ap.add_argument("--quick", action="store_true", help="NAS cells: one fault per k (rotating), not all three")
     ap.add_argument("--only", choices=("nas", "pxe", "procs"), action="append", help="run only these groups")
     ap.add_argument("--json", type=Path, help="write every cell's result here")
     ap.add_argument("--quiet", action="store_true", help="no per-cell lines")
