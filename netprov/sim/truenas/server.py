@@ -147,6 +147,27 @@ class Knobs:
         self._drop_at = value
         self._drop_abs = None if value is None else self._sim._calls_total + int(value)
 
+    # --- lose_reply_at (fault matrix, tests/faults) -------------------------------------------
+    # ``n``: the n-th call received from now (1-based, any connection) runs to completion, its reply
+    # (result or error) is never sent, and its connection is then aborted (no close frame); one shot.
+    # The client can't tell whether the call happened: a rerun must find out from the NAS itself.
+    _lose_abs = None
+
+    @property
+    def lose_reply_at(self):
+        return None if self._lose_abs is None else self._lose_abs - self._sim._calls_total
+
+    @lose_reply_at.setter
+    def lose_reply_at(self, value):
+        self._lose_abs = None if value is None else self._sim._calls_total + int(value)
+
+    def _take_lose_reply(self, n: int) -> bool:
+        if self._lose_abs is not None and n >= self._lose_abs:
+            self._lose_abs = None
+            return True
+        return False
+    # --- end lose_reply_at ---------------------------------------------------------------------
+
     @property
     def zvol_device_lag(self) -> int:
         return self._sim.nas.device_lag_default
@@ -535,7 +556,24 @@ class Conn:
                 await self.reply_error(id_, TooManyCalls())
             return
         self.admitted += 1
+        if k._take_lose_reply(n):  # lose_reply_at: run the call, drop its reply and the connection
+            self._spawn(self._execute_and_lose(method, params, id_, fail))
+            return
         self._spawn(self._execute(method, params, id_, notify, fail))
+
+    async def _execute_and_lose(self, method, params, id_, fail):
+        try:
+            async with self.exec_sem:
+                if self.sim.knobs.latency:
+                    await asyncio.sleep(self.sim.knobs.latency)
+                if fail is None:
+                    try:
+                        await self.sim._dispatch(self, method, params, id_)
+                    except Exception:  # noqa: BLE001 - its answer is lost either way
+                        pass
+        finally:
+            self.admitted -= 1
+            self.ws.transport.abort()
 
     async def _execute(self, method, params, id_, notify, fail):
         try:
