@@ -1204,6 +1204,19 @@ class _Planner:
                                before={"user": rows[0].get("user"), "secret": MASK}, refused=refused,
                                data={"ids": [r["id"] for r in rows], "tag": tag,
                                      "verify_user": rows[0].get("user")}))
+        # An earlier delete of this machine that stopped between its target and its auth group left the
+        # group with no target to lead to it. It is still recognisable: unused, every row with the removed
+        # machine's default CHAP user (its name), no peer user, and no machine of the inventory has that user.
+        if not self._chap_users.get(name):
+            for r in ix.unused_auths_by_user.get(name, []):
+                if r["tag"] in tags:
+                    continue
+                out.append(self.ch("auth", f"auth[{name}]#{r['id']}", Action.DELETE,
+                                   reason + f"; leftover auth group tag {r['tag']} with its CHAP user, which no "
+                                   "target uses (an interrupted delete left it)", machine=name,
+                                   before={"user": r.get("user"), "tag": r["tag"], "secret": MASK}, refused=refused,
+                                   data={"ids": [r["id"]], "tag": r["tag"], "verify_user": r.get("user"),
+                                         "unused": True}))
         for i in ix.initiators_of.get(name, []):
             out.append(self.ch("initiator", f"initiator[{name}]" + (f"#{i['id']}" if len(
                 ix.initiators_of[name]) > 1 else ""), Action.DELETE, reason, machine=name,

@@ -452,4 +452,8 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
             result.failed.append((system, str(exc)))
             result.skipped += not_recorded([c.address for c in todo])
             report(system, "error", None, str(exc))
+    # A Ctrl-C during the last phase stops its remaining steps (the port skips them): say so, as the
+    # earlier phases do, so the CLI reports an interrupted apply (exit 130), not a failed one.
+    if should_stop():
+        result.interrupted = True
     return result

@@ -570,6 +570,13 @@ def converged_problems(nas: dict, specs: list[StorageSpec]) -> list[str]:
     parents = {s.parent for s in specs}
     zvols = {n for n, d in nas["datasets"].items() if d.get("type") == "VOLUME"
              and any(n.startswith(p + "/") for p in parents)}
+    # The net under a destroyed disk (ADR 0006) keeps it as <zvol>.netprov-retired-<stamp>: expected for a
+    # removed machine, never for one that is kept (the scenario grows disks, it replaces none).
+    retired = {n for n in zvols if ".netprov-retired-" in n}
+    zvols -= retired
+    wrongly_retired = sorted(n for n in retired if n.split(".netprov-retired-")[0] in want_zvols)
+    if wrongly_retired:
+        problems.append(f"zvols of kept machines were retired: {wrongly_retired}")
     if zvols != want_zvols:
         problems.append(f"zvols: extra {sorted(zvols - want_zvols)}, missing {sorted(want_zvols - zvols)}")
 

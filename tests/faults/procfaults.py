@@ -7,6 +7,7 @@ the simulator runs in this process, with latency so that each phase lasts long e
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,7 +172,9 @@ def concurrent_cell(kind: str, base: Path, latency: float = 0.2) -> fm.CellResul
                 if r.traceback or "Traceback (most recent" in r.text:
                     res.add(f"apply {i + 1}", ["traceback"])
             res.detail += f"[{i + 1}] exit {r.code}: {(r.err.strip().splitlines() or [''])[-1][:200]}  "
-            if r.code != 0 and "nothing was changed" in r.err:
+            # "nothing was changed on <server>" is about that server alone, and true; a bare
+            # "nothing was changed" after changes elsewhere is the lie item 1 found
+            if r.code != 0 and re.search(r"nothing was changed(?! on )", r.err):
                 res.add(f"apply {i + 1}", _false_nothing_changed(r))
         for w in worlds:
             probs = fm.live_config_problems(fm.read_tree(w.pxe_dir), nas, w.storage)

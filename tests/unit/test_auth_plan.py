@@ -183,3 +183,25 @@ def test_targeted_plan_leaves_other_machines_leftovers():
     a.auths.append({"id": 5, "tag": 5, "user": "m2", "peeruser": "", "secret": secret_digest(SECRETS["m2"])})
     changes = plan_storage(d, a, StoragePolicy(machines={"m1"}))
     assert not [c for c in changes if c.machine == "m2"]
+
+
+def test_removed_machine_whose_delete_stopped_after_its_target_loses_its_auth_row_too():
+    """The fault matrix found it: m2 removed, its delete stopped after the target (fault at the auth
+    delete); the rerun's plan must still delete m2's auth row, which no target leads to any more."""
+    from netprov.core.storage import StoragePolicy
+    d_old = _desired()
+    a = _actual(d_old)
+    t2 = next(t for t in a.targets if t["name"] == "m2")
+    a.targets = [t for t in a.targets if t is not t2]
+    a.targetextents = [te for te in a.targetextents if te["target"] != t2["id"]]
+    d = _desired('m1: {mac: "52:54:00:00:00:01", chap: {secret_env: M1}}\n')
+    by = _by_addr(plan_storage(d, a, StoragePolicy(allow_destroy=True)))
+    row = next(r for r in a.auths if r["user"] == "m2")
+    leftover = by[f"auth[m2]#{row['id']}"]
+    assert leftover.action is Action.DELETE and leftover.refused is None
+    assert leftover.data["unused"] is True and leftover.data["ids"] == [row["id"]]
+    # without allow_destroy it is planned and refused, like the rest of the removed machine
+    by = _by_addr(plan_storage(d, a, StoragePolicy()))
+    assert by[f"auth[m2]#{row['id']}"].refused
+    # m1's row is never touched
+    assert not any(c.address.startswith("auth[m1]") and c.is_change for c in by.values())

@@ -489,10 +489,24 @@ class _Run:
         retired and promote it. The clone then owns the snapshot (and every older one) and the old zvol
         is a clone of it, so destroying the old zvol destroys no data: it stays in ``keep_as``."""
         snap, keep = net["snapshot"], net["keep_as"]
-        yield _Call(f"{self.st.snapshot_ns}.create", {"dataset": path, "name": snap.split("@", 1)[1]})
-        yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": keep})
-        yield _Call("pool.dataset.update", keep, {"comments": net["comment"]})
-        yield _Call("pool.dataset.promote", keep)
+        # Resumable: an apply that stopped part-way (or a rerun within the same second, which gives the same
+        # names) finds some of the steps done. Each is taken up where it stopped, never done twice.
+        rows = yield _Call("pool.dataset.query", [["id", "=", keep]],
+                           {"select": ["id", "type", "origin", "comments"], "extra": {"retrieve_children": False}})
+        kept = parse.zvol(rows[0]) if rows else None
+        if kept is not None and (kept.get("origin") not in (None, snap)
+                                 or (kept.get("origin") is None and kept.get("comments") != net["comment"])):
+            raise ChangeFailed(f"zvol[{path}]: {keep} exists and is not the retired copy of {path}; nothing was "
+                               "deleted")
+        if kept is None:
+            snaps = yield _Call(f"{self.st.snapshot_ns}.query", [["id", "=", snap]], {"select": ["id", "name"]})
+            if not snaps:
+                yield _Call(f"{self.st.snapshot_ns}.create", {"dataset": path, "name": snap.split("@", 1)[1]})
+            yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": keep})
+        if kept is None or kept.get("comments") != net["comment"]:
+            yield _Call("pool.dataset.update", keep, {"comments": net["comment"]})
+        if kept is None or kept.get("origin") == snap:
+            yield _Call("pool.dataset.promote", keep)
 
     def _rename_zvol(self, c: Change) -> Chain:
         """``renamed_from``: snapshot the old zvol, clone it to the new name, promote the clone, point the
