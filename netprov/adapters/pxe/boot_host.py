@@ -153,7 +153,7 @@ while [ $# -gt 0 ]; do
     [ -e "$p" ] || break
   done
   IFS=$oldifs
-  if [ -n "$link" ]; then printf 'L|%s|%s|%s\n' "$name" "$link" "$(cd -P -- "$dir" 2>/dev/null && pwd)"; continue; fi
+  if [ -n "$link" ]; then printf 'L|%s|%s|%s\n' "$name" "$link" "$(readlink -- "$link" 2>/dev/null)"; continue; fi
   writable "$dir" || printf 'W|%s|%s\n' "$name" "$dir"
   if [ ! -e "$dir" ]; then printf 'M|%s\n' "$name"; continue; fi
   if [ ! -d "$dir" ]; then printf 'B|%s\n' "$name"; continue; fi
@@ -569,7 +569,7 @@ class PxeHost:
                             "back; nothing was activated")
         if verdict == "running":
             raise PushError(f"{lead}; checked again: the commit is still running on {server} (dnsmasq's "
-                            "activation has not finished); run netprov plan when it has to see where it stands")
+                            "activation has not finished); run netprov plan once it has finished to see where it stands")
         raise PushError(f"{lead}; {server} could not be reached again to check, so the commit may or may "
                         "not have happened (the server finishes or rolls back on its own): run netprov plan "
                         "to see where it stands")
@@ -614,10 +614,10 @@ def _preflight(server: str, roots: Mapping[Root, str], text: str) -> list[str]:
             what, _, path = rest.partition("|")
             unwritable.append(f"{_root_label(what)} {path}")
         elif tag == "L":
-            name, link, real = (rest.split("|", 2) + ["", ""])[:3]
-            links.append(f"{_root_label(name)} {roots.get(Root(name), '?') if name in _ROOT_NAMES else '?'} "
-                         f"has a symlink on its path ({link}"
-                         + (f"; it leads to {real}" if real else "") + ")")
+            name, link, target = (rest.split("|", 2) + ["", ""])[:3]
+            root_dir = roots.get(Root(name), "?") if name in _ROOT_NAMES else "?"
+            links.append(f"{_root_label(name)} {root_dir} has a symlink on its path ({link}"
+                         + (f" -> {target}" if target else "") + ")")
     if links:
         raise PathConfinementError(
             f"on {server}: " + "; ".join(links) + ". netprov does not follow symlinks out of a root: set the "

@@ -185,6 +185,9 @@ class SshConnection:
             raise
         finally:
             dog.cancel()
+        if dog.fired:   # the block ended "normally" only because the connection was closed under it
+            raise SshDeadline(f"SSH to {self.display}: no answer within {seconds:g} s while {what}; "
+                              "the connection was closed")
 
     @property
     def transport(self) -> paramiko.Transport:
