@@ -103,17 +103,19 @@ def own_settings(srv: SshServer, tmp_path: Path, **kw) -> PxeSettings:
 
 
 class CuttingConnection(SshConnection):
-    """A real SSH connection whose server side is killed the moment a command containing
-    ``marker`` has started (as a dropped link or a crashed sshd would)."""
+    """A real SSH connection whose server side is killed while a command containing ``marker``
+    runs (as a dropped link or a crashed sshd would)."""
 
     srv: SshServer
     marker: str
     cuts: int = 0
 
-    def open_channel(self, command, timeout=300):  # noqa: ANN001, ANN201
-        ch = super().open_channel(command, timeout)
-        if self.marker in command:
-            self.cuts += kill_sessions(self.srv)
+    def open_channel(self, command, *args, **kw):  # noqa: ANN001, ANN002, ANN003, ANN201
+        if self.marker not in command:
+            return super().open_channel(command, *args, **kw)
+        # The server starts the command half a second late, so the cut lands while it runs.
+        ch = super().open_channel("sleep 0.5; " + command, *args, **kw)
+        self.cuts += kill_sessions(self.srv)
         return ch
 
 
