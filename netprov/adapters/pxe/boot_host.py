@@ -37,6 +37,7 @@ import re
 import secrets as _secrets
 import shlex
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ done
 """
 
 _LOCK = r"""
-lock=$1; shift
+lock=$1; tok=$2; hb=$3; shift 3
 command -v flock >/dev/null 2>&1 || { echo "NETPROV-LOCKFAIL flock(1) is not installed"; exit 74; }
 mkdir -p -- "$(dirname -- "$lock")" 2>/dev/null
 if ! exec 9>>"$lock"; then echo "NETPROV-LOCKFAIL cannot open $lock"; exit 74; fi
@@ -188,7 +189,15 @@ for r; do
   if [ -d "$r" ]; then find "$r" -name '.netprov.*' ! -type d -exec rm -f -- {} + 2>/dev/null; fi
 done
 echo NETPROV-LOCK-OK
-exec cat >/dev/null
+# Hold the lock while netprov's heartbeat bytes arrive. Silence for $hb s (a blackholed client, whose
+# connection this server may not notice for hours) or EOF lets go, once our commit is not running here.
+command -v timeout >/dev/null 2>&1 && command -v dd >/dev/null 2>&1 || exec cat >/dev/null
+while :; do
+  n=$(timeout "$hb" dd bs=1 count=1 2>/dev/null | wc -c)
+  [ $((n + 0)) -gt 0 ] && continue
+  i=0; while [ $i -lt 3600 ] && grep -q "^$tok running" "$lock.last" 2>/dev/null; do sleep 1; i=$((i+1)); done
+  exit 0
+done
 """
 
 _STAT_TYPES = {"regular file": "file", "regular empty file": "file", "directory": "dir",
@@ -378,7 +387,7 @@ class PxeHost:
 
         self.check_ready()
         secrets = tuple({x for c in plan.changes if c.file is not None for x in c.file.secrets})
-        lock = self._lock(list(roots.values()))
+        lock = self._lock(list(roots.values()), ops.token)
         note("lock", None)
         try:
             validated = False
@@ -398,14 +407,17 @@ class PxeHost:
                           plan.activation, validated, self.round_trips - rt0, uploaded,
                           time.monotonic() - t0, output)
 
-    def _lock(self, root_dirs: list[str]):
+    def _lock(self, root_dirs: list[str], token: str = "-") -> _Lock:
         s = self.settings
         conn = self.conn
+        beat = max(0.2, s.keepalive if s.keepalive else min(10.0, s.connect_timeout / 3))
+        hold = max(2, int(beat * 4 + 0.999))
         lost = (f"the connection to {s.server_name} was lost while taking the lock {s.lock_path}; "
                 "nothing was changed")
         try:
             with conn.deadline(s.command_timeout, "taking the lock"):
-                ch = conn.open_channel(self._sh(_LOCK, [s.lock_path, *root_dirs]), s.command_timeout)
+                ch = conn.open_channel(self._sh(_LOCK, [s.lock_path, token, str(hold), *root_dirs]),
+                                       s.command_timeout)
                 try:
                     line = ch.makefile("rb").readline().decode(errors="replace").strip()
                 except BaseException:
@@ -414,7 +426,7 @@ class PxeHost:
         except ConnectError as exc:
             raise PushError(f"{lost} ({exc})") from None
         if line == "NETPROV-LOCK-OK":
-            return ch
+            return _Lock(ch, beat)
         if not line:
             # No answer at all: the channel ended. Tell a dead connection from a server-side failure.
             rc = ch.recv_exit_status() if ch.exit_status_ready() else -1
@@ -426,7 +438,8 @@ class PxeHost:
         ch.close()
         if line == "NETPROV-LOCKED":
             raise PushError(f"another netprov apply holds the lock {s.lock_path} on {s.server_name}; "
-                            "wait for it to finish and run again (nothing was changed)")
+                            "wait for it to finish and run again (nothing was changed). An apply whose "
+                            f"connection was lost lets go within {hold} s")
         raise PushError(f"could not take the lock {s.lock_path} on {s.server_name}: "
                         f"{_one_line(mask_secrets(line.removeprefix('NETPROV-LOCKFAIL ')))}; nothing was changed")
 
@@ -573,6 +586,29 @@ class PxeHost:
         raise PushError(f"{lead}; {server} could not be reached again to check, so the commit may or may "
                         "not have happened (the server finishes or rolls back on its own): run netprov plan "
                         "to see where it stands")
+
+
+class _Lock:
+    """The lock channel, fed a heartbeat byte every ``beat`` seconds (the server lets go after
+    a few missed ones). ``close()`` stops it and ends the channel, releasing the lock."""
+
+    def __init__(self, ch, beat: float) -> None:  # noqa: ANN001
+        self.ch = ch
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(beat,), daemon=True, name="netprov-lock")
+        self._thread.start()
+
+    def _run(self, beat: float) -> None:
+        while not self._stop.wait(beat):
+            try:
+                self.ch.sendall(b".")
+            except Exception:  # noqa: BLE001 - the connection is gone: the apply's own steps say so
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.ch.close()
 
 
 def _alive(conn) -> bool:  # noqa: ANN001

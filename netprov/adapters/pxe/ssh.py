@@ -181,7 +181,7 @@ class SshConnection:
             if isinstance(exc, (paramiko.SSHException, OSError, EOFError)):
                 self.lost = True
                 raise ConnectError(f"SSH to {self.display}: connection lost while {what}: "
-                                   f"{exc or type(exc).__name__}") from None
+                                   f"{str(exc) or type(exc).__name__}") from None
             raise
         finally:
             dog.cancel()
@@ -208,7 +208,7 @@ class SshConnection:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.lost = self.lost or not self._client.get_transport() or \
                 not self._client.get_transport().is_active()
-            raise ConnectError(f"SSH to {self.display}: could not run a command: {exc or type(exc).__name__}"
+            raise ConnectError(f"SSH to {self.display}: could not run a command: {str(exc) or type(exc).__name__}"
                                ) from None
 
     def run(self, command: str, stdin: bytes | None = None, timeout: float | None = 300,
@@ -307,7 +307,7 @@ def connect(host: str, *, port: int | None = None, user: str | None = None,
     try:
         sock = socket.create_connection((hostname, port), timeout=timeout)
     except OSError as exc:
-        raise ConnectError(f"SSH to {display}: {exc or type(exc).__name__}") from None
+        raise ConnectError(f"SSH to {display}: {str(exc) or type(exc).__name__}") from None
     _tune_socket(sock, timeout)
     dog = _Watchdog(timeout, lambda: _kill_socket(sock))
     try:
@@ -353,4 +353,4 @@ def _connect_error(exc: BaseException, display: str, kh: str, hostname: str, por
         raise AuthError(f"SSH to {display}: key authentication failed ({exc}); netprov uses the SSH agent "
                         f"and key files only (tried: {', '.join(keys) or 'agent and default keys'})") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        raise ConnectError(f"SSH to {display}: {exc or type(exc).__name__}") from None
+        raise ConnectError(f"SSH to {display}: {str(exc) or type(exc).__name__}") from None
