@@ -6,10 +6,16 @@ write → validate → move (style §2.3):
 1. ``read_manifest`` — ONE round trip: a POSIX-sh walk of every root printing
    type, mode, size, sha256 and whether the netprov header is in the first three
    lines, plus the sha256 of each binary source and any unfinished activation.
+   The same round trip checks what apply will need (commands such as ``flock``,
+   ``sha256sum``, ``tar`` and the test/restart binaries; a writable lock directory
+   and roots) and that no root has a symlink on its path (refused at once):
+   ``plan`` refuses a plan with changes on a server that is not ready, so apply
+   stops before any change anywhere.
 2. ``apply(plan)``:
    a. lock (one channel that holds ``flock -n`` on ``lock_path`` for the whole apply;
       a second apply fails at once with a clear message; the lock dies with the
-      connection) and remove stale temporaries of earlier, interrupted applies;
+      connection or a few missed heartbeats after it went silent) and remove stale
+      temporaries of earlier, interrupted applies;
    b. stage (one round trip): mkdir the roots/parents, refuse symlinked parents,
       stream one tar of every changed file under dot-prefixed temporary names in the
       target directory (dnsmasq's conf-dir and hostsdir skip dot files), set modes
@@ -25,6 +31,10 @@ write → validate → move (style §2.3):
       the command re-run with the old files: PushError says it was rolled back (or, if
       even that failed, that DHCP is DOWN).
    A connection lost before (c) leaves every live file intact (temporaries are never live).
+   Every step has a deadline (``command_timeout``; connecting: ``connect_timeout``) and
+   keepalives find a silent server; a commit whose answer was lost is checked again over
+   a new connection (the script records its outcome next to the lock) and reported as
+   it really ended. Server output is always shown through ``mask_secrets``.
 
 Every remote path is built by ``confine`` (netprov.core.fileplan), the one path gate.
 """
