@@ -242,22 +242,46 @@ def test_truncated_commit_script_changes_nothing(tmp_path):
 # ----------------------------------------------------------------------------- preflight
 
 
-@pytest.fixture(scope="module")
-def no_flock_sshd(tmp_path_factory):
-    """An sshd whose sessions run with a PATH holding every command of this machine but flock."""
-    tmp_path = tmp_path_factory.mktemp("noflock")
-    bindir = tmp_path / "bin-without-flock"
-    bindir.mkdir()
+def sshd_with_path(tmp_path: Path, drop: tuple[str, ...] = (), replace_with: dict[str, str] | None = None
+                   ) -> SshServer:
+    """An sshd whose sessions run with a PATH holding this machine's commands, less ``drop``,
+    with some replaced by small scripts (``replace_with``: name -> sh script body)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(parents=True)
+    for name, body in (replace_with or {}).items():
+        (bindir / name).write_text("#!/bin/sh\n" + body + "\n")
+        (bindir / name).chmod(0o755)
     for d in ("/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"):
         if not os.path.isdir(d) or os.path.islink(d):
             continue
         for name in os.listdir(d):
-            if name != "flock" and not (bindir / name).exists():
+            if name not in drop and not (bindir / name).exists():
                 (bindir / name).symlink_to(os.path.join(d, name))
-    srv = SshServer.start(tmp_path / "sshd-noflock",
-                          extra_config=f'ForceCommand PATH={bindir} exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"')
+    return SshServer.start(tmp_path / "sshd",
+                           extra_config=f'ForceCommand PATH={bindir} exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"')
+
+
+@pytest.fixture(scope="module")
+def no_flock_sshd(tmp_path_factory):
+    """An sshd whose sessions run with a PATH holding every command of this machine but flock."""
+    srv = sshd_with_path(tmp_path_factory.mktemp("noflock"), drop=("flock",))
     yield srv
     srv.stop()
+
+
+def test_garbled_read_answer_is_one_line(tmp_path):
+    """A server whose `stat` answers nonsense (a broken or hostile tool): one line, no traceback."""
+    srv = sshd_with_path(tmp_path / "garble", replace_with={"stat": "echo 'S|9z|-1|regular file|./boot.ipxe'"})
+    try:
+        settings = own_settings(srv, tmp_path)
+        for d in settings.roots.values():
+            os.makedirs(d)
+        Path(settings.roots[Root.TFTP], "boot.ipxe").write_bytes(HDR)
+        with PxeHost(settings) as h, pytest.raises(PushError) as ei:
+            h.plan([script("boot.ipxe")])
+        assert "garbled" in str(ei.value) and "\n" not in str(ei.value)
+    finally:
+        srv.stop()
 
 
 def test_missing_flock_is_a_plan_time_error(no_flock_sshd, tmp_path):

@@ -144,10 +144,11 @@ writable() {
   while [ ! -e "$p" ] && [ ! -L "$p" ]; do p=$(dirname -- "$p"); done
   [ -d "$p" ] && [ -w "$p" ] && [ -x "$p" ]
 }
+# (sbin directories too: dnsmasq and the like run under sudo, whose PATH has them)
 while [ $# -gt 0 ]; do
   a=$1; shift
   [ "$a" = "--roots" ] && break
-  command -v "$a" >/dev/null 2>&1 || printf 'C|%s\n' "$a"
+  PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$a" >/dev/null 2>&1 || printf 'C|%s\n' "$a"
 done
 lockdir=$(dirname -- "$lock")
 if ! writable "$lockdir"; then printf 'W|lock directory|%s\n' "$lockdir"
@@ -274,7 +275,11 @@ class PxeHost:
                  "mktemp", "chmod", "cp", "mv", "ln", "rm", "mkdir", "dirname"]
         if s.sudo and self.conn.user != "root":
             tools.append("sudo")
-        for cmd in (s.test_command.format(conf="x", dnsmasq=q(s.dnsmasq)), s.restart_command, s.reload_command):
+        try:
+            test = s.test_command.format(conf="x", dnsmasq=q(s.dnsmasq))
+        except (KeyError, ValueError, IndexError):
+            test = ""
+        for cmd in (test, s.restart_command, s.reload_command):
             first = _first_word(cmd)
             if first and first not in tools:
                 tools.append(first)
