@@ -235,6 +235,9 @@ class PxeHost:
     # -- connection ----------------------------------------------------------------------
     @property
     def conn(self) -> SshConnection:
+        if self._conn is not None and getattr(self._conn, "lost", False):
+            self._conn.close()      # a step lost it (deadline, dropped link): the next step reconnects
+            self._conn = None
         if self._conn is None:
             s = self.settings
             self._conn = connect(s.host, port=s.port, user=s.user, identity_file=s.identity_file,

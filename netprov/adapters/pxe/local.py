@@ -31,6 +31,7 @@ class LocalChannel:
     def sendall(self, data: bytes) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(data)
+        self.proc.stdin.flush()
 
     def shutdown_write(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:
@@ -46,6 +47,9 @@ class LocalChannel:
 
     def recv_exit_status(self) -> int:
         return self.proc.wait()
+
+    def exit_status_ready(self) -> bool:
+        return self.proc.poll() is not None
 
     def makefile(self, mode: str = "rb"):  # noqa: ANN201
         return self.proc.stdout

@@ -175,7 +175,8 @@ class SshConnection:
         try:
             yield
         except Exception as exc:
-            if dog.fired:
+            if dog.fired or isinstance(exc, TimeoutError):    # a channel's own timeout: same verdict
+                self._abort()
                 raise SshDeadline(f"SSH to {self.display}: no answer within {seconds:g} s while {what}; "
                                   "the connection was closed") from None
             if isinstance(exc, (paramiko.SSHException, OSError, EOFError)):
