@@ -438,6 +438,9 @@ class PxeHost:
                                        s.command_timeout)
                 try:
                     line = ch.makefile("rb").readline().decode(errors="replace").strip()
+                    # No answer at all: the channel ended; its exit status (-1: none) tells a dead
+                    # connection from a server-side failure.
+                    rc = ch.recv_exit_status() if not line else 0
                 except BaseException:
                     ch.close()
                     raise
@@ -446,8 +449,6 @@ class PxeHost:
         if line == "NETPROV-LOCK-OK":
             return _Lock(ch, beat)
         if not line:
-            # No answer at all: the channel ended. Tell a dead connection from a server-side failure.
-            rc = ch.recv_exit_status() if ch.exit_status_ready() else -1
             ch.close()
             if rc < 0 or conn.lost or not _alive(conn):
                 raise PushError(lost)
