@@ -196,14 +196,14 @@ def test_commit_past_its_deadline_is_reported_as_still_running(own_sshd, tmp_pat
     """A restart that hangs: the commit step's deadline ends the wait; netprov checks the server
     again and says the commit is still running there (not "ended unexpectedly")."""
     release = tmp_path / "restart-release"
-    settings = own_settings(own_sshd, tmp_path, command_timeout=2, restart_command=(
+    settings = own_settings(own_sshd, tmp_path, command_timeout=1, restart_command=(
         f"i=0; while [ ! -e {release} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done"))
     try:
         with PxeHost(settings) as h:
             with pytest.raises(PushError) as ei:
                 h.apply(h.plan([conf("netprov.conf", "dhcp-boot=a.0")]))
         msg = str(ei.value)
-        assert "no answer within 2 s" in msg and "still running" in msg and "run netprov plan" in msg
+        assert "no answer within 1 s" in msg and "still running" in msg and "run netprov plan" in msg
     finally:
         release.touch()
     # The server finishes on its own; a fresh plan then converges.
@@ -263,25 +263,26 @@ def sshd_with_path(tmp_path: Path, drop: tuple[str, ...] = (), replace_with: dic
 
 @pytest.fixture(scope="module")
 def no_flock_sshd(tmp_path_factory):
-    """An sshd whose sessions run with a PATH holding every command of this machine but flock."""
-    srv = sshd_with_path(tmp_path_factory.mktemp("noflock"), drop=("flock",))
+    """An sshd whose sessions run with a PATH holding every command of this machine but flock,
+    and whose `stat` answers nonsense in a directory holding a file named GARBLE."""
+    real_stat = subprocess.run(["sh", "-c", "command -v stat"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+    srv = sshd_with_path(tmp_path_factory.mktemp("noflock"), drop=("flock",), replace_with={
+        "stat": f"if [ -e ./GARBLE ]; then echo 'S|9z|-1|regular file|./boot.ipxe'; else exec {real_stat} \"$@\"; fi"})
     yield srv
     srv.stop()
 
 
-def test_garbled_read_answer_is_one_line(tmp_path):
+def test_garbled_read_answer_is_one_line(no_flock_sshd, tmp_path):
     """A server whose `stat` answers nonsense (a broken or hostile tool): one line, no traceback."""
-    srv = sshd_with_path(tmp_path / "garble", replace_with={"stat": "echo 'S|9z|-1|regular file|./boot.ipxe'"})
-    try:
-        settings = own_settings(srv, tmp_path)
-        for d in settings.roots.values():
-            os.makedirs(d)
-        Path(settings.roots[Root.TFTP], "boot.ipxe").write_bytes(HDR)
-        with PxeHost(settings) as h, pytest.raises(PushError) as ei:
-            h.plan([script("boot.ipxe")])
-        assert "garbled" in str(ei.value) and "\n" not in str(ei.value)
-    finally:
-        srv.stop()
+    settings = own_settings(no_flock_sshd, tmp_path)
+    for d in settings.roots.values():
+        os.makedirs(d)
+    Path(settings.roots[Root.TFTP], "boot.ipxe").write_bytes(HDR)
+    Path(settings.roots[Root.TFTP], "GARBLE").write_bytes(b"")
+    with PxeHost(settings) as h, pytest.raises(PushError) as ei:
+        h.plan([script("boot.ipxe")])
+    assert "garbled" in str(ei.value) and "\n" not in str(ei.value)
 
 
 def test_missing_flock_is_a_plan_time_error(no_flock_sshd, tmp_path):
@@ -436,7 +437,7 @@ def test_frozen_server_read_hits_its_deadline(own_sshd, tmp_path):
     """The server stops answering (its sshd is frozen with SIGSTOP: TCP still acknowledges, so
     keepalives cannot tell): only the step's own deadline ends the wait. Opening a channel had
     none (paramiko's default is an hour)."""
-    settings = own_settings(own_sshd, tmp_path, command_timeout=2)
+    settings = own_settings(own_sshd, tmp_path, command_timeout=1)
     host = PxeHost(settings)
     host.conn.run("true")                                   # connected and logged in
     frozen, result = [], {}
@@ -464,7 +465,7 @@ def test_frozen_server_read_hits_its_deadline(own_sshd, tmp_path):
     assert frozen and not t.is_alive(), "plan hung on a frozen server"
     exc = result.get("exc")
     assert isinstance(exc, PushError), repr(exc)
-    assert "no answer within 2 s" in str(exc) and "nothing was changed" in str(exc)
+    assert "no answer within 1 s" in str(exc) and "nothing was changed" in str(exc)
 
 
 # ----------------------------------------------------------------------------- a blackholed server
@@ -610,7 +611,7 @@ def test_blackholed_server_during_upload_fails_by_keepalive(ns_lab, tmp_path):
 
 def test_blackholed_server_during_commit_says_it_may_or_may_not_have_happened(ns_lab, tmp_path):
     lab, ssh = ns_lab
-    out = _drive(lab, tmp_path, ssh, "commit", connect_timeout=2, command_timeout=2, keepalive=0.5)
+    out = _drive(lab, tmp_path, ssh, "commit", connect_timeout=2, command_timeout=1, keepalive=0.5)
     assert out["cut"] and not out["ok"], out
     assert "could not be reached again" in out["error"] and "may or may not have happened" in out["error"]
     assert "run netprov plan" in out["error"]
