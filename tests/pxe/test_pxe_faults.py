@@ -216,6 +216,23 @@ def test_commit_past_its_deadline_is_reported_as_still_running(own_sshd, tmp_pat
         assert not h.plan([conf("netprov.conf", "dhcp-boot=a.0")]).has_changes
 
 
+def test_lost_commit_that_never_started_says_live_files_are_unchanged(settings, tmp_path):
+    """The answer is lost and the server holds no outcome for this commit (the script never
+    arrived, or arrived cut short): netprov says so, after checking, instead of guessing."""
+    from netprov.adapters.pxe.boot_host import _build_ops
+    from netprov.core.fileplan import Activation
+
+    with PxeHost(settings) as h:
+        h.apply(h.plan([script("a.ipxe", "echo one")]))          # an earlier apply's outcome is on file
+        plan = h.plan([script("a.ipxe", "echo two")])
+        ops = _build_ops(plan, settings.roots, "feedbeef")
+        with pytest.raises(PushError) as ei:
+            h._after_lost_commit(ops, Activation.NONE, "the connection dropped", ())
+    msg = str(ei.value)
+    assert "the commit never started on pxe1" in msg and "the live files are unchanged" in msg
+    assert Path(settings.roots[Root.TFTP], "a.ipxe").read_bytes().endswith(b"echo one\n")
+
+
 def test_truncated_commit_script_changes_nothing(tmp_path):
     """The commit script is one compound command: cut anywhere in transit, sh runs none of it."""
     from netprov.adapters.pxe.boot_host import _build_ops, _commit_script

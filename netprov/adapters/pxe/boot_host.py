@@ -196,6 +196,8 @@ command -v flock >/dev/null 2>&1 || { echo "NETPROV-LOCKFAIL flock(1) is not ins
 mkdir -p -- "$(dirname -- "$lock")" 2>/dev/null
 if ! exec 9>>"$lock"; then echo "NETPROV-LOCKFAIL cannot open $lock"; exit 74; fi
 if ! flock -n 9; then echo NETPROV-LOCKED; exit 75; fi
+# Commit outcomes ("<token> <state>" lines, see _commit_script): keep the last few.
+if [ -f "$lock.last" ]; then tail -n 20 "$lock.last" > "$lock.last.tmp" 2>/dev/null && mv -f "$lock.last.tmp" "$lock.last"; fi
 for r; do
   if [ -d "$r" ]; then find "$r" -name '.netprov.*' ! -type d -exec rm -f -- {} + 2>/dev/null; fi
 done
@@ -206,7 +208,8 @@ command -v timeout >/dev/null 2>&1 && command -v dd >/dev/null 2>&1 || exec cat 
 while :; do
   n=$(timeout "$hb" dd bs=1 count=1 2>/dev/null | wc -c)
   [ $((n + 0)) -gt 0 ] && continue
-  i=0; while [ $i -lt 3600 ] && grep -q "^$tok running" "$lock.last" 2>/dev/null; do sleep 1; i=$((i+1)); done
+  i=0; while [ $i -lt 3600 ] && [ "$(grep "^$tok " "$lock.last" 2>/dev/null | tail -n 1)" = "$tok running" ]; do
+    sleep 1; i=$((i+1)); done
   exit 0
 done
 """
@@ -565,8 +568,9 @@ class PxeHost:
         status = _status_path(s.lock_path)
         token = ops.token
         polls = max(1, int(s.command_timeout / 0.5))
-        probe = (f"i=0; while [ $i -lt {polls} ] && grep -q {q('^' + token + ' running')} {q(status)} "
-                 "2>/dev/null; do sleep 0.5; i=$((i+1)); done; cat -- " + q(status) + " 2>/dev/null; :")
+        mine = f"grep {q('^' + token + ' ')} {q(status)} 2>/dev/null | tail -n 1"
+        probe = (f"i=0; while [ $i -lt {polls} ] && [ \"$({mine})\" = {q(token + ' running')} ]; do sleep 0.5; "
+                 f"i=$((i+1)); done; {mine}; :")
         verdict = None
         try:
             if isinstance(self._conn, SshConnection) or self._conn is None:
@@ -578,7 +582,7 @@ class PxeHost:
                 res = self._conn.run(probe, timeout=s.command_timeout + 5, what="checking the commit's outcome")
             line = res.out.strip().splitlines()[-1] if res.out.strip() else ""
             tok, _, verdict = line.partition(" ")
-            if tok != token:
+            if tok != token:        # no line of ours: the script never ran
                 verdict = "not-started"
         except NetprovError:
             verdict = None
@@ -994,7 +998,7 @@ def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str)
     # The outcome goes to a status file too ("<token> running|done|rolled-back|down|commit-failed"):
     # if the connection is lost, netprov reconnects and reads what really happened.
     L = ["trap '' HUP PIPE", "set -u", f"P={q(pending)}", f"S={q(_status_path(s.lock_path))}",
-         f"st() {{ printf '%s %s\\n' {ops.token} \"$1\" > \"$S\" 2>/dev/null; :; }}", "st running", _BATCH]
+         f"st() {{ printf '%s %s\\n' {ops.token} \"$1\" >> \"$S\" 2>/dev/null; :; }}", "st running", _BATCH]
     undo, batch, baks = [], [], []
     for o in ops.ops:
         live, tmp, bak = q(o.live), q(o.tmp), q(o.bak)
