@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
+from netprov.core.secrets import mask_secrets
 from netprov.errors import PathConfinementError
 
 __all__ = [
@@ -63,7 +64,6 @@ __all__ = [
 OWNED_RECORD = ".netprov-owned"
 #: Prefix of every temporary / backup name netprov creates on the server.
 TEMP_PREFIX = ".netprov."
-MASK = "********"
 
 #: Which activation each root's files need when they change (deletes have no BootFile).
 ROOT_KIND = {Root.DNSMASQ: Kind.CONFIG, Root.HOSTS: Kind.HOSTS, Root.TFTP: Kind.SCRIPT, Root.HTTP: Kind.SCRIPT}
@@ -165,21 +165,7 @@ def has_header(text: bytes | str) -> bool:
 
 
 # ---------------------------------------------------------------------------- masking
-
-_SET_LINE = re.compile(r"(?im)^(\s*set\s+(?:--\S+\s+)*\S*(?:password|secret)\S*\s+)(\S.*?)(\s*)$")
-_KV = re.compile(r"(?i)(\b[\w.-]*(?:password|secret)[\w.-]*\s*[=:]\s*)([^\s,;]+)")
-_URL_CRED = re.compile(r"(://[^/\s:@]+:)([^@/\s]+)(@)")
-
-
-def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace every literal secret, and every value of a ``set password …``-style
-    line, ``password=…`` / ``secret: …`` pair or ``user:pass@`` URL, with ``********``."""
-    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(s, MASK)
-    text = _SET_LINE.sub(lambda m: m.group(1) + MASK + m.group(3), text)
-    text = _KV.sub(lambda m: m.group(1) + MASK, text)
-    text = _URL_CRED.sub(lambda m: m.group(1) + MASK + m.group(3), text)
-    return text
+# The one masking function lives in netprov.core.secrets (re-exported here for callers).
 
 
 # ---------------------------------------------------------------------------- manifest

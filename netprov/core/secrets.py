@@ -10,9 +10,31 @@ never appear in a message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 
 from netprov.core.inventory import LoadedInventory, Problem
+
+MASK = "********"
+
+_SET_LINE = re.compile(r"(?im)^(\s*set\s+(?:--\S+\s+)*\S*(?:password|secret)\S*\s+)(\S.*?)(\s*)$")
+_KV = re.compile(r"(?i)(\b[\w.-]*(?:password|secret)[\w.-]*\s*[=:]\s*)([^\s,;]+)")
+_URL_CRED = re.compile(r"(://[^/\s:@]+:)([^@/\s]+)(@)")
+
+
+def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """THE masking function: every path that shows text it did not write itself (a diff,
+    a remote command's output, an error message) passes it through here.
+
+    Replaces every literal secret, and every value of a ``set password …``-style line,
+    ``password=…`` / ``secret: …`` pair or ``user:pass@`` URL (so secrets netprov does
+    not know, e.g. the old ones in a file on a server, are caught too), with ``********``."""
+    for s in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(s, MASK)
+    text = _SET_LINE.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+    text = _KV.sub(lambda m: m.group(1) + MASK, text)
+    text = _URL_CRED.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+    return text
 
 
 def check_chap_secret(secret: str) -> str | None:

@@ -6,10 +6,16 @@ write → validate → move (style §2.3):
 1. ``read_manifest`` — ONE round trip: a POSIX-sh walk of every root printing
    type, mode, size, sha256 and whether the netprov header is in the first three
    lines, plus the sha256 of each binary source and any unfinished activation.
+   The same round trip checks what apply will need (commands such as ``flock``,
+   ``sha256sum``, ``tar`` and the test/restart binaries; a writable lock directory
+   and roots) and that no root has a symlink on its path (refused at once):
+   ``plan`` refuses a plan with changes on a server that is not ready, so apply
+   stops before any change anywhere.
 2. ``apply(plan)``:
    a. lock (one channel that holds ``flock -n`` on ``lock_path`` for the whole apply;
       a second apply fails at once with a clear message; the lock dies with the
-      connection) and remove stale temporaries of earlier, interrupted applies;
+      connection or a few missed heartbeats after it went silent) and remove stale
+      temporaries of earlier, interrupted applies;
    b. stage (one round trip): mkdir the roots/parents, refuse symlinked parents,
       stream one tar of every changed file under dot-prefixed temporary names in the
       target directory (dnsmasq's conf-dir and hostsdir skip dot files), set modes
@@ -25,6 +31,10 @@ write → validate → move (style §2.3):
       the command re-run with the old files: PushError says it was rolled back (or, if
       even that failed, that DHCP is DOWN).
    A connection lost before (c) leaves every live file intact (temporaries are never live).
+   Every step has a deadline (``command_timeout``; connecting: ``connect_timeout``) and
+   keepalives find a silent server; a commit whose answer was lost is checked again over
+   a new connection (the script records its outcome next to the lock) and reported as
+   it really ended. Server output is always shown through ``mask_secrets``.
 
 Every remote path is built by ``confine`` (netprov.core.fileplan), the one path gate.
 """
@@ -37,12 +47,13 @@ import re
 import secrets as _secrets
 import shlex
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
-from netprov.adapters.pxe.ssh import SshConnection, collect, connect
+from netprov.adapters.pxe.ssh import SshConnection, SshDeadline, collect, connect
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
 from netprov.core.fileplan import (
     OWNED_RECORD,
@@ -55,11 +66,11 @@ from netprov.core.fileplan import (
     RemoteManifest,
     confine,
     effective_mode,
-    mask_secrets,
     plan_files,
     text_wanted,
 )
-from netprov.errors import ConnectError, PathConfinementError, PushError, StalePlanError
+from netprov.core.secrets import mask_secrets
+from netprov.errors import ConnectError, NetprovError, PathConfinementError, PushError, StalePlanError
 
 __all__ = ["PushReport", "PxeHost", "PxeSettings", "confine"]
 
@@ -91,8 +102,9 @@ class PxeSettings:
     lock_path: str = "/run/lock/netprov.lock"
     secret_group: str = "dnsmasq"
     server: str | None = None          # the BootFile.server name; defaults to host
-    connect_timeout: float = 15.0
-    command_timeout: float = 300.0
+    connect_timeout: float = 15.0      # connecting + logging in; also how long an unanswered peer is kept
+    command_timeout: float = 300.0     # the deadline of each later step (read, lock, upload, commit)
+    keepalive: float | None = None     # SSH keepalive interval; default min(10, connect_timeout / 3)
 
     @property
     def server_name(self) -> str:
@@ -124,10 +136,37 @@ q = shlex.quote
 _WALK = r"""
 lock=$1; shift
 if [ -r "$lock.pending" ]; then printf 'P|%s\n' "$(head -n 1 "$lock.pending")"; fi
+# Preflight: what apply will need, so a missing piece is a plan-time error, before any change.
+# C|tool: command missing; W|what|path: cannot be written (nearest existing ancestor when absent);
+# L|root|link|real: a symlink on a root's path.
+writable() {
+  p=$1
+  while [ ! -e "$p" ] && [ ! -L "$p" ]; do p=$(dirname -- "$p"); done
+  [ -d "$p" ] && [ -w "$p" ] && [ -x "$p" ]
+}
+# (sbin directories too: dnsmasq and the like run under sudo, whose PATH has them)
+while [ $# -gt 0 ]; do
+  a=$1; shift
+  [ "$a" = "--roots" ] && break
+  PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$a" >/dev/null 2>&1 || printf 'C|%s\n' "$a"
+done
+lockdir=$(dirname -- "$lock")
+if ! writable "$lockdir"; then printf 'W|lock directory|%s\n' "$lockdir"
+elif [ -e "$lock" ] && [ ! -w "$lock" ]; then printf 'W|lock file|%s\n' "$lock"; fi
+set -f
 while [ $# -gt 0 ]; do
   a=$1; shift
   [ "$a" = "--sources" ] && break
   name=${a%%=*}; dir=${a#*=}
+  p=""; link=""; oldifs=$IFS; IFS=/
+  for c in ${dir#/}; do
+    p="$p/$c"
+    if [ -L "$p" ]; then link=$p; break; fi
+    [ -e "$p" ] || break
+  done
+  IFS=$oldifs
+  if [ -n "$link" ]; then printf 'L|%s|%s|%s\n' "$name" "$link" "$(readlink -- "$link" 2>/dev/null)"; continue; fi
+  writable "$dir" || printf 'W|%s|%s\n' "$name" "$dir"
   if [ ! -e "$dir" ]; then printf 'M|%s\n' "$name"; continue; fi
   if [ ! -d "$dir" ]; then printf 'B|%s\n' "$name"; continue; fi
   cd "$dir" || { printf 'B|%s\n' "$name"; continue; }
@@ -137,6 +176,7 @@ while [ $# -gt 0 ]; do
   find . -type f -exec awk 'FNR<=3 && index($0, m) {print "H|" FILENAME; nextfile} FNR>=3 {nextfile}' m="$HDR" {} + 2>/dev/null
   if [ -f """ + OWNED_RECORD + r""" ]; then grep -v '^#' """ + OWNED_RECORD + r""" | sed 's/^/O|/'; fi
 done
+set +f
 for s in "$@"; do
   if [ -f "$s" ] && [ -r "$s" ] && h=$(sha256sum < "$s"); then printf 'Y|%s|%s\n' "${h%% *}" "$s"
   else printf 'N|%s\n' "$s"; fi
@@ -151,15 +191,27 @@ done
 """
 
 _LOCK = r"""
-lock=$1; shift
+lock=$1; tok=$2; hb=$3; shift 3
+command -v flock >/dev/null 2>&1 || { echo "NETPROV-LOCKFAIL flock(1) is not installed"; exit 74; }
 mkdir -p -- "$(dirname -- "$lock")" 2>/dev/null
 if ! exec 9>>"$lock"; then echo "NETPROV-LOCKFAIL cannot open $lock"; exit 74; fi
 if ! flock -n 9; then echo NETPROV-LOCKED; exit 75; fi
+# Commit outcomes ("<token> <state>" lines, see _commit_script): keep the last few.
+if [ -f "$lock.last" ]; then tail -n 20 "$lock.last" > "$lock.last.tmp" 2>/dev/null && mv -f "$lock.last.tmp" "$lock.last"; fi
 for r; do
   if [ -d "$r" ]; then find "$r" -name '.netprov.*' ! -type d -exec rm -f -- {} + 2>/dev/null; fi
 done
 echo NETPROV-LOCK-OK
-exec cat >/dev/null
+# Hold the lock while netprov's heartbeat bytes arrive. Silence for $hb s (a blackholed client, whose
+# connection this server may not notice for hours) or EOF lets go, once our commit is not running here.
+command -v timeout >/dev/null 2>&1 && command -v dd >/dev/null 2>&1 || exec cat >/dev/null
+while :; do
+  n=$(timeout "$hb" dd bs=1 count=1 2>/dev/null | wc -c)
+  [ $((n + 0)) -gt 0 ] && continue
+  i=0; while [ $i -lt 3600 ] && [ "$(grep "^$tok " "$lock.last" 2>/dev/null | tail -n 1)" = "$tok running" ]; do
+    sleep 1; i=$((i+1)); done
+  exit 0
+done
 """
 
 _STAT_TYPES = {"regular file": "file", "regular empty file": "file", "directory": "dir",
@@ -178,6 +230,7 @@ class PxeHost:
     def __init__(self, settings: PxeSettings, *, connection: SshConnection | None = None) -> None:
         self.settings = settings
         self._conn = connection
+        self.preflight: list[str] = []     # what the last read found missing for apply (see read_manifest)
         for r, d in settings.roots.items():
             if not isinstance(d, str) or not d.startswith("/"):
                 raise PathConfinementError(f"root {Root(r).value} = {d!r} must be an absolute path")
@@ -185,11 +238,14 @@ class PxeHost:
     # -- connection ----------------------------------------------------------------------
     @property
     def conn(self) -> SshConnection:
+        if self._conn is not None and getattr(self._conn, "lost", False):
+            self._conn.close()      # a step lost it (deadline, dropped link): the next step reconnects
+            self._conn = None
         if self._conn is None:
             s = self.settings
             self._conn = connect(s.host, port=s.port, user=s.user, identity_file=s.identity_file,
                                  known_hosts=s.known_hosts, accept_new_host_key=s.accept_new_host_key,
-                                 ssh_config=s.ssh_config, timeout=s.connect_timeout)
+                                 ssh_config=s.ssh_config, timeout=s.connect_timeout, keepalive=s.keepalive)
         return self._conn
 
     @property
@@ -218,9 +274,31 @@ class PxeHost:
         return "sh -c " + q(script) + " netprov " + " ".join(q(a) for a in args)
 
     # -- read -----------------------------------------------------------------------------
+    def _tools(self) -> list[str]:
+        """Commands the server must have for apply (checked by the read round trip)."""
+        s = self.settings
+        tools = ["sh", "flock", "sha256sum", "stat", "find", "awk", "sed", "grep", "head", "wc", "cat", "tar",
+                 "mktemp", "chmod", "cp", "mv", "ln", "rm", "mkdir", "dirname"]
+        if s.sudo and self.conn.user != "root":
+            tools.append("sudo")
+        try:
+            test = s.test_command.format(conf="x", dnsmasq=q(s.dnsmasq))
+        except (KeyError, ValueError, IndexError):
+            test = ""
+        for cmd in (test, s.restart_command, s.reload_command):
+            first = _first_word(cmd)
+            if first and first not in tools:
+                tools.append(first)
+        return tools
+
     def read_manifest(self, roots: Mapping[Root, str] | Iterable[Root] | None = None, *,
                       sources: Iterable[str] = ()) -> RemoteManifest:
-        """What the server holds under ``roots`` (default: all configured). ONE round trip."""
+        """What the server holds under ``roots`` (default: all configured). ONE round trip.
+
+        The same round trip checks what apply will need (commands, writable lock directory
+        and roots, no symlink on a root's path); ``preflight`` holds what is wrong. A
+        symlink on a root's path is refused here at once (PathConfinementError): netprov
+        would otherwise read and write wherever it leads."""
         if roots is None:
             rootmap = {Root(r): self._root_dir(r) for r in self.settings.roots}
         elif isinstance(roots, Mapping):
@@ -233,46 +311,80 @@ class PxeHost:
         for s in srcs:
             if not s.startswith("/") or re.search(r"[\x00-\x1f\\]", s):
                 raise PathConfinementError(f"binary source {s!r} must be an absolute path")
-        args = [self.settings.lock_path] + [f"{r.value}={d}" for r, d in sorted(rootmap.items())]
+        server = self.settings.server_name
+        args = [self.settings.lock_path, *self._tools(), "--roots"]
+        args += [f"{r.value}={d}" for r, d in sorted(rootmap.items())]
         args += ["--sources", *srcs]
-        res = self.conn.run(f"HDR={q(HEADER_MARKER)}; export HDR; " + self._sh(_WALK, args),
-                            timeout=self.settings.command_timeout)
-        if "END|" not in res.out:
-            raise PushError(f"reading files on {self.settings.server_name} failed (exit {res.rc}): "
-                            f"{res.err.strip()[:2000]}")
-        return parse_manifest(self.settings.server_name, rootmap, res.out)
+        try:
+            res = self.conn.run(f"HDR={q(HEADER_MARKER)}; export HDR; " + self._sh(_WALK, args),
+                                timeout=self.settings.command_timeout, what="reading the files it holds")
+        except ConnectError as exc:
+            raise PushError(f"reading files on {server} failed: {exc} (nothing was changed)") from None
+        if "END|" not in res.out or res.rc != 0:
+            raise PushError(f"reading files on {server} failed (exit {res.rc}; the answer was incomplete): "
+                            f"{_one_line(mask_secrets(res.err))} (nothing was changed)")
+        self.preflight = _preflight(server, rootmap, res.out)
+        try:
+            return parse_manifest(server, rootmap, res.out)
+        except (ValueError, KeyError, IndexError) as exc:
+            raise PushError(f"reading files on {server}: the answer was garbled ({exc}); nothing was "
+                            "changed, try again") from None
 
     def fetch_text(self, paths: Iterable[tuple[Root, str]], roots: Mapping[Root, str] | None = None
                    ) -> dict[tuple[Root, str], bytes]:
-        """Old contents of the given files (one round trip; none when ``paths`` is empty)."""
+        """Old contents of the given files (one round trip; none when ``paths`` is empty).
+        An incomplete or garbled answer is a PushError."""
         keys = list(dict.fromkeys((Root(r), p) for r, p in paths))
         if not keys:
             return {}
+        server = self.settings.server_name
         full = [confine(self._root_dir(r, roots), p) for r, p in keys]
-        res = self.conn.run(self._sh(_FETCH, full), timeout=self.settings.command_timeout)
+        try:
+            res = self.conn.run(self._sh(_FETCH, full), timeout=self.settings.command_timeout,
+                                what="reading the old contents of changed files")
+        except ConnectError as exc:
+            raise PushError(f"reading files on {server} failed: {exc} (nothing was changed)") from None
         out, pos, texts = res.stdout, 0, {}
+        bad = PushError(f"reading files on {server}: the answer was incomplete or garbled (exit {res.rc}); "
+                        "nothing was changed, try again")
         for key in keys:
-            nl = out.index(b"\n", pos)
-            header = out[pos:nl].decode()
-            if not header.startswith("F|"):
-                raise PushError(f"unexpected answer while fetching files from {self.settings.server_name}")
-            n = int(header[2:].strip())
+            nl = out.find(b"\n", pos)
+            header = out[pos:nl].decode("ascii", "replace") if nl >= 0 else ""
+            m = re.fullmatch(r"F\|(-1|\d{1,12})", header.strip())
+            if m is None:
+                raise bad
+            n = int(m.group(1))
             pos = nl + 1
             if n >= 0:
+                if pos + n > len(out):
+                    raise bad
                 texts[key] = bytes(out[pos:pos + n])
                 pos += n
+        if res.rc != 0:
+            raise bad
         return texts
 
     def plan(self, desired: list[BootFile], *, diffs: bool = True) -> FilePlan:
         """Convenience: read (1 round trip), plan, and when diffs are wanted and files
-        differ, fetch their old text (a 2nd round trip only then)."""
+        differ, fetch their old text (a 2nd round trip only then). A plan with changes
+        on a server that lacks what apply needs is refused here (PushError), so apply
+        stops before any change anywhere."""
         sources = [f.source for f in desired if f.kind == Kind.BINARY and f.source]
         manifest = self.read_manifest(sources=sources)
         if diffs:
             want = text_wanted(desired, manifest)
             if want:
                 manifest = manifest.with_old_text(self.fetch_text(want))
-        return plan_files(desired, manifest)
+        plan = plan_files(desired, manifest)
+        if plan.has_changes:
+            self.check_ready()
+        return plan
+
+    def check_ready(self) -> None:
+        """Raise the problems the last read found with what apply needs on the server."""
+        if self.preflight:
+            raise PushError(f"PXE server {self.settings.server_name} is not ready for netprov: "
+                            + "; ".join(self.preflight) + " (nothing was changed)")
 
     # -- apply ----------------------------------------------------------------------------
     def apply(self, plan: FilePlan, progress: Progress | None = None, *,
@@ -294,15 +406,17 @@ class PxeHost:
         if not ops.changes and plan.activation == Activation.NONE:
             return PushReport(plan.server, seconds=time.monotonic() - t0)
 
-        lock = self._lock(list(roots.values()))
+        self.check_ready()
+        secrets = tuple({x for c in plan.changes if c.file is not None for x in c.file.secrets})
+        lock = self._lock(list(roots.values()), ops.token)
         note("lock", None)
         try:
             validated = False
             uploaded = 0
             if ops.changes:
-                uploaded, validated = self._stage(ops, roots, note)
+                uploaded, validated = self._stage(ops, roots, note, secrets)
             note("commit", None)
-            output = self._commit_and_activate(ops, plan.activation)
+            output = self._commit_and_activate(ops, plan.activation, secrets)
         finally:
             try:
                 lock.close()
@@ -314,26 +428,45 @@ class PxeHost:
                           plan.activation, validated, self.round_trips - rt0, uploaded,
                           time.monotonic() - t0, output)
 
-    def _lock(self, root_dirs: list[str]):
+    def _lock(self, root_dirs: list[str], token: str = "-") -> _Lock:
         s = self.settings
-        ch = self.conn.open_channel(self._sh(_LOCK, [s.lock_path, *root_dirs]))
+        conn = self.conn
+        beat = max(0.2, s.keepalive if s.keepalive else min(10.0, s.connect_timeout / 3))
+        hold = max(2, int(beat * 4 + 0.999))
+        lost = (f"the connection to {s.server_name} was lost while taking the lock {s.lock_path}; "
+                "nothing was changed")
         try:
-            ch.settimeout(s.command_timeout)
-            f = ch.makefile("rb")
-            line = f.readline().decode(errors="replace").strip()
-        except Exception as exc:  # noqa: BLE001
-            ch.close()
-            raise ConnectError(f"SSH to {s.server_name}: lost while taking the lock: {exc}") from None
+            with conn.deadline(s.command_timeout, "taking the lock"):
+                ch = conn.open_channel(self._sh(_LOCK, [s.lock_path, token, str(hold), *root_dirs]),
+                                       s.command_timeout)
+                try:
+                    line = ch.makefile("rb").readline().decode(errors="replace").strip()
+                    # No answer at all: the channel ended; its exit status (-1: none) tells a dead
+                    # connection from a server-side failure.
+                    rc = ch.recv_exit_status() if not line else 0
+                except BaseException:
+                    ch.close()
+                    raise
+        except ConnectError as exc:
+            raise PushError(f"{lost} ({exc})") from None
         if line == "NETPROV-LOCK-OK":
-            return ch
+            return _Lock(ch, beat)
+        if not line:
+            ch.close()
+            if rc < 0 or conn.lost or not _alive(conn):
+                raise PushError(lost)
+            raise PushError(f"could not take the lock {s.lock_path} on {s.server_name}: the lock command "
+                            f"exited {rc} without a word; nothing was changed")
         ch.close()
         if line == "NETPROV-LOCKED":
             raise PushError(f"another netprov apply holds the lock {s.lock_path} on {s.server_name}; "
-                            "wait for it to finish and run again (nothing was changed)")
+                            "wait for it to finish and run again (nothing was changed). An apply whose "
+                            f"connection was lost lets go within {hold} s")
         raise PushError(f"could not take the lock {s.lock_path} on {s.server_name}: "
-                        f"{line or 'no answer (is flock(1) installed?)'}")
+                        f"{_one_line(mask_secrets(line.removeprefix('NETPROV-LOCKFAIL ')))}; nothing was changed")
 
-    def _stage(self, ops: _Ops, roots: Mapping[Root, str], note: Progress) -> tuple[int, bool]:
+    def _stage(self, ops: _Ops, roots: Mapping[Root, str], note: Progress,
+               secrets: tuple[str, ...] = ()) -> tuple[int, bool]:
         s = self.settings
         conn = self.conn
         script, validated = _stage_script(ops, s, conn.user)
@@ -347,32 +480,36 @@ class PxeHost:
         cmd = (f"umask 022; {mkdir}\n"
                + "\n".join(checks) + "\n"
                + f"tar -x -o -f - -C / || exit 70\nexec sh {q(ops.script_path)}")
-        ch = conn.open_channel(cmd)
         sent = 0
+        state = ("nothing was committed: the live files are unchanged (any staged temporaries are "
+                 "removed by the next apply)")
         try:
-            ch.settimeout(s.command_timeout)
-            writer = _ChannelWriter(ch)
-            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-                _add(tar, ops.script_path, script.encode(), 0o600)
-                for op in ops.writes:
-                    if op.content is not None:
-                        _add(tar, op.tmp, op.content, op.mode)
-                    if op.change is not None:
-                        note("upload", op.change)
-            sent = writer.sent
-            ch.shutdown_write()
-            res = collect(ch)
+            with conn.deadline(s.command_timeout, "uploading and validating the new files"):
+                ch = conn.open_channel(cmd, s.command_timeout)
+                try:
+                    writer = _ChannelWriter(ch)
+                    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+                        _add(tar, ops.script_path, script.encode(), 0o600)
+                        for op in ops.writes:
+                            if op.content is not None:
+                                _add(tar, op.tmp, op.content, op.mode)
+                            if op.change is not None:
+                                note("upload", op.change)
+                    sent = writer.sent
+                    ch.shutdown_write()
+                    res = collect(ch)
+                finally:
+                    ch.close()
+        except SshDeadline as exc:
+            raise PushError(f"{s.server_name} did not answer while uploading ({exc}); {state}") from None
         except (OSError, EOFError, ConnectError) as exc:
-            raise PushError(f"connection to {s.server_name} lost while uploading ({exc}); nothing was "
-                            "changed: live files are intact, temporaries are removed by the next apply"
-                            ) from None
+            raise PushError(f"connection to {s.server_name} lost while uploading ({exc}); {state}") from None
         except Exception as exc:
             if type(exc).__module__.startswith("paramiko"):
-                raise PushError(f"connection to {s.server_name} lost while uploading ({exc}); nothing was "
-                                "changed: live files are intact") from None
+                raise PushError(f"connection to {s.server_name} lost while uploading ({exc}); {state}") from None
             raise
-        finally:
-            ch.close()
+        if res.rc < 0:
+            raise PushError(f"connection to {s.server_name} lost while uploading (no exit status); {state}")
         conn.bytes_sent += sent
         note("validate", None)
         out = res.out
@@ -383,44 +520,182 @@ class PxeHost:
                                        f"its root ({_after(out, 'NETPROV-ESCAPE')}); nothing was written")
         if res.rc == 66:
             raise StalePlanError(f"files on {s.server_name} changed since the plan was made "
-                                 f"({_stale_detail(out)}); plan again (nothing was changed)")
+                                 f"({mask_secrets(_stale_detail(out), secrets)}); plan again (nothing was changed)")
         if res.rc == 65:
             raise PushError(f"dnsmasq rejected the new configuration on {s.server_name}; nothing was "
                             f"activated and live files are unchanged:\n"
-                            + mask_secrets(_test_message(out, ops), ops.secrets))
+                            + mask_secrets(_test_message(out, ops), secrets))
         raise PushError(f"staging files on {s.server_name} failed (exit {res.rc}); live files are unchanged:"
-                        f"\n{(out + res.err).strip()[-2000:]}")
+                        f"\n{mask_secrets((out + res.err).strip()[-2000:], secrets)}")
 
-    def _commit_and_activate(self, ops: _Ops, activation: Activation) -> str:
+    def _commit_and_activate(self, ops: _Ops, activation: Activation, secrets: tuple[str, ...] = ()) -> str:
         s = self.settings
         script = _commit_script(ops, activation, s, self.conn.user)
         try:
-            res = self.conn.run("sh -s", stdin=script.encode(), timeout=s.command_timeout)
+            res = self.conn.run("sh -s", stdin=script.encode(), timeout=s.command_timeout,
+                                what="committing the new files" + (" and activating dnsmasq" if activation
+                                                                   != Activation.NONE else ""))
         except ConnectError as exc:
-            raise PushError(f"connection to {s.server_name} lost while committing ({exc}); the server "
-                            "finishes or rolls back on its own — run plan again to see where it stands"
-                            ) from None
+            return self._after_lost_commit(ops, activation, str(exc), secrets)
         out = res.out
         if res.rc == 0 and "NETPROV-DONE" in out:
             return out
         what = {Activation.RESTART: "restart", Activation.SIGHUP: "reload (SIGHUP)"}.get(activation, "")
-        detail = _after(out, "NETPROV-OUTPUT", multiline=True)
         if "NETPROV-ROLLED-BACK" in out:
             raise PushError(f"dnsmasq {what} on {s.server_name} failed with the new files, so they were "
                             f"rolled back and dnsmasq was {what.split()[0]}ed again: DHCP is running the OLD "
-                            f"configuration. dnsmasq said:\n{detail}")
+                            "configuration. dnsmasq said:\n"
+                            + mask_secrets(_after(out, "NETPROV-OUTPUT", multiline=True), secrets))
         if "NETPROV-DOWN" in out:
             raise PushError(f"dnsmasq {what} on {s.server_name} failed; the old files were restored but "
-                            f"dnsmasq did not come back either: DHCP IS DOWN on {s.server_name}. "
-                            f"Output:\n{detail}\n{_after(out, 'NETPROV-DOWN', multiline=True)}")
+                            f"dnsmasq did not come back either: DHCP IS DOWN on {s.server_name}. Output:\n"
+                            + mask_secrets(_after(out, "NETPROV-OUTPUT", multiline=True) + "\n"
+                                           + _after(out, "NETPROV-DOWN", multiline=True), secrets))
         if "NETPROV-COMMIT-FAILED" in out:
             raise PushError(f"moving files into place on {s.server_name} failed and was rolled back; "
-                            f"nothing was activated:\n{(out + res.err).strip()[-2000:]}")
-        raise PushError(f"commit on {s.server_name} ended unexpectedly (exit {res.rc}):\n"
-                        f"{(out + res.err).strip()[-2000:]}")
+                            "nothing was activated:\n" + mask_secrets((out + res.err).strip()[-2000:], secrets))
+        # No verdict from the script: find out what the server did before saying anything.
+        return self._after_lost_commit(ops, activation, f"the commit command ended with exit {res.rc} and "
+                                       f"no verdict: {_one_line(mask_secrets(out + res.err, secrets), 300)}",
+                                       secrets)
+
+    def _after_lost_commit(self, ops: _Ops, activation: Activation, why: str, secrets: tuple[str, ...]) -> str:
+        """The commit's answer was lost. The server-side script runs on (immune to SIGHUP) and
+        records its outcome next to the lock; reconnect once and read it, then say what happened.
+        Returns normally when the server finished the commit."""
+        s = self.settings
+        server = s.server_name
+        status = _status_path(s.lock_path)
+        token = ops.token
+        polls = max(1, int(s.command_timeout / 0.5))
+        mine = f"grep {q('^' + token + ' ')} {q(status)} 2>/dev/null | tail -n 1"
+        probe = (f"i=0; while [ $i -lt {polls} ] && [ \"$({mine})\" = {q(token + ' running')} ]; do sleep 0.5; "
+                 f"i=$((i+1)); done; {mine}; :")
+        verdict = None
+        try:
+            if isinstance(self._conn, SshConnection) or self._conn is None:
+                with connect(s.host, port=s.port, user=s.user, identity_file=s.identity_file,
+                             known_hosts=s.known_hosts, accept_new_host_key=False, ssh_config=s.ssh_config,
+                             timeout=s.connect_timeout, keepalive=s.keepalive) as conn2:
+                    res = conn2.run(probe, timeout=s.command_timeout + 5, what="checking the commit's outcome")
+            else:   # this machine (LocalConnection): nothing to reconnect
+                res = self._conn.run(probe, timeout=s.command_timeout + 5, what="checking the commit's outcome")
+            line = res.out.strip().splitlines()[-1] if res.out.strip() else ""
+            tok, _, verdict = line.partition(" ")
+            if tok != token:        # no line of ours: the script never ran
+                verdict = "not-started"
+        except NetprovError:
+            verdict = None
+        what = {Activation.RESTART: "restarted", Activation.SIGHUP: "reloaded"}.get(activation)
+        lead = f"connection to {server} lost while committing ({why})"
+        if verdict == "done":
+            return (f"NETPROV-DONE (the connection was lost but {server} finished the commit"
+                    + (f" and dnsmasq was {what}" if what else "") + ")")
+        if verdict == "not-started":
+            raise PushError(f"{lead}; checked again: the commit never started on {server}, so the upload was "
+                            "staged but not committed: the live files are unchanged. Run netprov apply again")
+        if verdict == "rolled-back":
+            raise PushError(f"{lead}; checked again: dnsmasq failed with the new files on {server}, they were "
+                            "rolled back and DHCP is running the OLD configuration")
+        if verdict == "down":
+            raise PushError(f"{lead}; checked again: dnsmasq failed on {server} and did not come back with the "
+                            f"old files either: DHCP IS DOWN on {server}")
+        if verdict == "commit-failed":
+            raise PushError(f"{lead}; checked again: moving files into place on {server} failed and was rolled "
+                            "back; nothing was activated")
+        if verdict == "running":
+            raise PushError(f"{lead}; checked again: the commit is still running on {server} (dnsmasq's "
+                            "activation has not finished); run netprov plan once it has finished to see where it stands")
+        raise PushError(f"{lead}; {server} could not be reached again to check, so the commit may or may "
+                        "not have happened (the server finishes or rolls back on its own): run netprov plan "
+                        "to see where it stands")
+
+
+class _Lock:
+    """The lock channel, fed a heartbeat byte every ``beat`` seconds (the server lets go after
+    a few missed ones). ``close()`` stops it and ends the channel, releasing the lock."""
+
+    def __init__(self, ch, beat: float) -> None:  # noqa: ANN001
+        self.ch = ch
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(beat,), daemon=True, name="netprov-lock")
+        self._thread.start()
+
+    def _run(self, beat: float) -> None:
+        while not self._stop.wait(beat):
+            try:
+                self.ch.sendall(b".")
+            except Exception:  # noqa: BLE001 - the connection is gone: the apply's own steps say so
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.ch.close()
+
+
+def _alive(conn) -> bool:  # noqa: ANN001
+    t = getattr(conn, "_client", None)
+    t = t.get_transport() if t is not None else None
+    return t is None or t.is_active()
+
+
+def _status_path(lock_path: str) -> str:
+    return lock_path + ".last"
 
 
 # ----------------------------------------------------------------------------- manifest parsing
+
+
+def _first_word(cmd: str) -> str | None:
+    """The program a simple shell command starts (None when it is not a plain word)."""
+    try:
+        words = shlex.split(cmd)
+    except ValueError:
+        return None
+    if not words or not re.fullmatch(r"[A-Za-z0-9_./+-]+", words[0]) or "=" in words[0]:
+        return None
+    return words[0]
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    return " ".join(text.split())[:limit]
+
+
+def _preflight(server: str, roots: Mapping[Root, str], text: str) -> list[str]:
+    """The walk's preflight lines (C|, W|, L|) as problems; raises for symlinked roots."""
+    tools, unwritable, links = [], [], []
+    for line in text.split("\n"):
+        tag, _, rest = line.partition("|")
+        if tag == "C":
+            tools.append(rest)
+        elif tag == "W":
+            what, _, path = rest.partition("|")
+            unwritable.append(f"{_root_label(what)} {path}")
+        elif tag == "L":
+            name, link, target = (rest.split("|", 2) + ["", ""])[:3]
+            root_dir = roots.get(Root(name), "?") if name in _ROOT_NAMES else "?"
+            links.append(f"{_root_label(name)} {root_dir} has a symlink on its path ({link}"
+                         + (f" -> {target}" if target else "") + ")")
+    if links:
+        raise PathConfinementError(
+            f"on {server}: " + "; ".join(links) + ". netprov does not follow symlinks out of a root: set the "
+            "real directory in the inventory (nothing was changed)")
+    problems = []
+    if tools:
+        problems.append("missing command(s): " + ", ".join(tools))
+    if unwritable:
+        problems.append("cannot write to " + ", ".join(unwritable) + " as the SSH user")
+    return problems
+
+
+_ROOT_NAMES = {r.value for r in Root}
+_ROOT_FIELDS = {"tftp": "tftp_root", "dnsmasq": "dnsmasq_dir", "hosts": "hosts_dir", "http": "http_root"}
+
+
+def _root_label(name: str) -> str:
+    return _ROOT_FIELDS.get(name, name)
+
 
 
 def parse_manifest(server: str, roots: Mapping[Root, str], text: str) -> RemoteManifest:
@@ -720,7 +995,10 @@ batch() {
 
 def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str) -> str:
     pending = s.lock_path + ".pending"
-    L = ["trap '' HUP PIPE", "set -u", f"P={q(pending)}", _BATCH]
+    # The outcome goes to a status file too ("<token> running|done|rolled-back|down|commit-failed"):
+    # if the connection is lost, netprov reconnects and reads what really happened.
+    L = ["trap '' HUP PIPE", "set -u", f"P={q(pending)}", f"S={q(_status_path(s.lock_path))}",
+         f"st() {{ printf '%s %s\\n' {ops.token} \"$1\" >> \"$S\" 2>/dev/null; :; }}", "st running", _BATCH]
     undo, batch, baks = [], [], []
     for o in ops.ops:
         live, tmp, bak = q(o.live), q(o.tmp), q(o.bak)
@@ -740,7 +1018,7 @@ def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str)
     temps = [q(o.tmp) for o in ops.ops if o.action in (Action.CREATE, Action.UPDATE)]
     L.append("undo() {\n" + "\n".join(undo or [":"]) + "\n}")
     L.append("clean() { rm -f -- " + " ".join(temps + baks) + " 2>/dev/null; :; }")
-    L.append("F() { undo; clean; rm -f -- \"$P\"; echo NETPROV-COMMIT-FAILED; exit 72; }")
+    L.append("F() { undo; clean; rm -f -- \"$P\"; st commit-failed; echo NETPROV-COMMIT-FAILED; exit 72; }")
     if activation != Activation.NONE:
         L.append(f"printf '%s\\n' {activation.value} > \"$P\" 2>/dev/null")
     if batch:
@@ -756,11 +1034,13 @@ def _commit_script(ops: _Ops, activation: Activation, s: PxeSettings, user: str)
                  '  echo "NETPROV-ACTIVATE-FAILED $rc"; echo NETPROV-OUTPUT; printf "%s\\n" "$out"; '
                  "echo NETPROV-END\n"
                  f"  if out2=$( ( {act} ) 2>&1 </dev/null ); then clean; rm -f -- \"$P\"; "
-                 "echo NETPROV-ROLLED-BACK; exit 73\n"
-                 '  else echo "NETPROV-DOWN $?"; printf "%s\\n" "$out2"; clean; exit 74; fi\n'
+                 "st rolled-back; echo NETPROV-ROLLED-BACK; exit 73\n"
+                 '  else rc2=$?; st down; echo "NETPROV-DOWN $rc2"; printf "%s\\n" "$out2"; clean; exit 74; fi\n'
                  "fi")
-    L.append('clean; rm -f -- "$P" 2>/dev/null; echo NETPROV-DONE')
-    return "\n".join(L) + "\n"
+    L.append('clean; rm -f -- "$P" 2>/dev/null; st done; echo NETPROV-DONE')
+    # One compound command: sh parses all of it before running any, so a script cut short in
+    # transit (connection lost while sending it) is a syntax error that changes nothing.
+    return "{\n" + "\n".join(L) + "\n}\n"
 
 
 class _ChannelWriter(io.RawIOBase):

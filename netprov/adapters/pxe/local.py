@@ -8,10 +8,13 @@ paramiko's channel API that ``PxeHost`` uses is provided.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
+from collections.abc import Iterator
 
-from netprov.adapters.pxe.ssh import CommandResult, collect
+from netprov.adapters.pxe.ssh import CommandResult, SshDeadline, collect
 
 
 class LocalChannel:
@@ -28,6 +31,7 @@ class LocalChannel:
     def sendall(self, data: bytes) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(data)
+        self.proc.stdin.flush()
 
     def shutdown_write(self) -> None:
         if self.proc.stdin and not self.proc.stdin.closed:
@@ -43,6 +47,9 @@ class LocalChannel:
 
     def recv_exit_status(self) -> int:
         return self.proc.wait()
+
+    def exit_status_ready(self) -> bool:
+        return self.proc.poll() is not None
 
     def makefile(self, mode: str = "rb"):  # noqa: ANN201
         return self.proc.stdout
@@ -70,21 +77,53 @@ class LocalConnection:
         self.user = "root" if os.geteuid() == 0 else (os.environ.get("USER") or "user")
         self.round_trips = 0
         self.bytes_sent = 0
+        self.lost = False
+        self._open: list[LocalChannel] = []
 
-    def open_channel(self, command: str) -> LocalChannel:
+    def open_channel(self, command: str, timeout: float | None = 300) -> LocalChannel:
         self.round_trips += 1
-        return LocalChannel(command)
+        ch = LocalChannel(command)
+        self._open = [c for c in self._open if c.proc.poll() is None] + [ch]
+        return ch
 
-    def run(self, command: str, stdin: bytes | None = None, timeout: float | None = 300) -> CommandResult:
-        ch = self.open_channel(command)
+    @contextlib.contextmanager
+    def deadline(self, seconds: float | None, what: str) -> Iterator[None]:
+        """Like SshConnection.deadline: past ``seconds`` the running commands are killed."""
+        fired = threading.Event()
+
+        def fire() -> None:
+            fired.set()
+            for ch in list(self._open):
+                with contextlib.suppress(OSError):
+                    ch.proc.kill()
+        timer = threading.Timer(seconds, fire) if seconds else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         try:
-            if stdin:
-                ch.sendall(stdin)
-                self.bytes_sent += len(stdin)
-            ch.shutdown_write()
-            return collect(ch)
+            yield
+        except Exception:
+            if fired.is_set():
+                raise SshDeadline(f"{self.display}: no answer within {seconds:g} s while {what}") from None
+            raise
         finally:
-            ch.close()
+            if timer is not None:
+                timer.cancel()
+        if fired.is_set():
+            raise SshDeadline(f"{self.display}: no answer within {seconds:g} s while {what}")
+
+    def run(self, command: str, stdin: bytes | None = None, timeout: float | None = 300,
+            what: str = "running a command") -> CommandResult:
+        with self.deadline(timeout, what):
+            ch = self.open_channel(command, timeout)
+            try:
+                if stdin:
+                    ch.sendall(stdin)
+                    self.bytes_sent += len(stdin)
+                ch.shutdown_write()
+                return collect(ch)
+            finally:
+                ch.close()
 
     def close(self) -> None:
         return None

@@ -11,6 +11,13 @@
   type — is always refused.
 - Every remote command and every streaming channel counts as one round trip
   (``round_trips``), so callers and benchmarks can check the adapter's chattiness.
+- Nothing waits for ever: connect (TCP, banner, key exchange, auth) runs under one
+  deadline, and every later step runs under ``deadline(seconds, what)``: when it
+  expires the connection is closed, which wakes every wait paramiko has (some, like
+  ``exec_command``, have no timeout of their own), and ``SshDeadline`` is raised.
+  A silent peer (route dropped, host gone) is also found between steps: SSH
+  keepalives go out every ``keepalive`` seconds and the socket's TCP_USER_TIMEOUT
+  drops the connection when they stay unacknowledged for ``timeout`` seconds.
 
 paramiko exceptions never leave this module: they become ConnectError, AuthError
 or HostKeyError.
@@ -19,9 +26,13 @@ or HostKeyError.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import hashlib
 import os
+import socket
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Self
 
@@ -29,7 +40,51 @@ import paramiko
 
 from netprov.errors import AuthError, ConnectError, HostKeyError
 
-__all__ = ["CommandResult", "SshConnection", "connect", "fingerprint"]
+__all__ = ["CommandResult", "SshConnection", "SshDeadline", "connect", "fingerprint"]
+
+
+class SshDeadline(ConnectError):
+    """A step did not finish within its deadline; the connection was closed."""
+
+
+class _Watchdog:
+    """Close ``close()`` once ``seconds`` pass unless cancelled; remembers that it fired."""
+
+    def __init__(self, seconds: float | None, close) -> None:  # noqa: ANN001
+        self.fired = False
+        self._close = close
+        self._timer = None
+        if seconds is not None and seconds > 0:
+            self._timer = threading.Timer(seconds, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        with contextlib.suppress(Exception):
+            self._close()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _kill_socket(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+def _tune_socket(sock: socket.socket, timeout: float) -> None:
+    """Linux: unacknowledged data (keepalives included) for ``timeout`` s drops the connection."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(timeout * 1000)))
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -101,6 +156,39 @@ class SshConnection:
         self.user = user
         self.round_trips = 0
         self.bytes_sent = 0
+        self.lost = False          # a deadline fired or the connection died: it is closed
+
+    def _abort(self) -> None:
+        """Close the connection from any thread: every blocked paramiko wait wakes up."""
+        self.lost = True
+        t = self._client.get_transport()
+        if t is not None:
+            _kill_socket(t.sock)
+            with contextlib.suppress(Exception):
+                t.close()
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float | None, what: str) -> Iterator[None]:
+        """Run the block within ``seconds``; past that the connection is closed and
+        ``SshDeadline`` raised (whatever error the block saw because of it)."""
+        dog = _Watchdog(seconds, self._abort)
+        try:
+            yield
+        except Exception as exc:
+            if dog.fired or isinstance(exc, TimeoutError):    # a channel's own timeout: same verdict
+                self._abort()
+                raise SshDeadline(f"SSH to {self.display}: no answer within {seconds:g} s while {what}; "
+                                  "the connection was closed") from None
+            if isinstance(exc, (paramiko.SSHException, OSError, EOFError)):
+                self.lost = True
+                raise ConnectError(f"SSH to {self.display}: connection lost while {what}: "
+                                   f"{str(exc) or type(exc).__name__}") from None
+            raise
+        finally:
+            dog.cancel()
+        if dog.fired:   # the block ended "normally" only because the connection was closed under it
+            raise SshDeadline(f"SSH to {self.display}: no answer within {seconds:g} s while {what}; "
+                              "the connection was closed")
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -109,29 +197,43 @@ class SshConnection:
             raise ConnectError(f"SSH connection to {self.display} is closed")
         return t
 
-    def open_channel(self, command: str) -> paramiko.Channel:
+    def open_channel(self, command: str, timeout: float | None = 300) -> paramiko.Channel:
+        """Open a session channel and start ``command`` (call within a ``deadline``: starting a
+        command waits for the server's answer without a timeout of its own)."""
         self.round_trips += 1
         try:
-            ch = self.transport.open_session()
+            ch = self.transport.open_session(timeout=timeout)
+            ch.settimeout(timeout)
             ch.exec_command(command)
             return ch
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ConnectError(f"SSH to {self.display}: could not run a command: {exc}") from None
+            self.lost = self.lost or not self._client.get_transport() or \
+                not self._client.get_transport().is_active()
+            raise ConnectError(f"SSH to {self.display}: could not run a command: {str(exc) or type(exc).__name__}"
+                               ) from None
 
-    def run(self, command: str, stdin: bytes | None = None, timeout: float | None = 300) -> CommandResult:
-        """Run one command, feed ``stdin`` (then EOF), collect output. One round trip."""
-        ch = self.open_channel(command)
-        try:
-            ch.settimeout(timeout)
-            if stdin:
-                ch.sendall(stdin)
-                self.bytes_sent += len(stdin)
-            ch.shutdown_write()
-            return collect(ch)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise ConnectError(f"SSH to {self.display}: connection lost while running a command: {exc}") from None
-        finally:
-            ch.close()
+    def run(self, command: str, stdin: bytes | None = None, timeout: float | None = 300,
+            what: str = "running a command") -> CommandResult:
+        """Run one command, feed ``stdin`` (then EOF), collect output and exit status, all
+        within ``timeout`` seconds. One round trip. A channel that ends without an exit
+        status (the server side was killed or the connection dropped) is a ConnectError."""
+        with self.deadline(timeout, what):
+            ch = self.open_channel(command, timeout)
+            try:
+                if stdin:
+                    ch.sendall(stdin)
+                    self.bytes_sent += len(stdin)
+                ch.shutdown_write()
+                res = collect(ch)
+            finally:
+                with contextlib.suppress(Exception):
+                    ch.close()
+        if res.rc < 0:
+            self.lost = self.lost or not self._client.get_transport() or \
+                not self._client.get_transport().is_active()
+            raise ConnectError(f"SSH to {self.display}: the connection ended while {what} "
+                               "(no exit status; the answer may be incomplete)")
+        return res
 
     def close(self) -> None:
         self._client.close()
@@ -164,8 +266,13 @@ def collect(ch: paramiko.Channel) -> CommandResult:
 def connect(host: str, *, port: int | None = None, user: str | None = None,
             identity_file: str | None = None, known_hosts: str | None = None,
             accept_new_host_key: bool = False, ssh_config: str | None = None,
-            timeout: float = 15.0) -> SshConnection:
-    """Open one SSH connection to ``host`` (an alias or name; ssh_config applies)."""
+            timeout: float = 15.0, keepalive: float | None = None) -> SshConnection:
+    """Open one SSH connection to ``host`` (an alias or name; ssh_config applies).
+
+    The whole of it (TCP, banner, key exchange, authentication) runs within ``timeout``
+    seconds. Once open, keepalives go out every ``keepalive`` seconds (default: a third
+    of ``timeout``, at most 10 s) and a peer that stops acknowledging for ``timeout``
+    seconds drops the connection."""
     cfg_path = os.path.expanduser(ssh_config or "~/.ssh/config")
     cfg: dict = {}
     if os.path.exists(cfg_path):
@@ -199,25 +306,52 @@ def connect(host: str, *, port: int | None = None, user: str | None = None,
     policy = _Policy(kh, accept_new_host_key, display)
     client.set_missing_host_key_policy(policy)
     try:
+        sock = socket.create_connection((hostname, port), timeout=timeout)
+    except OSError as exc:
+        raise ConnectError(f"SSH to {display}: {str(exc) or type(exc).__name__}") from None
+    _tune_socket(sock, timeout)
+    dog = _Watchdog(timeout, lambda: _kill_socket(sock))
+    try:
         client.connect(hostname, port=port, username=user, key_filename=keys or None,
                        allow_agent=True, look_for_keys=not keys, timeout=timeout,
-                       banner_timeout=timeout, auth_timeout=timeout, password=None,
-                       passphrase=None)
+                       banner_timeout=timeout, auth_timeout=timeout, channel_timeout=timeout,
+                       password=None, passphrase=None, sock=sock)
     except HostKeyError:
+        dog.cancel()
         client.close()
         raise
-    except paramiko.BadHostKeyException as exc:
+    except Exception as exc:
+        dog.cancel()
         client.close()
+        _kill_socket(sock)
+        if dog.fired:
+            raise SshDeadline(f"SSH to {display}: no answer within {timeout:g} s while connecting "
+                              "and logging in") from None
+        if not isinstance(exc, (paramiko.SSHException, EOFError, OSError)):
+            raise
+        return _connect_error(exc, display, kh, hostname, port, keys)
+    dog.cancel()
+    if dog.fired:
+        client.close()
+        raise SshDeadline(f"SSH to {display}: no answer within {timeout:g} s while connecting and logging in")
+    t = client.get_transport()
+    if t is not None:
+        t.set_keepalive(max(0.2, keepalive if keepalive else min(10.0, timeout / 3)))
+    return SshConnection(client, display, user)
+
+
+def _connect_error(exc: BaseException, display: str, kh: str, hostname: str, port: int,
+                   keys: list[str]):  # noqa: ANN202 - always raises
+    try:
+        raise exc
+    except paramiko.BadHostKeyException as exc:
         raise HostKeyError(
             f"host key for {display} does NOT match {kh}: the server offered {exc.key.get_name()} "
             f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}. Refusing to "
             f"connect (possible man-in-the-middle). If the key really changed, remove the old entry "
             f"with ssh-keygen -R '{_host_entry(hostname, port)}' -f {kh}.") from None
     except paramiko.AuthenticationException as exc:
-        client.close()
         raise AuthError(f"SSH to {display}: key authentication failed ({exc}); netprov uses the SSH agent "
                         f"and key files only (tried: {', '.join(keys) or 'agent and default keys'})") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
-        client.close()
-        raise ConnectError(f"SSH to {display}: {exc or type(exc).__name__}") from None
-    return SshConnection(client, display, user)
+        raise ConnectError(f"SSH to {display}: {str(exc) or type(exc).__name__}") from None
