@@ -81,6 +81,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("netprov.truenas")
+# websockets logs a connection that dies mid-read ("unexpected internal error", with a traceback) at
+# ERROR; netprov reports that failure itself, in one line. Without this handler Python's last-resort
+# handler would print the library's traceback to stderr too (seen by the fault matrix, ~1 in 100 drops).
+# With --debug the root handler still shows it.
+logging.getLogger("websockets").addHandler(logging.NullHandler())
 # websockets logs every frame's payload at DEBUG, and payloads carry API keys, passwords and CHAP
 # secrets. Its logger is pinned at INFO so that turning on debug logging never writes them out.
 _wire_logger = logging.getLogger("netprov.truenas.wire")
