@@ -142,6 +142,14 @@ def test_first_contact_trust_then_plan_then_a_swapped_certificate_is_refused(lab
     assert "TLS verification of storage nas is OFF" in out.stderr
     assert _logins(impostor) == 1
 
+    # 8. Re-trust after checking: trust shows the old pin beside the new certificate and replaces it.
+    out = netprov("trust", "nas", str(inv), "--fingerprint", format_fingerprint(second[2]), env=env, cwd=tmp)
+    assert out.returncode == 0, out.output
+    assert "NOT the certificate pinned" in out.stderr and fp in out.stderr
+    assert {k: p.sha256 for k, p in read_pins(known).items()} == {host_port: second[2]}
+    out = netprov("plan", "--detailed-exitcode", str(inv), env=env, cwd=tmp)
+    assert out.returncode == 2, out.output
+
 
 def test_the_adapter_sends_nothing_to_a_peer_without_the_pinned_certificate(lab) -> None:
     sim, _, first, *_ = lab

@@ -72,6 +72,11 @@ def run(opts, storage: str, inventory: Path, *, yes: bool, fingerprint: str | No
     show.print(f"  issuer:  {cert.issuer}" + (" (self-signed)" if cert.self_signed else ""), markup=False)
     show.print(f"  valid:   {cert.not_before} to {cert.not_after}", markup=False)
 
+    if expected is not None and expected != cert.sha256:
+        raise NetprovError(
+            f"the certificate {key} presents does not match --fingerprint: expected "
+            f"{known_nas.format_fingerprint(expected)}, presented {cert.fingerprint}; nothing was pinned. "
+            "Someone may be intercepting the connection, or the fingerprint was taken from another certificate")
     if old is not None and old.sha256 == cert.sha256:
         console.info(f"already pinned in {path}: plans trust this certificate", quiet=opts.quiet)
         return 0
@@ -79,20 +84,14 @@ def run(opts, storage: str, inventory: Path, *, yes: bool, fingerprint: str | No
         console.warning(f"this is NOT the certificate pinned for {key}: pinned {old.fingerprint}"
                         + (f" ({old.comment})" if old.comment else "")
                         + ". Pin the new one only if you know why it changed (a new certificate, a reinstall)")
-    if expected is not None:
-        if expected != cert.sha256:
-            raise NetprovError(
-                f"the certificate {key} presents does not match --fingerprint: expected "
-                f"{known_nas.format_fingerprint(expected)}, presented {cert.fingerprint}; nothing was pinned. "
-                "Someone may be intercepting the connection, or the fingerprint was taken from another "
-                "certificate")
-    elif not yes:
+    if expected is None and not yes:
         if not sys.stdin.isatty():
             raise NetprovError(
                 "not a terminal, so no one can confirm the fingerprint: compare it with the NAS's own "
                 f"(on the NAS's shell: {NAS_SHELL_CHECK}), then pass it with --fingerprint SHA256:..., "
                 "or pass --yes; nothing was pinned")
-        console.info("Compare the fingerprint with the NAS's own (on the NAS's shell, System > Shell):")
+        console.info("Compare the fingerprint with the NAS's own (run this on the NAS: its web UI's Shell page, "
+                     "or SSH to it):")
         console.info(f"  {NAS_SHELL_CHECK}")
         try:
             answer = input(f"Pin this certificate for {key}? Type 'yes' if the fingerprints match: ")
