@@ -21,6 +21,8 @@ class Settings(BaseSettings):
 
     insecure: bool = False                 # skip TLS verification of the NAS (warns)
     ca_file: Path | None = None            # CA bundle for the NAS's certificate
+    known_nas: Path | None = None          # NAS certificates pinned by `netprov trust` (default
+                                           # ~/.config/netprov/known_nas)
     accept_new_host_key: bool = False      # trust-on-first-use for unknown SSH host keys
     known_hosts: Path | None = None        # default ~/.ssh/known_hosts
     ssh_config: Path | None = None         # default ~/.ssh/config

@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import collections
 import errno as errno_mod
+import hashlib
 import inspect
 import ipaddress
 import itertools
 import json
 import logging
 import re
+import socket
 import ssl
 import threading
 import time
@@ -58,6 +60,7 @@ import websockets.exceptions as wsexc
 from pydantic import SecretStr
 from websockets.sync.client import connect as _ws_connect
 
+from netprov.adapters.known_nas import Pin, describe, format_fingerprint
 from netprov.adapters.truenas.parse import answer_problem
 from netprov.errors import (
     ApiError,
@@ -78,6 +81,7 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "MAX_ANSWER_BYTES",
     "plan_bulk_chunks",
+    "fetch_certificate",
 ]
 
 logger = logging.getLogger("netprov.truenas")
@@ -307,6 +311,74 @@ def plan_bulk_chunks(
 
 
 # --------------------------------------------------------------------------------------------
+# Pinned certificates (netprov trust; docs/troubleshooting.md)
+# --------------------------------------------------------------------------------------------
+
+
+class _PinMismatch(OSError):
+    """The NAS presented a certificate other than the pinned one (raised inside the TLS handshake)."""
+
+    def __init__(self, der: bytes) -> None:
+        super().__init__("the NAS's certificate is not the pinned one")
+        self.der = der
+
+
+def _pinned_context(pin: Pin) -> ssl.SSLContext:
+    """A client context that accepts exactly the pinned certificate, and nothing else.
+
+    No CA vouches for a self-signed certificate, so chain and host-name checks are off; instead the
+    peer's DER certificate is hashed as soon as the handshake completes, inside ``wrap_socket``, and a
+    mismatch closes the socket there: websockets has not sent its HTTP upgrade yet, and no credential
+    is ever sent. TLS itself proves the peer holds the pinned certificate's private key.
+    """
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    expected = pin.sha256
+
+    class PinnedSocket(ssl.SSLSocket):
+        def do_handshake(self, block: bool = False) -> None:
+            super().do_handshake(block)
+            der = self.getpeercert(binary_form=True) or b""
+            if hashlib.sha256(der).digest() != expected:
+                raise _PinMismatch(der)
+
+    ctx.sslsocket_class = PinnedSocket
+    return ctx
+
+
+def fetch_certificate(url: str, *, timeout: float = 30.0) -> bytes:
+    """The DER certificate the NAS at ``url`` presents (``netprov trust``). Only a TLS handshake: no
+    HTTP request, no credential; nothing is verified (the caller shows the fingerprint to the user)."""
+    raw = url.strip()
+    if "://" not in raw:
+        raw = "wss://" + raw
+    parts = urlsplit(raw)
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
+    host = parts.hostname or ""
+    if scheme != "wss" or not host:
+        raise ConnectError(f"{_one_line(url, 120)} is not a wss:// URL: there is no TLS certificate to trust")
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise ConnectError(f"{_one_line(url, 120)} has an invalid port") from None
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with ctx.wrap_socket(sock, server_hostname=host) as tls:
+                der = tls.getpeercert(binary_form=True)
+    except ssl.SSLError as e:
+        raise ConnectError(f"TLS handshake with {host}:{port} failed ({e.reason or e}): is it a wss:// URL?") from None
+    except (OSError, TimeoutError) as e:
+        raise ConnectError(f"cannot reach {host}:{port}: {_one_line(e, 200) or type(e).__name__}") from None
+    if not der:
+        raise ConnectError(f"{host}:{port} presented no TLS certificate")
+    return der
+
+
+# --------------------------------------------------------------------------------------------
 # The client
 # --------------------------------------------------------------------------------------------
 
@@ -358,6 +430,8 @@ class TrueNASClient:
         self._closed = False
         self._close_reason = ""
         self._keeper: threading.Thread | None = None
+        self._pin: Pin | None = None
+        self._trust_command = "netprov trust STORAGE INVENTORY"
 
     # ---------------------------------------------------------------- connect / close
 
@@ -373,6 +447,8 @@ class TrueNASClient:
         max_inflight: int = MAX_INFLIGHT,
         probe: bool = False,
         max_wait: float | None = None,
+        pin: Pin | None = None,
+        trust_command: str = "netprov trust STORAGE INVENTORY",
     ) -> "TrueNASClient":
         """Open, (for legacy) handshake, log in and read ``system.version``.
 
@@ -383,10 +459,16 @@ class TrueNASClient:
         keepalive pong), and how long a job may go without progress. ``max_wait``: an overall limit on
         one call or job (default: ``CALL_LIMIT_FACTOR`` x ``timeout`` for a call, none for a job that
         keeps progressing).
+
+        ``pin``: the certificate pinned for this NAS (:mod:`netprov.adapters.known_nas`): the NAS must
+        present exactly it, checked before anything is sent; another one is refused loudly. ``insecure``
+        overrides it. ``trust_command``: how messages tell the user to (re)pin (``netprov trust ...``).
         """
         if not isinstance(creds, Credentials):
             raise TypeError("creds must be a netprov.adapters.truenas.rpc.Credentials")
         self = cls(creds=creds, timeout=timeout, max_inflight=max_inflight, max_wait=max_wait)
+        self._pin = None if insecure else pin
+        self._trust_command = trust_command
         candidates, ssl_ctx, host = self._plan_urls(url, probe=probe, ca_file=ca_file, insecure=insecure)
         self.host = host
         try:
@@ -437,6 +519,8 @@ class TrueNASClient:
                 )
                 warnings.warn(msg, stacklevel=3)
                 logger.warning(msg)
+            elif self._pin is not None:
+                ctx = _pinned_context(self._pin)
             else:
                 try:
                     ctx = ssl.create_default_context(cafile=ca_file)
@@ -477,10 +561,15 @@ class TrueNASClient:
                     "is this a TrueNAS API endpoint? use wss://HOST/api/current (25.04+), "
                     "wss://HOST/websocket (older), or wss://HOST to probe"
                 ) from None
+            except _PinMismatch as e:
+                raise TLSVerifyError(self._changed_message(e.der)) from None
             except ssl.SSLCertVerificationError as e:
                 raise TLSVerifyError(
-                    f"TLS certificate of {self.host} could not be verified ({e.verify_message or e.reason}): "
-                    "pass the NAS's CA certificate as ca_file, or use insecure to skip verification"
+                    f"TLS certificate of {self.host} could not be verified ({e.verify_message or e.reason}); "
+                    f"nothing was sent to it. A fresh TrueNAS serves a self-signed certificate: check its "
+                    f"fingerprint and pin it with `{self._trust_command}`, or pass the CA certificate that "
+                    "signed it with --ca-file, or (unsafe) skip verification with --insecure; see "
+                    "docs/troubleshooting.md"
                 ) from None
             except ssl.SSLError as e:
                 raise ConnectError(
@@ -503,6 +592,19 @@ class TrueNASClient:
             target=self._keepalive, name=f"netprov-truenas-ping-{self.host}", daemon=True
         )
         self._keeper.start()
+
+    def _changed_message(self, der: bytes) -> str:
+        pin = self._pin
+        assert pin is not None
+        new = describe(der)
+        was = f" ({pin.comment})" if pin.comment else ""
+        return (
+            f"the TLS certificate of {self.host} ({pin.key}) CHANGED and does not match the pinned one; "
+            f"nothing was sent to it. Pinned: {format_fingerprint(pin.sha256)}{was}; presented now: "
+            f"{new.fingerprint} ({new.summary()}). Someone may be intercepting the connection, or the NAS's "
+            f"certificate was replaced (a new certificate, a reinstall). Check the fingerprint on the NAS "
+            f"itself (docs/troubleshooting.md), then pin the new one with `{self._trust_command}`"
+        )
 
     def _keepalive(self) -> None:
         """While calls are outstanding, ping every ``ping_every`` s; a pong proves the NAS alive."""

@@ -159,6 +159,7 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
     from netprov.adapters.pxe.boot_host import PxeHost
     from netprov.adapters.truenas.rpc import TrueNASClient
     from netprov.adapters.truenas.storage import TrueNASStorage
+    from netprov.cli.commands.trust import pin_for, trust_command
     inv = ctx.ws.loaded.inventory
     with contextlib.ExitStack() as stack:
         storage_ports = {}
@@ -168,7 +169,8 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
             client = TrueNASClient.connect(st.url, storage_credentials(st, ctx.settings, name),
                                            ca_file=str(st.ca_file or ctx.settings.ca_file or "") or None,
                                            insecure=ctx.settings.insecure, timeout=ctx.settings.timeout,
-                                           max_wait=ctx.settings.max_wait)
+                                           max_wait=ctx.settings.max_wait, pin=pin_for(st.url, ctx.settings),
+                                           trust_command=trust_command(name, ctx.ws.path))
             stack.callback(client.close)
             storage_ports[name] = TrueNASStorage(client, name, st)
         pxe_ports = {}
