@@ -26,11 +26,14 @@ DEMO_API_KEY_ENV = "NETPROV_DEMO_API_KEY"
 
 
 def find_example() -> Path:
-    candidates = [Path("inventory/example.yaml"), Path(__file__).resolve().parents[3] / "inventory" / "example.yaml"]
-    for c in candidates:
-        if c.exists():
-            return c
-    raise NetprovError("inventory/example.yaml not found: run the demo from a netprov checkout, or pass --inventory")
+    """The demo's inventory, shipped inside the package (netprov/examples/example.yaml, the same file as
+    inventory/example.yaml in a checkout): the demo runs wherever netprov is installed."""
+    from importlib.resources import files
+    example = Path(str(files("netprov") / "examples" / "example.yaml"))
+    if not example.is_file():
+        raise NetprovError(f"the demo's inventory {example} is missing from this installation: reinstall netprov, "
+                           "or pass --inventory")
+    return example
 
 
 def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
@@ -144,7 +147,7 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
 def register(app, opts) -> None:
     @app.command()
     def demo(
-        inventory: Annotated[Optional[Path], typer.Option(help="Inventory to demo (default inventory/example.yaml).")] = None,
+        inventory: Annotated[Optional[Path], typer.Option(help="Inventory to demo (default: the example shipped with netprov, inventory/example.yaml in a checkout).")] = None,
         workdir: Annotated[Optional[Path], typer.Option(help="Where the demo's PXE directory and state go "
                                                         "(default: a new temporary directory).")] = None,
         profile: Annotated[str, typer.Option(help="TrueNAS version the simulator behaves as.")] = "25.04",
