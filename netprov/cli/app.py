@@ -93,8 +93,8 @@ def schema() -> None:
     """Print the inventory's JSON Schema (for yaml-language-server and editors)."""
     import json
 
-    from netprov.core.inventory import Inventory
-    print(json.dumps(Inventory.model_json_schema(), indent=2, sort_keys=True))
+    from netprov.core.inventory import inventory_json_schema
+    print(json.dumps(inventory_json_schema(), indent=2, sort_keys=True))
 
 
 def _register_more() -> None:
