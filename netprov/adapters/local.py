@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netprov.core.inventory import LoadedInventory, Problem
-from netprov.core.parse import parse_inventory
+from netprov.core.parse import decode_inventory, parse_inventory
 from netprov.core.render import TEMPLATE_NAMES, Templates
 from netprov.core.secrets import resolve_chap_secrets
 from netprov.errors import InventoryError, TemplateError
@@ -29,12 +29,12 @@ class Workspace:
 def read_inventory(path: str | Path) -> LoadedInventory:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise InventoryError([Problem(str(path), None, None, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InventoryError([Problem(str(path), None, None, "", f"cannot read: {exc}")]) from None
-    return parse_inventory(text, str(path))
+    return parse_inventory(decode_inventory(data, str(path)), str(path))
 
 
 def read_templates(loaded: LoadedInventory, inventory_path: Path) -> Templates:
