@@ -115,6 +115,10 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
     example = inventory or find_example()
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="netprov-demo-"))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
+    old_root = workdir / "pxe-server"
+    if (old_root / "srv" / "tftp" / ".netprov-owned").exists():
+        # An earlier demo's PXE directory: the simulated NAS starts empty, so does the PXE server.
+        shutil.rmtree(old_root)
     api_key = f"1-{secrets.token_hex(24)}"
     os.environ[DEMO_API_KEY_ENV] = api_key
 
