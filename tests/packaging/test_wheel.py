@@ -149,6 +149,9 @@ def test_installed_wheel_runs_version_demo_validate_from_outside_the_checkout(in
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert "inventory.yaml: ok (" in validate.stderr
 
+    schema = _run([str(bindir / "netprov"), "schema"], cwd=cwd, env=env)
+    assert schema.returncode == 0 and schema.stdout == (ROOT / "docs/schema/inventory.schema.json").read_text()
+
     rendered = _run([str(bindir / "netprov"), "render", "--out", str(cwd / "rendered")], cwd=cwd, env=env)
     assert rendered.returncode == 0, rendered.stdout + rendered.stderr
     assert any((cwd / "rendered").rglob("*.ipxe")), "templates come from the installed package"
