@@ -146,8 +146,14 @@ def _traceback() -> None:
 
 
 class _ConsoleLog(logging.Handler):
+    """netprov's log warnings as ``warning: ...`` lines while a command runs (attached by the global
+    options, detached when ``main`` returns)."""
+
     def emit(self, record: logging.LogRecord) -> None:
-        console.warning(record.getMessage().splitlines()[0] if record.getMessage() else record.name)
+        try:
+            console.warning(record.getMessage().splitlines()[0] if record.getMessage() else record.name)
+        except (ValueError, OSError):   # stderr already closed (a background thread at exit)
+            pass
 
 
 _CONSOLE_LOG = _ConsoleLog(level=logging.WARNING)
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         _main(argv)
     finally:
         warnings.showwarning = shown
+        logging.getLogger("netprov").removeHandler(_CONSOLE_LOG)
 
 
 def _main(argv: list[str] | None) -> None:
