@@ -1,12 +1,13 @@
 # netprov: the two commands a newcomer needs.
 #   make demo   run the main job (validate -> plan -> apply -> plan) against the built-in TrueNAS simulator
 #   make test   install everything the tests need (Debian packages, a venv) and run the whole suite
+#   make wheel  build dist/netprov-<version>-py3-none-any.whl (install it with pipx, or pip in any venv)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv bench clean
+.PHONY: demo test deps venv wheel bench clean
 
 venv: $(VENV)/.installed
 
@@ -25,8 +26,11 @@ demo: venv
 test: deps venv
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+wheel: venv
+	$(PY) -m build --wheel --no-isolation --outdir dist .
+
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

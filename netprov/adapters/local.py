@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netprov.core.inventory import LoadedInventory, Problem
-from netprov.core.parse import MAX_INVENTORY_CHARS, parse_inventory
+from netprov.core.parse import MAX_INVENTORY_CHARS, decode_inventory, parse_inventory, too_large
 from netprov.core.render import TEMPLATE_NAMES, Templates
 from netprov.core.secrets import resolve_chap_secrets
 from netprov.errors import InventoryError, TemplateError
@@ -29,13 +29,15 @@ class Workspace:
 def read_inventory(path: str | Path) -> LoadedInventory:
     p = Path(path)
     try:
-        with p.open(encoding="utf-8") as f:  # bounded: never more than the limit (+1 to notice) in memory
-            text = f.read(MAX_INVENTORY_CHARS + 1)
+        with p.open("rb") as f:  # bounded: never more than the limit (+1 to notice) in memory
+            data = f.read(MAX_INVENTORY_CHARS + 1)
     except FileNotFoundError:
         raise InventoryError([Problem(str(path), None, None, "", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InventoryError([Problem(str(path), None, None, "", f"cannot read: {exc}")]) from None
-    return parse_inventory(text, str(path))
+    if len(data) > MAX_INVENTORY_CHARS:   # checked before decoding: a cut multi-byte character is no UTF-8 error
+        raise InventoryError([Problem(str(path), None, None, "", too_large())])
+    return parse_inventory(decode_inventory(data, str(path)), str(path))
 
 
 def read_templates(loaded: LoadedInventory, inventory_path: Path) -> Templates:

@@ -8,18 +8,46 @@ inside the commands that need them, so ``netprov --help`` stays fast.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from netprov import __version__
 from netprov.cli import console
 from netprov.cli.exit_codes import ExitCode
 
+#: Global options a user may also write after the subcommand (`netprov plan -v`): moved to the front
+#: before parsing, up to a `--`.
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--debug", "--no-color"})
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    front: list[str] = []
+    rest: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg in GLOBAL_FLAGS or (len(arg) > 2 and arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            front.append(arg)
+        else:
+            rest.append(arg)
+    return front + rest
+
+
+class _Root(TyperGroup):
+    def parse_args(self, ctx, args):  # noqa: ANN001, ANN201
+        return super().parse_args(ctx, hoist_global_flags(list(args)))
+
+
 app = typer.Typer(
     name="netprov",
+    cls=_Root,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Declarative provisioning for diskless machines that boot over iSCSI from a FreeNAS/TrueNAS NAS.",
     no_args_is_help=True,
     add_completion=True,
@@ -53,16 +81,22 @@ def _global(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More output (repeat for more).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and data.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs (never secrets).")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (also: the NO_COLOR variable).")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (TOML); default "
                                                    "~/.config/netprov/config.toml if it exists.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     OPTS.verbose, OPTS.quiet, OPTS.debug, OPTS.config = verbose, quiet, debug, config
+    if no_color:
+        console.set_no_color()
+    import logging
     if debug or verbose > 1:
-        import logging
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                             format="%(levelname)s %(name)s: %(message)s")
+    elif _CONSOLE_LOG not in logging.getLogger("netprov").handlers:
+        # netprov's own warnings as `warning: ...` lines (not Python's bare last-resort output)
+        logging.getLogger("netprov").addHandler(_CONSOLE_LOG)
 
 
 InventoryArg = Annotated[Path, typer.Argument(help="Inventory YAML file.", show_default=True)]
@@ -93,8 +127,8 @@ def schema() -> None:
     """Print the inventory's JSON Schema (for yaml-language-server and editors)."""
     import json
 
-    from netprov.core.inventory import Inventory
-    print(json.dumps(Inventory.model_json_schema(), indent=2, sort_keys=True))
+    from netprov.core.inventory import inventory_json_schema
+    print(json.dumps(inventory_json_schema(), indent=2, sort_keys=True))
 
 
 def _register_more() -> None:
@@ -111,8 +145,38 @@ def _traceback() -> None:
     sys.stderr.write(console.mask(traceback.format_exc()))
 
 
+class _ConsoleLog(logging.Handler):
+    """netprov's log warnings as ``warning: ...`` lines while a command runs (attached by the global
+    options, detached when ``main`` returns)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            console.warning(record.getMessage().splitlines()[0] if record.getMessage() else record.name)
+        except (ValueError, OSError):   # stderr already closed (a background thread at exit)
+            pass
+
+
+_CONSOLE_LOG = _ConsoleLog(level=logging.WARNING)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Python warnings (a library's, or an adapter's) as netprov's own one line, without a source path."""
+    console.warning(str(message).splitlines()[0] if str(message) else category.__name__)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to exit codes."""
+    import warnings
+    shown = warnings.showwarning
+    warnings.showwarning = _warning_line
+    try:
+        _main(argv)
+    finally:
+        warnings.showwarning = shown
+        logging.getLogger("netprov").removeHandler(_CONSOLE_LOG)
+
+
+def _main(argv: list[str] | None) -> None:
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     from netprov.errors import InventoryError, NetprovError

@@ -21,8 +21,19 @@ if TYPE_CHECKING:  # rich is imported on first use: `netprov --help` stays fast
     from rich.console import Console
 
 
+_FORCE_NO_COLOR = False
+
+
 def _no_color() -> bool:
-    return bool(os.environ.get("NO_COLOR"))
+    return _FORCE_NO_COLOR or bool(os.environ.get("NO_COLOR"))
+
+
+def set_no_color() -> None:
+    """--no-color: plain text on both streams from now on."""
+    global _FORCE_NO_COLOR
+    _FORCE_NO_COLOR = True
+    out.cache_clear()
+    err.cache_clear()
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +72,8 @@ def mask(text: str) -> str:
 
 def reset() -> None:
     """Forget cached consoles (tests swap sys.stdout/sys.stderr) and the secrets of the last run."""
+    global _FORCE_NO_COLOR
+    _FORCE_NO_COLOR = False
     out.cache_clear()
     err.cache_clear()
     _SECRETS.clear()

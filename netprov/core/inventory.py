@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator,
+                      model_validator)
 
+from netprov.core.names import MACHINE_NAME_RE
 from netprov.core.units import normalise_mac, parse_size, parse_volblocksize
 
 DEFAULT_BASENAME = "iqn.2005-10.org.freenas.ctl"
@@ -64,11 +66,35 @@ def _env_name(v: Any) -> str:
     return v
 
 
-Mac = Annotated[str, BeforeValidator(_mac)]
-Size = Annotated[int, BeforeValidator(_size)]
-AbsPath = Annotated[str, BeforeValidator(_abs_path)]
-EnvName = Annotated[str, BeforeValidator(_env_name)]
-VolBlockSize = Annotated[str, BeforeValidator(parse_volblocksize)]
+# JSON Schema for the types above (`netprov schema`, editors): what the validators accept, as patterns
+# (ECMAScript regex syntax, as yaml-language-server and the jsonschema library both read it).
+_HEX, _EVEN = "[0-9A-Fa-f]", "[02468ACEace]"        # a unicast MAC's first octet has its low bit clear
+MAC_PATTERN = (rf"^\s*(?:{_HEX}{_EVEN}(?::{_HEX}{{2}}){{5}}|{_HEX}{_EVEN}(?:-{_HEX}{{2}}){{5}}"
+               rf"|{_HEX}{_EVEN}{_HEX}{{2}}(?:\.{_HEX}{{4}}){{2}}|{_HEX}{_EVEN}{_HEX}{{10}})\s*$")
+SIZE_PATTERN = r"^\s*(?=[0-9.]*[1-9])[0-9]+(?:\.[0-9]+)?\s*(?:[KMGTPEkmgtpe]?(?:[iI]?[bB])?)\s*$"
+VOLBLOCKSIZE_PATTERN = (r"^\s*(?:512|1024|2048|4096|8192|16384|32768|65536|131072"
+                        r"|(?:1|2|4|8|16|32|64|128)[Kk])[Bb]?\s*$")
+ABS_PATH_PATTERN = r"^(?!.*(?:^|/)\.\.(?:/|$))/[A-Za-z0-9._/+-]*$"
+SINGLE_LINE_PATTERN = r"^[^\n\r\u0000]*$"
+# The runtime checks use fullmatch (no anchors in the regexes); a JSON Schema pattern is a search, so it
+# carries the anchors itself.
+MACHINE_NAME_PATTERN = f"^(?:{MACHINE_NAME_RE.pattern})$"
+REF_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
+
+Mac = Annotated[str, BeforeValidator(_mac), WithJsonSchema(
+    {"type": "string", "pattern": MAC_PATTERN,
+     "description": "unicast MAC: 52:54:00:12:34:56, 52-54-00-12-34-56, 5254.0012.3456 or 525400123456"})]
+Size = Annotated[int, BeforeValidator(_size), WithJsonSchema(
+    {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": SIZE_PATTERN}]})]
+AbsPath = Annotated[str, BeforeValidator(_abs_path), WithJsonSchema(
+    {"type": "string", "pattern": ABS_PATH_PATTERN})]
+EnvName = Annotated[str, BeforeValidator(_env_name), WithJsonSchema(
+    {"type": "string", "pattern": f"^(?:{_ENV_RE.pattern})$"})]
+VolBlockSize = Annotated[str, BeforeValidator(parse_volblocksize), WithJsonSchema(
+    {"anyOf": [{"type": "integer", "enum": [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]},
+               {"type": "string", "pattern": VOLBLOCKSIZE_PATTERN}]})]
+# one line (no newline, CR or NUL): the fields' validators say so in words; this is the schema's half
+Line = Annotated[str, WithJsonSchema({"type": "string", "pattern": SINGLE_LINE_PATTERN})]
 
 
 def _no_shell(v: str, what: str) -> str:
@@ -163,11 +189,20 @@ class Fallback(str, Enum):
 
 # --- storage -------------------------------------------------------------------------
 
+_URL_PATTERN = (r"^(?:wss://[^/\s]+|ws://(?:localhost|127(?:\.[0-9]{1,3}){3}|\[::1\])(?::[0-9]+)?)"
+                r"(?:/|/api/current|/websocket|/api/v[0-9.]+)?$")
+
+
 class Storage(Strict):
     """A FreeNAS/TrueNAS box reached through its websocket API."""
 
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["api_key_env"]}, {"required": ["api_key_file"]},
+        {"required": ["username", "password_env"]}, {"required": ["username", "password_file"]}]})
+
     url: str = Field(description="wss://HOST/api/current (25.04+) or wss://HOST/websocket "
-                                 "(FreeNAS 11.3, CORE, SCALE <= 24.10); ws:// only for loopback")
+                                 "(FreeNAS 11.3, CORE, SCALE <= 24.10); ws:// only for loopback",
+                     json_schema_extra={"pattern": _URL_PATTERN})
     api_key_env: EnvName | None = Field(None, description="environment variable holding the API key")
     api_key_file: AbsPath | None = Field(None, description="file holding the API key (mode 0600)")
     username: str | None = Field(None, description="user for password login (instead of an API key)")
@@ -436,13 +471,13 @@ class PxeServer(Strict):
     sanboot_attempts: int = Field(3, ge=1, le=20, description="sanboot tries before giving up")
     retry_delay: int = Field(3, ge=0, le=300, description="seconds between sanboot tries")
     log_dhcp: bool = False
-    test_command: str | None = Field(None, description="validates a config; {conf} is the file. "
-                                     "default: dnsmasq --test --conf-file={conf}")
+    test_command: Line | None = Field(None, description="validates a config; {conf} is the file. "
+                                      "default: dnsmasq --test --conf-file={conf}")
     secret_group: str = Field("dip", pattern=r"^[a-z_][a-z0-9_-]*$",
                               description="group that may read CHAP-bearing scripts (0640): the group dnsmasq "
                               "runs as ('dip' is its compiled-in default on Debian/Ubuntu)")
-    reload_command: str | None = Field(None, description="SIGHUP (hosts changed). default: systemctl reload dnsmasq")
-    restart_command: str | None = Field(None, description="config changed. default: systemctl restart dnsmasq")
+    reload_command: Line | None = Field(None, description="SIGHUP (hosts changed). default: systemctl reload dnsmasq")
+    restart_command: Line | None = Field(None, description="config changed. default: systemctl restart dnsmasq")
     sudo: bool | None = Field(None, description="run dnsmasq test/reload/restart via sudo -n; default: when the "
                               "(SSH or local) user is not root")
     lock_path: AbsPath = Field("/run/lock/netprov.lock", description="lock file on the server that keeps two "
@@ -522,6 +557,11 @@ class Disk(Strict):
 class Chap(Strict):
     """CHAP for the iSCSI login. The secret comes from the environment or a file, never the inventory."""
 
+    # enabled (the default) needs exactly one secret source
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"enabled": {"const": False}}, "required": ["enabled"]},
+        "else": {"oneOf": [{"required": ["secret_env"]}, {"required": ["secret_file"]}]}})
+
     enabled: bool = True
     username: str | None = Field(None, description="default: the machine name")
     secret_env: EnvName | None = None
@@ -543,6 +583,17 @@ class Chap(Strict):
         return self
 
 
+class _OrFalse:
+    """Schema only: the field also takes ``false`` (its validator turns that into "off")."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict:
+        return {"anyOf": [handler(core_schema), {"const": False}]}
+
+
+# chap: false turns CHAP off (the validator makes it Chap(enabled=False))
+ChapField = Annotated[Chap, BeforeValidator(lambda v: _chap(v)), _OrFalse()]
+
+
 def _chap(v: Any) -> Any:
     if v is False or v is None:
         return {"enabled": False}
@@ -554,9 +605,12 @@ def _chap(v: Any) -> Any:
 class Install(Strict):
     """boot: install — attach the disk with sanhook, then boot an installer."""
 
-    kernel: str = Field(description="kernel URL or a path relative to the script (TFTP/HTTP)")
-    initrd: list[str] = Field(description="initrd URL(s) or paths")
-    cmdline: str = Field("", description="kernel command line")
+    kernel: Line = Field(description="kernel URL or a path relative to the script (TFTP/HTTP)")
+    initrd: Annotated[list[str], WithJsonSchema({"anyOf": [
+        {"type": "string", "pattern": SINGLE_LINE_PATTERN},
+        {"type": "array", "items": {"type": "string", "pattern": SINGLE_LINE_PATTERN}, "minItems": 1}]})] = Field(
+        description="initrd URL or path, or a list of them")
+    cmdline: Line = Field("", description="kernel command line")
 
     @field_validator("initrd", mode="before")
     @classmethod
@@ -585,7 +639,7 @@ class Extra(Strict):
     """Per-machine additions that don't need a template fork."""
 
     kernel_args: str = Field("", description="appended to the installer's kernel command line")
-    ipxe: list[str] = Field(default_factory=list, description="iPXE lines run before the boot action")
+    ipxe: list[Line] = Field(default_factory=list, description="iPXE lines run before the boot action")
 
     @field_validator("kernel_args")
     @classmethod
@@ -615,7 +669,7 @@ class Defaults(Strict):
     arch: Arch = Arch.X86_64
     boot: BootAction = BootAction.SANBOOT
     disk: Disk = Field(default_factory=Disk)
-    chap: Annotated[Chap, BeforeValidator(_chap)] | None = None
+    chap: ChapField | None = None
     install: Install | None = None
     extra: Extra | None = None
 
@@ -628,7 +682,7 @@ class MachineSpec(Strict):
     firmware: Firmware | None = None
     arch: Arch | None = None
     disk: Disk = Field(default_factory=Disk)
-    chap: Annotated[Chap, BeforeValidator(_chap)] | None = None
+    chap: ChapField | None = None
     boot: BootAction | None = None
     install: Install | None = None
     storage: str | None = None
@@ -637,7 +691,8 @@ class MachineSpec(Strict):
     extra: Extra | None = None
     description: str | None = Field(None, max_length=120)
     renamed_from: str | None = Field(None, description="the machine's previous name: its disk and iSCSI objects "
-                                     "are kept and renamed, not re-created (docs/recovery.md)")
+                                     "are kept and renamed, not re-created (docs/recovery.md)",
+                                     json_schema_extra={"pattern": MACHINE_NAME_PATTERN})
 
     @field_validator("initiator_iqn")
     @classmethod
@@ -656,11 +711,15 @@ class MachineSpec(Strict):
 
 class Inventory(Strict):
     version: Literal[1]
-    storage: dict[str, Storage] = Field(default_factory=dict)
-    pxe_servers: dict[str, PxeServer] = Field(default_factory=dict)
+    storage: dict[str, Storage] = Field(default_factory=dict,
+                                        json_schema_extra={"propertyNames": {"pattern": REF_NAME_PATTERN}})
+    pxe_servers: dict[str, PxeServer] = Field(default_factory=dict,
+                                              json_schema_extra={"propertyNames": {"pattern": REF_NAME_PATTERN}})
     defaults: Defaults = Field(default_factory=Defaults)
     templates: str | None = Field(None, description="folder of template overrides, relative to the inventory")
-    machines: dict[str, MachineSpec] = Field(default_factory=dict)
+    machines: dict[str, MachineSpec] = Field(default_factory=dict, description="machine names are DNS labels: "
+                                             "a-z, 0-9 and '-' (not first or last), at most 63",
+                                             json_schema_extra={"propertyNames": {"pattern": MACHINE_NAME_PATTERN}})
 
     @field_validator("templates")
     @classmethod
@@ -742,3 +801,18 @@ class LoadedInventory:
             if m.name == name:
                 return m
         raise KeyError(name)
+
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def inventory_json_schema() -> dict[str, Any]:
+    """The inventory's JSON Schema (`netprov schema`; docs/schema/inventory.schema.json is this, committed).
+
+    It accepts every spelling the parser accepts (``size: 64G``, ``initrd:`` a string or a list,
+    ``chap: false``) and checks what a schema can: unknown keys, types, machine names, MACs, sizes,
+    paths, single-line fields. Cross-entry rules (duplicate MACs, undefined references, name lengths
+    on FreeNAS) are `netprov validate`'s."""
+    schema = Inventory.model_json_schema()
+    return {"$schema": SCHEMA_DIALECT, "title": "netprov inventory",
+            "description": "netprov inventory (version 1); see docs/inventory.md", **schema}

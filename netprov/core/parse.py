@@ -71,6 +71,59 @@ def _fmt_loc(loc: tuple) -> str:
     return out
 
 
+def known_keys(loc: tuple) -> list[str]:
+    """The keys the mapping at ``loc`` (a path of keys/indexes from the top) may have, from the models."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    def models(tp: Any) -> list:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            return models(typing.get_args(tp)[0])
+        if origin in (typing.Union, types.UnionType):
+            return [m for a in typing.get_args(tp) for m in models(a)]
+        return [tp]
+
+    current: list = [Inventory]
+    for part in loc:
+        nxt: list = []
+        for tp in current:
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                field = tp.model_fields.get(str(part))
+                if field is not None:
+                    nxt += models(field.annotation)
+            elif typing.get_origin(tp) in (dict, list):
+                nxt += models(typing.get_args(tp)[-1])
+        current = nxt
+    return sorted({k for tp in current if isinstance(tp, type) and issubclass(tp, BaseModel)
+                   for k in tp.model_fields})
+
+
+def unknown_key_message(loc: tuple) -> str:
+    """"unknown key", with the closest known key when one is close (a typo), else the known keys."""
+    import difflib
+    known = known_keys(loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean `{close[0]}`?)"
+    if known:
+        return f"unknown key (known here: {', '.join(known)})"
+    return "unknown key (check the spelling; see `netprov schema`)"
+
+
+def decode_inventory(data: bytes, filename: str) -> str:
+    """An inventory file's bytes as text; a file that isn't UTF-8 is one located problem."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InventoryError([Problem(filename, line, col, "", f"not UTF-8 text (byte 0x{data[exc.start]:02x} at "
+                                                               f"offset {exc.start}): is this an inventory?")]) from None
+
+
 def _clean_message(err: dict) -> str:
     msg = _clean_message_text(err)
     # A message quotes the offending value: a 20,000-character value must not make a 20,000-character line.
@@ -80,7 +133,7 @@ def _clean_message(err: dict) -> str:
 def _clean_message_text(err: dict) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        return "unknown key (check the spelling; see `netprov schema`)"
+        return unknown_key_message(_pydantic_loc(tuple(err["loc"])))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if msg.startswith("Assertion failed, "):

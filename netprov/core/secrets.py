@@ -65,14 +65,16 @@ def resolve_chap_secrets(loaded: LoadedInventory, env: Mapping[str, str],
             continue
         if m.chap.secret_env:
             value, source = env.get(m.chap.secret_env), f"environment variable {m.chap.secret_env}"
+            missing = f"{source} is not set" if value is None else f"{source} is empty"
         else:
             raw = read_file(m.chap.secret_file) if m.chap.secret_file else None
             value, source = (raw.strip("\r\n") if raw is not None else None), f"file {m.chap.secret_file}"
+            missing = (f"{source} does not exist or cannot be read" if raw is None else f"{source} is empty")
         loc = ("machines", m.name, "chap")
         line, col = loaded.locate(loc) if loaded.locate else (None, None)
         if value is None or value == "":
             problems.append(Problem(loaded.filename, line, col, f"machines.{m.name}.chap",
-                                    f"CHAP secret not available ({source} is not set); "
+                                    f"CHAP secret not available ({missing}); "
                                     "plan works, apply will refuse", severity="warning"))
             secrets[m.name] = None
             continue

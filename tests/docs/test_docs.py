@@ -4,7 +4,10 @@ Convention (also written in docs/architecture.md, "Documentation examples are te
 
 - A fenced block whose info string starts with ``console`` is a terminal session. Lines that
   start with ``$ `` are commands; the other lines up to the next command are expected output:
-  each non-blank one must appear (as a substring) in that command's stdout+stderr.
+  each non-blank one must appear (as a substring of one line) in that command's output (stdout
+  and stderr as a terminal shows them, interleaved), in the order shown. ``...`` inside a line stands for any text
+  (a port, a temporary path); a line that is only ``...`` marks lines left out (any number
+  may be, anywhere).
 - ``$ netprov ...`` runs as ``python -m netprov ...`` from the repository root, with
   ``NO_COLOR=1`` and only a few variables of the caller's environment (PATH, HOME, LANG, LC_*). ``$ export VAR=value`` sets VAR for every later command of the same file.
   Any other command is an error: put it in a ``sh`` or ``text`` block instead.
@@ -166,17 +169,34 @@ def run_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
                 bad = SHELL_SYNTAX.intersection(cmd.argv)
                 if bad:
                     pytest.fail(f"{where}: shell syntax {sorted(bad)} is not supported in console blocks")
-                proc = subprocess.run([sys.executable, "-m", "netprov", *cmd.argv[1:]], cwd=cwd, env=env,
-                                      capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+                # stdout and stderr into one pipe, unbuffered: the lines in the order a terminal shows them
+                proc = subprocess.run([sys.executable, "-m", "netprov", *cmd.argv[1:]], cwd=cwd,
+                                      env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, timeout=COMMAND_TIMEOUT, check=False)
                 ran += 1
-                output = proc.stdout + proc.stderr
-                shown = f"$ {' '.join(cmd.argv)}\n--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n" \
-                        f"{proc.stderr[-3000:]}"
+                output = proc.stdout
+                shown = f"$ {' '.join(cmd.argv)}\n--- output ---\n{output[-6000:]}"
                 assert proc.returncode == want_rc, \
                     f"{where}: exit {proc.returncode}, the docs say {want_rc}\n{shown}"
+                lines, at = output.splitlines(), 0
                 for expected in cmd.expected:
-                    assert expected in output, f"{where}: expected output line not found: {expected!r}\n{shown}"
+                    if expected == "...":
+                        continue
+                    found = next((i for i in range(at, len(lines)) if matches(expected, lines[i])), None)
+                    if found is None:
+                        earlier = any(matches(expected, line) for line in lines[:at])
+                        pytest.fail(f"{where}: expected output line not found"
+                                    f"{' after the line before it' if earlier else ''}: {expected!r}\n{shown}")
+                    at = found + 1
     return ran
+
+
+def matches(expected: str, line: str) -> bool:
+    """``expected`` is in ``line``, each ``...`` in it standing for any text."""
+    if "..." not in expected:
+        return expected in line
+    pattern = ".*?".join(re.escape(part) for part in expected.split("..."))
+    return re.search(pattern, line) is not None
 
 
 EXECUTABLE = [p for p in DOCS if any(b.lang in ("console", "python") for b in blocks(p))]

@@ -158,6 +158,7 @@ def test_no_command_leaks_a_secret(lab) -> None:
         out_tftp / script_name(MACS["m1"]): ({CHAP1}, 0o600),
         out_tftp / script_name(MACS["m2"]): ({CHAP2}, 0o600),
         demo_state: ({DEMO, demo_key}, 0o600),
+        demo_dir / "chap-secret": ({DEMO}, 0o600),           # the demo inventory's secret_file, kept with its state
         lab_dir / "secrets/m2": ({CHAP2}, 0o600),          # the input itself
     }
     for path in (demo_dir / "pxe-server/srv/tftp").glob("*.ipxe"):
@@ -185,3 +186,4 @@ def test_no_command_leaks_a_secret(lab) -> None:
     assert CHAP1_NEW.encode() in (pxe / "tftp" / script_name(MACS["m1"])).read_bytes()
     assert CHAP2.encode() in (rendered_tftp / script_name(MACS["m2"])).read_bytes()
     assert DEMO.encode() in demo_state.read_bytes()
+    assert (demo_dir / "chap-secret").read_text().strip() == DEMO

@@ -26,11 +26,34 @@ DEMO_API_KEY_ENV = "NETPROV_DEMO_API_KEY"
 
 
 def find_example() -> Path:
-    candidates = [Path("inventory/example.yaml"), Path(__file__).resolve().parents[3] / "inventory" / "example.yaml"]
-    for c in candidates:
-        if c.exists():
-            return c
-    raise NetprovError("inventory/example.yaml not found: run the demo from a netprov checkout, or pass --inventory")
+    """The demo's inventory, shipped inside the package (netprov/examples/example.yaml, the same file as
+    inventory/example.yaml in a checkout): the demo runs wherever netprov is installed."""
+    from importlib.resources import files
+    example = Path(str(files("netprov") / "examples" / "example.yaml"))
+    if not example.is_file():
+        raise NetprovError(f"the demo's inventory {example} is missing from this installation: reinstall netprov, "
+                           "or pass --inventory")
+    return example
+
+
+CHAP_SECRET_FILE = "chap-secret"
+
+
+def _keep_secret_file(data: dict, workdir: Path) -> None:
+    """The demo's CHAP secret goes in a private file beside the NAS's saved state, and the demo inventory
+    reads it from there (not from $NETPROV_DEMO_CHAP_SECRET): a plan after the demo, against the restarted
+    simulator, has the same secret the NAS holds."""
+    from netprov.cli.files import write_atomic
+    secret = os.environ.get(DEMO_CHAP_SECRET_ENV) or "demo-" + secrets.token_hex(4)   # 13 characters
+    path = workdir / CHAP_SECRET_FILE
+    write_atomic(path, (secret + "\n").encode())
+    console.add_secrets(secret)
+    chaps = [m.get("chap") for m in (data.get("machines") or {}).values() if isinstance(m, dict)]
+    chaps.append((data.get("defaults") or {}).get("chap"))
+    for chap in chaps:
+        if isinstance(chap, dict) and chap.get("secret_env") == DEMO_CHAP_SECRET_ENV:
+            del chap["secret_env"]
+            chap["secret_file"] = str(path)
 
 
 def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
@@ -41,6 +64,7 @@ def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
     data = _plain(yamltree.load(example.read_text()))  # YAML 1.2: a MAC stays a string
     for st in data.get("storage", {}).values():
         st["url"] = sim_url
+    _keep_secret_file(data, workdir)
     source = "/usr/lib/ipxe"
     if not Path(source, "undionly.kpxe").exists():
         # No Debian ipxe package here: stand-in binaries, clearly labelled, so the copy step still runs.
@@ -89,11 +113,14 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
     from netprov.sim.truenas import Simulator
 
     example = inventory or find_example()
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="netprov-demo-"))
+    workdir = (workdir or Path(tempfile.mkdtemp(prefix="netprov-demo-"))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
+    old_root = workdir / "pxe-server"
+    if (old_root / "srv" / "tftp" / ".netprov-owned").exists():
+        # An earlier demo's PXE directory: the simulated NAS starts empty, so does the PXE server.
+        shutil.rmtree(old_root)
     api_key = f"1-{secrets.token_hex(24)}"
     os.environ[DEMO_API_KEY_ENV] = api_key
-    os.environ.setdefault(DEMO_CHAP_SECRET_ENV, "demo-" + secrets.token_hex(4))   # 13 characters
 
     with Simulator(profile=profile, api_key=api_key) as sim:
         console.info(f"TrueNAS simulator (profile {profile}) on {sim.url}")
@@ -133,18 +160,33 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
         console.info(f"  {path.relative_to(root)}")
     console.info(f"The simulated NAS's state: {state_file}")
     console.info("To keep exploring, run the simulator again with this state, edit the inventory, and plan:")
-    console.info(f"  netprov sim truenas --listen {listen} --profile {profile} --state {state_file} "
-                 "--api-key 1-demo &")
-    console.info(f"  NETPROV_DEMO_API_KEY=1-demo netprov plan {demo_inv}")
-    console.info(f"(the CHAP secret came from ${DEMO_CHAP_SECRET_ENV} if it was set, else a random one: set it "
-                 "before the demo to keep using it)")
+    for line in next_steps(listen=listen, profile=profile, state_file=state_file, inventory=demo_inv):
+        console.info(f"  {line}")
+    console.info(f"(the demo inventory reads its CHAP secret from {workdir / CHAP_SECRET_FILE}, kept with the "
+                 f"NAS's state; set ${DEMO_CHAP_SECRET_ENV} before the demo to choose it)")
     return ExitCode.OK if not second.plan.has_changes else ExitCode.ERROR
+
+
+def next_steps(*, listen: str, profile: str, state_file: Path, inventory: Path) -> list[str]:
+    """The commands the demo ends with, to be typed as they are in a new shell: activate the venv
+    netprov runs from when its `netprov` is not on PATH, restart the simulator, plan."""
+    import sys
+    lines = []
+    here = Path(sys.prefix) / "bin"
+    on_path = shutil.which("netprov")
+    if sys.prefix != sys.base_prefix and (here / "activate").exists() and (
+            on_path is None or Path(on_path).parent.resolve() != here.resolve()):
+        lines.append(f"source {here / 'activate'}")
+    lines.append(f"netprov sim truenas --listen {listen} --profile {profile} --state {state_file} "
+                 "--api-key 1-demo &")
+    lines.append(f"{DEMO_API_KEY_ENV}=1-demo netprov plan {inventory}")
+    return lines
 
 
 def register(app, opts) -> None:
     @app.command()
     def demo(
-        inventory: Annotated[Optional[Path], typer.Option(help="Inventory to demo (default inventory/example.yaml).")] = None,
+        inventory: Annotated[Optional[Path], typer.Option(help="Inventory to demo (default: the example shipped with netprov, inventory/example.yaml in a checkout).")] = None,
         workdir: Annotated[Optional[Path], typer.Option(help="Where the demo's PXE directory and state go "
                                                         "(default: a new temporary directory).")] = None,
         profile: Annotated[str, typer.Option(help="TrueNAS version the simulator behaves as.")] = "25.04",

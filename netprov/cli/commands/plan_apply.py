@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -58,7 +59,7 @@ def _load(inventory: Path, opts, **flags: Any) -> Context:
     from netprov.core.render import Renderer
     from netprov.settings import load_settings
 
-    settings = load_settings(opts.config, **flags)
+    settings = load_settings(opts.config, warn=lambda m: console.warning(m, quiet=opts.quiet), **flags)
     ws = load_workspace(inventory)
     console.add_secrets(*ws.secrets.values())
     for w in ws.warnings:
@@ -165,12 +166,14 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
         storage_ports = {}
         for name, st in sorted(inv.storage.items()):
             if ctx.settings.insecure:
-                console.warning(f"TLS verification of storage {name} is OFF (--insecure)")
-            client = TrueNASClient.connect(st.url, storage_credentials(st, ctx.settings, name),
-                                           ca_file=str(st.ca_file or ctx.settings.ca_file or "") or None,
-                                           insecure=ctx.settings.insecure, timeout=ctx.settings.timeout,
-                                           max_wait=ctx.settings.max_wait, pin=pin_for(st.url, ctx.settings),
-                                           trust_command=trust_command(name, ctx.ws.path))
+                console.warning(f"TLS verification of storage {name} is OFF (--insecure): anyone on the path "
+                                "can read and alter the session")
+            with _said_above(ctx.settings.insecure):
+                client = TrueNASClient.connect(st.url, storage_credentials(st, ctx.settings, name),
+                                               ca_file=str(st.ca_file or ctx.settings.ca_file or "") or None,
+                                               insecure=ctx.settings.insecure, timeout=ctx.settings.timeout,
+                                               max_wait=ctx.settings.max_wait, pin=pin_for(st.url, ctx.settings),
+                                               trust_command=trust_command(name, ctx.ws.path))
             stack.callback(client.close)
             storage_ports[name] = TrueNASStorage(client, name, st)
         pxe_ports = {}
@@ -184,6 +187,29 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
             stack.callback(host.close)
             pxe_ports[name] = host
         yield World(storage=storage_ports, pxe=pxe_ports)
+
+
+@contextlib.contextmanager
+def _said_above(insecure: bool):
+    """The TrueNAS client warns about --insecure itself (a Python warning and a log line); the CLI has
+    said it in one line already, so those two are kept out of the terminal (--debug still logs it)."""
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not (insecure and record.levelno == logging.WARNING and "(insecure)" in record.getMessage())
+
+    drop = _Drop()
+    from netprov.adapters.truenas import rpc
+    logger = getattr(rpc, "logger", logging.getLogger("netprov.truenas"))
+    logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            if insecure:
+                warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def make_run_plan(ctx: Context, world, policy, inventory: Path, reporter=None):
