@@ -285,7 +285,7 @@ USB = {
     "phi": {"mac": "52:54:00:99:09:0a"},
     "chi": {"mac": "52:54:00:99:09:0b"},
 }
-NO_SCRIPT = "netprov: no script for"
+NO_SCRIPT = "netprov: could not fetch the script for"
 SILENT_MATCH = "dhcp-match=set:lab-silent,53"
 
 
@@ -325,7 +325,9 @@ class TestUsbStick:
         finally:
             _server_link(w, up=True)
         text = _flat(chi)
-        assert f"{NO_SCRIPT} {USB['chi']['mac']} at tftp://{bootlab.SERVER_IP}; retrying in 30 s" in text, text[-1500:]
+        assert (f"{NO_SCRIPT} {USB['chi']['mac']} from tftp://{bootlab.SERVER_IP} (missing, or the server is "
+                "unreachable: see the error above); retrying in 30 s") in text, text[-1500:]
+        assert "Connection timed out" in text, text[-1500:]   # iPXE's own error, just before
         # it retries (docs/usb-ipxe.md: every 30 s) and boots once the server is back
         w.boot_ok(chi, timeout=150)
         assert w.lab.tgt.connected_initiators(target_iqn("chi")) == [initiator_iqn("chi")]
