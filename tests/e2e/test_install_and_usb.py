@@ -22,7 +22,9 @@ iPXE runs; a real stick has it built in): it must find the PXE server, fetch the
 sanboot the disk; with the PXE server unreachable it must say so and retry (every 30 s,
 docs/usb-ipxe.md), and boot once the server is back.
 
-Time: one kernel download and one initramfs per session; the VMs of a lab boot concurrently.
+Time: one kernel download (cached across runs) and one initramfs per session; the three labs are
+started together before the first test (module-scoped fixtures), so their VMs' boots and waits
+overlap: chi's TFTP timeout and 30 s retry sleep cost no extra wall time.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -174,7 +177,7 @@ TFTP_MACHINES = {
 }
 
 
-@pytest.fixture(scope="class")
+@pytest.fixture(scope="module")
 def install_tftp(installer_files):
     with _world("full") as w:
         _place(installer_files, w.tree.tftp_root / "installer")
@@ -250,7 +253,7 @@ HTTP_MACHINES = {
 }
 
 
-@pytest.fixture(scope="class")
+@pytest.fixture(scope="module")
 def install_http(installer_files):
     with _world("full", uefi=True, http=True) as w:
         _place(installer_files, w.http.docroot / "netprov" / "installer")
@@ -301,7 +304,37 @@ def _server_link(w: NetprovWorld, up: bool) -> None:
     subprocess.run(["ip", "-n", w.lab.ns_lan, "link", "set", "srv", "up" if up else "down"], check=True)
 
 
-@pytest.fixture(scope="class")
+class _Unplugged:
+    """chi's first boot with the PXE server's cable out: started at once, and a watcher thread plugs
+    the cable back in as soon as chi has said it could not fetch its script (so the other labs' boots
+    overlap chi's 20 s TFTP timeout and 30 s retry sleep)."""
+
+    def __init__(self, w: NetprovWorld):
+        self.w = w
+        self.error: BaseException | None = None
+        self.message_after: float | None = None
+        _server_link(w, up=False)
+        self.vm = _usb_vm(w, "chi")
+        self.thread = threading.Thread(target=self._watch, name="usb-unplugged", daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        try:
+            self.vm.wait_for(NO_SCRIPT, fail=[re.escape(MARKER_PREFIX)], timeout=150)
+            self.message_after = self.vm.elapsed()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            self.error = exc
+        finally:
+            _server_link(self.w, up=True)
+
+    def join(self) -> None:
+        self.thread.join(timeout=180)
+        assert not self.thread.is_alive(), "the watcher of chi's serial console did not finish"
+        if self.error:
+            raise self.error
+
+
+@pytest.fixture(scope="module")
 def usb():
     bootlab.require_lab(ssh=True)
     if not LKRN.exists():
@@ -311,29 +344,28 @@ def usb():
     # this LAN offers PXE; it serves TFTP only. (no-dhcpv4-interface would switch TFTP off too.)
     with _world("proxy", dnsmasq_extra=(SILENT_MATCH, "dhcp-ignore=tag:lab-silent")) as w:
         w.apply(USB)
-        yield w
+        w.unplugged = _Unplugged(w)
+        try:
+            yield w
+        finally:
+            w.unplugged.thread.join(timeout=180)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _all_labs_at_once(request):
+    """Start every lab of this module (and its first VMs) before the first test: the boots and the
+    waits of the three labs overlap instead of adding up."""
+    bootlab.require_lab(uefi=True, ssh=True)
+    t0 = time.monotonic()
+    for name in ("usb", "install_tftp", "install_http"):
+        request.getfixturevalue(name)
+    print(f"\ninstall/usb labs: started, applied and first VMs running in {time.monotonic() - t0:.1f}s")
 
 
 class TestUsbStick:
-    def test_unreachable_server_is_said_on_screen_and_retried(self, usb, timed):
-        w = usb
-        _server_link(w, up=False)
-        try:
-            chi = _usb_vm(w, "chi")
-            chi.wait_for(NO_SCRIPT, fail=[re.escape(MARKER_PREFIX)], timeout=120)
-            print(f"chi: 'no script' message after {chi.elapsed():.1f}s")
-        finally:
-            _server_link(w, up=True)
-        text = _flat(chi)
-        assert (f"{NO_SCRIPT} {USB['chi']['mac']} from tftp://{bootlab.SERVER_IP} (missing, or the server is "
-                "unreachable: see the error above); retrying in 30 s") in text, text[-1500:]
-        assert "Connection timed out" in text, text[-1500:]   # iPXE's own error, just before
-        # it retries (docs/usb-ipxe.md: every 30 s) and boots once the server is back
-        w.boot_ok(chi, timeout=150)
-        assert w.lab.tgt.connected_initiators(target_iqn("chi")) == [initiator_iqn("chi")]
-
     def test_stick_finds_the_pxe_server_and_sanboots(self, usb, timed):
         w = usb
+        w.unplugged.join()   # the PXE server's cable is back in
         phi = _usb_vm(w, "phi")
         w.boot_ok(phi)
         text = _flat(phi)
@@ -348,3 +380,16 @@ class TestUsbStick:
         assert seen and all(line.endswith("proxy-ignored") for line in seen), log[-2000:]
         assert "sent size" not in log and "bootfile-name" not in log, log[-2000:]
         assert f"sent {w.tree.tftp_root}/52-54-00-99-09-0a.ipxe to {addr}" in log, log[-2000:]
+
+    def test_unreachable_server_is_said_on_screen_and_retried(self, usb, timed):
+        w = usb
+        w.unplugged.join()
+        chi = w.unplugged.vm
+        print(f"chi: 'could not fetch' message after {w.unplugged.message_after:.1f}s")
+        text = _flat(chi)
+        assert (f"{NO_SCRIPT} {USB['chi']['mac']} from tftp://{bootlab.SERVER_IP} (missing, or the server is "
+                "unreachable: see the error above); retrying in 30 s") in text, text[-1500:]
+        assert "Connection timed out" in text, text[-1500:]   # iPXE's own error, just before
+        # it retries (docs/usb-ipxe.md: every 30 s) and boots once the server is back
+        w.boot_ok(chi, timeout=150)
+        assert w.lab.tgt.connected_initiators(target_iqn("chi")) == [initiator_iqn("chi")]
