@@ -20,7 +20,9 @@ server's dnsmasq runs netprov's config with DHCPv4 switched off on its interface
 TFTP. QEMU boots Debian's ``ipxe.lkrn`` with netprov's embedded script as its initrd (the script
 iPXE runs; a real stick has it built in): it must find the PXE server, fetch the machine's script and
 sanboot the disk; with the PXE server unreachable it must say so and retry (every 30 s,
-docs/usb-ipxe.md), and boot once the server is back.
+docs/usb-ipxe.md), and boot once the server is back. UEFI: Debian's ipxe.efi on a FAT stick with the
+script beside it as ``autoexec.ipxe`` is booted too; this iPXE build ignores the file (what the docs
+say), and the test asserts exactly that.
 
 Time: one kernel download (cached across runs) and one initramfs per session; the three labs are
 started together before the first test (module-scoped fixtures), so their VMs' boots and waits
@@ -287,7 +289,9 @@ class TestInstallHttp:
 USB = {
     "phi": {"mac": "52:54:00:99:09:0a"},
     "chi": {"mac": "52:54:00:99:09:0b"},
+    "psi": {"mac": "52:54:00:99:09:0c", "firmware": "uefi"},
 }
+GAVE_UP = r"No more network devices|Nothing to boot|UEFI Interactive Shell|Shell>"
 NO_SCRIPT = "netprov: could not fetch the script for"
 SILENT_MATCH = "dhcp-match=set:lab-silent,53"
 
@@ -302,6 +306,20 @@ def _usb_vm(w: NetprovWorld, name: str):
 def _server_link(w: NetprovWorld, up: bool) -> None:
     """Cut (or restore) the PXE server's cable: its port on the LAN bridge."""
     subprocess.run(["ip", "-n", w.lab.ns_lan, "link", "set", "srv", "up" if up else "down"], check=True)
+
+
+def _efi_stick(w: NetprovWorld) -> Path:
+    """A FAT "stick": Debian's ipxe.efi as \\EFI\\BOOT\\BOOTX64.EFI, netprov's embedded script as
+    ``autoexec.ipxe`` beside it and at the root (where newer iPXE builds look for it)."""
+    img = w.lab.workdir / "efi-stick.img"
+    script = w.tree.tftp_root / "netprov-embedded.ipxe"
+    subprocess.run(["mkfs.fat", "-C", "-n", "NETPROVUSB", str(img), str(16 * 1024)], check=True, capture_output=True)
+    for cmd in (["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"],
+                ["mcopy", "-i", str(img), str(bootlab.IPXE_DIR / "ipxe.efi"), "::/EFI/BOOT/BOOTX64.EFI"],
+                ["mcopy", "-i", str(img), str(script), "::/EFI/BOOT/autoexec.ipxe"],
+                ["mcopy", "-i", str(img), str(script), "::/autoexec.ipxe"]):
+        subprocess.run(cmd, check=True, capture_output=True)
+    return img
 
 
 class _Unplugged:
@@ -345,6 +363,10 @@ def usb():
     with _world("proxy", dnsmasq_extra=(SILENT_MATCH, "dhcp-ignore=tag:lab-silent")) as w:
         w.apply(USB)
         w.unplugged = _Unplugged(w)
+        stick = _efi_stick(w)
+        w.psi = w.lab.vm("psi", USB["psi"]["mac"], firmware="uefi", extra=[
+            "-drive", f"file={stick},format=raw,if=none,id=stick", "-device", "qemu-xhci",
+            "-device", "usb-storage,drive=stick,bootindex=0"])
         try:
             yield w
         finally:
@@ -393,3 +415,19 @@ class TestUsbStick:
         # it retries (docs/usb-ipxe.md: every 30 s) and boots once the server is back
         w.boot_ok(chi, timeout=150)
         assert w.lab.tgt.connected_initiators(target_iqn("chi")) == [initiator_iqn("chi")]
+
+    def test_uefi_stick_debian_ipxe_efi_ignores_autoexec_ipxe(self, usb, timed):
+        """What docs/usb-ipxe.md says of a UEFI stick without building iPXE: OVMF boots the FAT stick's
+        \\EFI\\BOOT\\BOOTX64.EFI (Debian 12's ipxe.efi, 1.0.0+git-20190125) with netprov's embedded
+        script beside it (and at the root) as ``autoexec.ipxe``. This build never runs it: it does its
+        built-in DHCP boot, gets an address from the router and no boot file, and gives up. Newer iPXE
+        reads autoexec.ipxe; when Debian's does, this test fails and the docs must change."""
+        w = usb
+        psi = w.psi
+        psi.wait_for(GAVE_UP, fail=[re.escape(MARKER_PREFIX)], timeout=UEFI_TIMEOUT)
+        text = psi.serial_text()
+        assert "USB HARDDRIVE" in text and "iPXE" in text, text[-2000:]   # the stick's iPXE ran
+        assert f"gw {bootlab.ROUTER_IP}" in text, text[-2000:]            # and took the router's address
+        assert "Nothing to boot" in text, text[-2000:]
+        assert "netprov:" not in text, text[-2000:]                        # no line of the script ran
+        assert "52-54-00-99-09-0c.ipxe" not in w.lab.dnsmasq.log() + text  # its machine script never fetched
