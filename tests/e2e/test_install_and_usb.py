@@ -70,13 +70,12 @@ SECRETS = {  # CHAP user -> the secret the NAS holds (the test's, never printed 
 }
 
 
-def _timed(request):
+@pytest.fixture
+def timed(request):
+    """Print how long the test itself took (the labs are started before, by ``_all_labs_at_once``)."""
     t0 = time.monotonic()
     yield
     print(f"\n{request.node.name}: {time.monotonic() - t0:.1f}s")
-
-
-timed = pytest.fixture(_timed)
 
 
 @contextlib.contextmanager
@@ -112,8 +111,8 @@ def installer_files():
             pytest.fail(msg)
         pytest.skip(msg)
     d = bootlab.new_workdir()
-    initrd = installer.build_initramfs(d / "initrd.img", kernel,
-                                       {u: installer.digest(s) for u, s in SECRETS.items()}, busybox=busybox)
+    digests = {user: installer.digest(secret) for user, secret in SECRETS.items()}
+    initrd = installer.build_initramfs(d / "initrd.img", kernel, digests, busybox=busybox)
     print(f"installer: kernel {kernel.version} + initramfs ({initrd.stat().st_size // 1024} KiB) "
           f"ready in {time.monotonic() - t0:.1f}s")
     yield kernel.vmlinuz, initrd
@@ -131,7 +130,8 @@ def _place(files, where: Path) -> None:
 
 def _install_spec(mac: str, ip: str | None = None, **over) -> dict:
     spec = {"mac": mac, "boot": "install",
-            "install": {"kernel": "installer/vmlinuz", "initrd": ["installer/initrd.img"], "cmdline": CMDLINE},
+            "install": {"kernel": "installer/vmlinuz", "initrd": ["installer/initrd.img"],
+                        "cmdline": CMDLINE},
             "extra": {"kernel_args": KERNEL_ARGS}}
     if ip:
         spec["ip"] = ip
@@ -141,8 +141,8 @@ def _install_spec(mac: str, ip: str | None = None, **over) -> dict:
 
 def _wait_report(vm, timeout: float) -> dict[str, str]:
     """Wait for /init's report and the power-off; return the report."""
-    vm.wait_for(re.escape(installer.REPORT_END), fail=[FAILED, UNKNOWN, r"Kernel panic", re.escape(MARKER_PREFIX)],
-                timeout=timeout)
+    vm.wait_for(re.escape(installer.REPORT_END),
+                fail=[FAILED, UNKNOWN, r"Kernel panic", re.escape(MARKER_PREFIX)], timeout=timeout)
     try:
         vm.proc.wait(timeout=30)   # /init powers off: QEMU exits by itself
     except subprocess.TimeoutExpired:
@@ -160,7 +160,7 @@ def _assert_ibft_is_the_inventory(report: dict[str, str], machine: str, vm) -> N
     assert report["target-port"] == "3260", ctx
     assert installer.lun_number(report["target-lun"]) == 1, ctx   # the inventory's storage.lun
     assert report["chap-type"] == "1", ctx                        # one-way CHAP
-    assert report["chap-name"] == machine, ctx                    # the CHAP user (default: the machine's name)
+    assert report["chap-name"] == machine, ctx                    # the CHAP user (default: the machine name)
     assert report["chap-secret"] == "matches", ctx                # equal to the NAS's, compared in the VM
     assert report["nic-mac"] == vm.mac, ctx
     for secret in SECRETS.values():
@@ -220,8 +220,9 @@ class TestInstallTftp:
                      fail=[re.escape(installer.REPORT_END), re.escape(MARKER_PREFIX)], timeout=60)
         log = w.lab.dnsmasq.log()
         tau_lines = [line for line in log.splitlines() if "10.99.0.81" in line]
-        assert any("52-54-00-99-08-0b.ipxe" in line for line in tau_lines), tau_lines  # the script was fetched
-        assert not [line for line in tau_lines if "installer/" in line], tau_lines     # no kernel, no initrd
+        # the script was fetched, then nothing else: no kernel, no initrd
+        assert any("52-54-00-99-08-0b.ipxe" in line for line in tau_lines), tau_lines
+        assert not [line for line in tau_lines if "installer/" in line], tau_lines
         assert installer.REPORT_PREFIX not in text and "Linux version" not in text
         assert SECRETS["tau"] not in text and "Not-tau-s3cret-9" not in text
         assert w.lab.tgt.connected_initiators(target_iqn("tau")) == []
@@ -266,12 +267,14 @@ def install_http(installer_files):
 
 
 class TestInstallHttp:
-    def test_uefi_install_with_chap_over_http_sees_the_inventory_in_the_ibft(self, install_http, timed):
+    def test_uefi_install_with_chap_over_http_sees_the_inventory_in_the_ibft(self, install_http,
+                                                                             timed):
         w, vms = install_http
         upsilon = vms["upsilon"]
         report = _wait_report(upsilon, INSTALL_TIMEOUT_UEFI)
         _assert_ibft_is_the_inventory(report, "upsilon", upsilon)
-        assert f"netprov: upsilon: attaching {root_path('upsilon')}, then booting the installer" in _flat(upsilon)
+        attaching = f"netprov: upsilon: attaching {root_path('upsilon')}, then booting the installer"
+        assert attaching in _flat(upsilon)
         # boot.ipxe, the machine's script, the kernel and the initrd all came over HTTP
         got = {(path, status) for ip, _method, path, status in w.http.requests() if ip == "10.99.0.85"}
         for path in ("/netprov/boot.ipxe", "/netprov/52-54-00-99-08-1a.ipxe",
@@ -313,7 +316,8 @@ def _efi_stick(w: NetprovWorld) -> Path:
     ``autoexec.ipxe`` beside it and at the root (where newer iPXE builds look for it)."""
     img = w.lab.workdir / "efi-stick.img"
     script = w.tree.tftp_root / "netprov-embedded.ipxe"
-    subprocess.run(["mkfs.fat", "-C", "-n", "NETPROVUSB", str(img), str(16 * 1024)], check=True, capture_output=True)
+    subprocess.run(["mkfs.fat", "-C", "-n", "NETPROVUSB", str(img), str(16 * 1024)],
+                   check=True, capture_output=True)
     for cmd in (["mmd", "-i", str(img), "::/EFI", "::/EFI/BOOT"],
                 ["mcopy", "-i", str(img), str(bootlab.IPXE_DIR / "ipxe.efi"), "::/EFI/BOOT/BOOTX64.EFI"],
                 ["mcopy", "-i", str(img), str(script), "::/EFI/BOOT/autoexec.ipxe"],
@@ -356,7 +360,8 @@ class _Unplugged:
 def usb():
     bootlab.require_lab(ssh=True)
     if not LKRN.exists():
-        (pytest.fail if os.environ.get("NETPROV_REQUIRE_E2E") == "1" else pytest.skip)(f"{LKRN} missing (package ipxe)")
+        why = f"{LKRN} missing (package ipxe)"
+        (pytest.fail if os.environ.get("NETPROV_REQUIRE_E2E") == "1" else pytest.skip)(why)
     # proxy mode: the router hands out addresses; the PXE server's dnsmasq runs netprov's config, but
     # its lab-owned main file ignores every DHCP request (option 53 is in each one), so nothing on
     # this LAN offers PXE; it serves TFTP only. (no-dhcpv4-interface would switch TFTP off too.)
@@ -398,7 +403,8 @@ class TestUsbStick:
         addr = bootlab.read_leases(w.lab.router.lease_file).get(USB["phi"]["mac"], "")
         assert addr.startswith(f"{bootlab.SUBNET}.1"), bootlab.read_leases(w.lab.router.lease_file)
         log = w.lab.dnsmasq.log()
-        seen = [line for line in log.splitlines() if f"PXE({bootlab.SERVER_IF}) {USB['phi']['mac']}" in line]
+        seen = [line for line in log.splitlines()
+                if f"PXE({bootlab.SERVER_IF}) {USB['phi']['mac']}" in line]
         assert seen and all(line.endswith("proxy-ignored") for line in seen), log[-2000:]
         assert "sent size" not in log and "bootfile-name" not in log, log[-2000:]
         assert f"sent {w.tree.tftp_root}/52-54-00-99-09-0a.ipxe to {addr}" in log, log[-2000:]
@@ -409,8 +415,9 @@ class TestUsbStick:
         chi = w.unplugged.vm
         print(f"chi: 'could not fetch' message after {w.unplugged.message_after:.1f}s")
         text = _flat(chi)
-        assert (f"{NO_SCRIPT} {USB['chi']['mac']} from tftp://{bootlab.SERVER_IP} (missing, or the server is "
-                "unreachable: see the error above); retrying in 30 s") in text, text[-1500:]
+        said = (f"{NO_SCRIPT} {USB['chi']['mac']} from tftp://{bootlab.SERVER_IP} (missing, or the server "
+                "is unreachable: see the error above); retrying in 30 s")
+        assert said in text, text[-1500:]
         assert "Connection timed out" in text, text[-1500:]   # iPXE's own error, just before
         # it retries (docs/usb-ipxe.md: every 30 s) and boots once the server is back
         w.boot_ok(chi, timeout=150)

@@ -34,7 +34,8 @@ class Httpd:
     proc: subprocess.Popen
 
     @classmethod
-    def start(cls, netns: str, address: str, docroot: Path | str, log_dir: Path | str, port: int = 80) -> Httpd:
+    def start(cls, netns: str, address: str, docroot: Path | str, log_dir: Path | str,
+              port: int = 80) -> Httpd:
         log_dir = Path(log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / "httpd.log"
@@ -72,7 +73,8 @@ class Httpd:
 
     def requests(self) -> list[tuple[str, str, str, int]]:
         """(client address, method, path, status) of every request so far."""
-        return [(m.group(1), m.group(2), m.group(3), int(m.group(4))) for m in _LINE.finditer(self.log_text())]
+        return [(m.group(1), m.group(2), m.group(3), int(m.group(4)))
+                for m in _LINE.finditer(self.log_text())]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -94,7 +94,8 @@ def _kernel_package() -> str:
             return m.group(1)
         if attempt == 0:
             _run(["apt-get", "update", "-qq"])
-    raise FetchError(f"apt-cache depends {META_PACKAGE}: no linux-image dependency ({r.stderr.strip()[-300:]})")
+    raise FetchError(f"apt-cache depends {META_PACKAGE}: no linux-image dependency "
+                     f"({r.stderr.strip()[-300:]})")
 
 
 class _Lock:
@@ -155,7 +156,8 @@ def _extract(deb: Path, wanted: dict[str, str], out: Path) -> None:
             r = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=fh, stderr=subprocess.PIPE,
                                check=False, timeout=300)
         if r.returncode != 0:
-            raise FetchError(f"dpkg-deb --fsys-tarfile {deb.name}: {r.stderr.decode(errors='replace')[-300:]}")
+            err = r.stderr.decode(errors="replace")[-300:]
+            raise FetchError(f"dpkg-deb --fsys-tarfile {deb.name}: {err}")
         found = set()
         with tarfile.open(tar_path) as tar:
             for member in tar:
