@@ -260,7 +260,10 @@ HTTP_MACHINES = {
 def install_http(installer_files):
     with _world("full", uefi=True, http=True) as w:
         _place(installer_files, w.http.docroot / "netprov" / "installer")
-        w.apply(HTTP_MACHINES, server={"http": w.http_settings()})
+        # The web server runs as www-data (as Debian's do): a CHAP-bearing script (0640) must be in its
+        # group. With the default secret_group (dip, dnsmasq's) it answers 404 and the machine falls
+        # back to "not in the inventory" (seen; docs/chap.md says to set secret_group).
+        w.apply(HTTP_MACHINES, server={"http": w.http_settings(), "secret_group": "www-data"})
         vms = {name: w.lab.vm(name, spec["mac"], firmware="uefi", memory=256)
                for name, spec in HTTP_MACHINES.items()}
         yield w, vms

@@ -6,13 +6,17 @@
     web.stop()
 
 It is what a PXE server's web server is to netprov's ``http`` setting: a docroot the scripts (and an
-installer's kernel and initrd) are served from. The access log (one line per request, on stderr)
-goes to ``<log_dir>/httpd.log``. Started and stopped by its PID.
+installer's kernel and initrd) are served from. Like a real web server it runs as an unprivileged
+user (``user``, default ``www-data``, with only that user's group, via ``setpriv``), so it reads only
+what that user or group may read (a CHAP-bearing script is ``0640``, group ``secret_group``), and so
+it listens on an unprivileged port (default 8080). The access log (one line per request) goes to
+``<log_dir>/httpd.log``. Started and stopped by its PID.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -35,12 +39,15 @@ class Httpd:
 
     @classmethod
     def start(cls, netns: str, address: str, docroot: Path | str, log_dir: Path | str,
-              port: int = 80) -> Httpd:
+              port: int = 8080, user: str = "www-data") -> Httpd:
         log_dir = Path(log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / "httpd.log"
-        cmd = ["ip", "netns", "exec", netns, sys.executable, "-u", "-m", "http.server", "--bind", address,
-               "--directory", str(docroot), str(port)]
+        drop = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] if user else []
+        # the system's python (stdlib only): the test's interpreter may live under /root, out of reach
+        python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+        cmd = ["ip", "netns", "exec", netns, *drop, python, "-u", "-m", "http.server",
+               "--bind", address, "--directory", str(docroot), str(port)]
         with open(log, "ab") as fh:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
                                     start_new_session=True)
