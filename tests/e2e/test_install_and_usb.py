@@ -212,6 +212,7 @@ class TestInstallTftp:
         tau = vms["tau"]
         tau.wait_for(f"{FAILED} tau", fail=[re.escape(installer.REPORT_END), re.escape(MARKER_PREFIX)],
                      timeout=INSTALL_TIMEOUT_BIOS)
+        print(f"tau: FAILED message after {tau.elapsed():.1f}s")
         text = tau.serial_text()
         assert re.search(PERMISSION_ERROR, text), text[-2000:]
         assert "and the CHAP secret" in _flat(tau)
@@ -435,6 +436,7 @@ class TestUsbStick:
         w = usb
         psi = w.psi
         psi.wait_for(GAVE_UP, fail=[re.escape(MARKER_PREFIX)], timeout=UEFI_TIMEOUT)
+        print(f"psi: the stick's ipxe.efi gave up after {psi.elapsed():.1f}s")
         text = psi.serial_text()
         assert "USB HARDDRIVE" in text and "iPXE" in text, text[-2000:]   # the stick's iPXE ran
         assert f"gw {bootlab.ROUTER_IP}" in text, text[-2000:]            # and took the router's address
