@@ -65,17 +65,21 @@ def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> subpr
                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"})
 
 
-def _apt_download(package: str, dest: Path) -> Path:
+def _apt_update() -> None:
+    u = _run(["apt-get", "update", "-qq"])
+    if u.returncode != 0:
+        raise FetchError(f"apt-get update failed: {u.stderr.strip()[-500:]}")
+
+
+def _apt_download(package: str, dest: Path, update: bool = True) -> Path:
     """``apt-get download PACKAGE`` into ``dest`` (after one ``apt-get update`` if apt's lists don't
-    know it). Returns the .deb."""
+    know it and ``update``). Returns the .deb."""
     def attempt() -> subprocess.CompletedProcess:
         return _run(["apt-get", "download", package], cwd=dest)
 
     r = attempt()
-    if r.returncode != 0:
-        u = _run(["apt-get", "update", "-qq"])
-        if u.returncode != 0:
-            raise FetchError(f"apt-get update failed: {u.stderr.strip()[-500:]}")
+    if r.returncode != 0 and update:
+        _apt_update()
         r = attempt()
     if r.returncode != 0:
         raise FetchError(f"apt-get download {package} failed: {r.stderr.strip()[-500:]}")
@@ -134,7 +138,16 @@ def fetch_kernel(cache: Path | None = None) -> Kernel:
             return k
         package = _kernel_package()
         debs = sorted(cache.glob(f"{package}_*.deb"))
-        deb = debs[-1] if debs else _apt_download(package, cache)
+        if debs:
+            deb = debs[-1]
+        else:
+            try:
+                deb = _apt_download(package, cache, update=False)
+            except FetchError:
+                # stale lists name a version the mirror no longer has: update, resolve again
+                _apt_update()
+                package = _kernel_package()
+                deb = _apt_download(package, cache, update=False)
         version = package[len("linux-image-"):]
         out = cache / f"kernel-{version}"
         shutil.rmtree(out, ignore_errors=True)
