@@ -26,7 +26,7 @@ say), and the test asserts exactly that.
 
 Time: one kernel download (cached across runs) and one initramfs per session; the three labs are
 started together before the first test (module-scoped fixtures), so their VMs' boots and waits
-overlap: chi's TFTP timeout and 30 s retry sleep cost no extra wall time.
+overlap: chi's DHCP and TFTP timeouts and retry sleeps cost little extra wall time.
 """
 
 from __future__ import annotations
