@@ -197,6 +197,10 @@ class NetprovWorld:
             "test_command": "dnsmasq --test --conf-file={conf}",
             "reload_command": dm.reload_command,
             "restart_command": dm.restart_command,
+            # One lock per world: every world's "PXE server" is this host, and the default
+            # /run/lock/netprov.lock would make applies of concurrent worlds (another test run,
+            # another worktree) refuse each other ("another netprov apply holds the lock").
+            "lock_path": str(self.workdir / "netprov.lock"),
         }
         if self.mode == "full":
             pxe["range"] = {"start": bootlab.DHCP_RANGE[0], "end": bootlab.DHCP_RANGE[1]}
