@@ -386,7 +386,8 @@ def usb():
         try:
             yield w
         finally:
-            w.unplugged.thread.join(timeout=180)
+            w.unplugged.vm.stop()   # a watcher still waiting sees QEMU gone and ends at once
+            w.unplugged.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module", autouse=True)
