@@ -76,9 +76,17 @@ class NetprovWorld:
     """One lab (``mode`` ``full``: netprov's dnsmasq leases addresses; ``proxy``: a router's dnsmasq
     does, netprov's answers proxy-DHCP), one sshd, one TrueNAS simulator. Close it (idempotent)."""
 
-    def __init__(self, workdir: Path | str, mode: str = "full"):
+    def __init__(self, workdir: Path | str, mode: str = "full", dnsmasq_extra: tuple[str, ...] = (),
+                 http: bool = False):
+        """``dnsmasq_extra``: lines for the lab-owned main file of the PXE server's dnsmasq (e.g.
+        ``no-dhcpv4-interface=lan0``: it then serves TFTP only); ``http``: also run a web server in
+        the server namespace (:attr:`http`, docroot ``<workdir>/www``) for the inventory's ``http``
+        setting (:meth:`http_settings`)."""
         self.workdir = Path(workdir)
         self.mode = mode
+        self.dnsmasq_extra = tuple(dnsmasq_extra)
+        self.want_http = http
+        self.http = None
         self.lab: bootlab.BootLab | None = None
         self.tree: PxeTree | None = None
         self.sshd = None
@@ -102,7 +110,15 @@ class NetprovWorld:
             self.lab = bootlab.BootLab(self.workdir / "lab", mode=self.mode).start()
             self.tree = PxeTree.create(self.lab.workdir / "pxe")
             # dnsmasq on an empty drop-in dir: netprov's first apply writes netprov.conf and restarts it.
-            self.lab.serve(self.tree, targets=[])
+            self.lab.serve(self.tree, targets=[], extra_lines=self.dnsmasq_extra)
+            if self.want_http:
+                from tests.support.httpd import Httpd
+
+                www = self.lab.workdir / "www"
+                (www / "netprov").mkdir(parents=True, exist_ok=True)
+                www.chmod(0o755)
+                (www / "netprov").chmod(0o755)
+                self.http = Httpd.start(self.lab.ns_srv, bootlab.SERVER_IP, www, self.lab.workdir / "httpd")
             self.sshd = self._start_sshd(SshServer)
             self.sim = sim_mod.Simulator(profile="25.04").start()
             with rpc.TrueNASClient.connect(self.sim.url, rpc.Credentials(api_key=self.sim.api_key)) as c:
@@ -139,13 +155,20 @@ class NetprovWorld:
     def close(self) -> None:
         """Stop the simulator, sshd and the lab (every process by its PID, every namespace deleted).
         The closed lab stays readable (logs) for post-mortems."""
-        for stop in (self.sim and self.sim.stop, self.sshd and self.sshd.stop, self.lab and self.lab.close):
+        for stop in (self.sim and self.sim.stop, self.sshd and self.sshd.stop, self.http and self.http.stop,
+                     self.lab and self.lab.close):
             if stop:
                 try:
                     stop()
                 except Exception:  # noqa: BLE001, S110 - cleanup goes on whatever failed
                     pass
         self.sim = self.sshd = None
+
+    def http_settings(self) -> dict:
+        """The inventory's ``pxe_servers.pxe.http`` for this world's web server: scripts go to
+        ``<docroot>/netprov``, machines fetch them from ``http://<server>/netprov``."""
+        assert self.http is not None, "NetprovWorld(..., http=True)"
+        return {"root": str(self.http.docroot / "netprov"), "base_url": f"{self.http.url}/netprov"}
 
     # ---- netprov --------------------------------------------------------------------------
     def inventory_text(self, machines: dict[str, dict], *, templates: str | None = None,
@@ -174,6 +197,10 @@ class NetprovWorld:
             "test_command": "dnsmasq --test --conf-file={conf}",
             "reload_command": dm.reload_command,
             "restart_command": dm.restart_command,
+            # One lock per world: every world's "PXE server" is this host, and the default
+            # /run/lock/netprov.lock would make applies of concurrent worlds (another test run,
+            # another worktree) refuse each other ("another netprov apply holds the lock").
+            "lock_path": str(self.workdir / "netprov.lock"),
         }
         if self.mode == "full":
             pxe["range"] = {"start": bootlab.DHCP_RANGE[0], "end": bootlab.DHCP_RANGE[1]}
