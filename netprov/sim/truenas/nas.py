@@ -173,6 +173,7 @@ class Ctx:
     conn: Any = None
     in_bulk: bool = False
     api_version: str | None = None  # None = current; "v24.10" for /websocket on 25.04+ (see apiversions.py)
+    work: Any = None  # what the last call read, for the cost model (pool.dataset.query: datasets, properties)
 
 
 @dataclass
