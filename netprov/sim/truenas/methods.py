@@ -512,6 +512,7 @@ def register(nas: Nas):
                 rows = _flatten(rows)
         rows = [_limit_props(r, plan) for r in rows]
         ctx.work = {"datasets": plan.read_count(nas.datasets), "properties": plan.props_read(nas.datasets)}
+        nas.dataset_reads.append({"filters": copy.deepcopy(filters), "options": copy.deepcopy(options), **ctx.work})
         return nas.query(rows, filters, options, "pool_dataset_query")
 
     vbs_choices = tuple(k for k in VOLBLOCKSIZES if p.core is False or k != "512B")
