@@ -203,8 +203,8 @@ def dataset_read_plan(p, filters: list, extra: dict, datasets) -> DatasetRead:
             return DatasetRead([n for n in [eq[0][2]] if n in datasets], True, False, None, True)
         return DatasetRead(roots, True, flat, None, True)
     if v >= (25, 10):
-        if props is not None and not any(z in props for z in {**ZFS_PROPS, **ZFS_VOLUME_PROPS}.values()):
-            props = None  # no valid property named: the default set
+        if props and not any(z in props for z in {**ZFS_PROPS, **ZFS_VOLUME_PROPS}.values()):
+            props = None  # only unknown names: the default set ([] is none at all)
         user_props = extra.get("retrieve_user_props", True) is not False
         return DatasetRead([], children, flat, props, user_props, everything=True)
     if v < (25, 4):  # 24.10
