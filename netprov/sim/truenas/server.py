@@ -114,8 +114,9 @@ class Knobs:
                             one per user property (``comments`` is one) unless ``retrieve_user_props``
                             is false. Both also apply to a query run inside ``core.bulk``; they add to
                             ``row_cost``/``call_cost``. "10 ms per dataset queried, 100 ms per zvol
-                            created": ``dataset_cost=0.002, property_cost=0.0004`` (20 properties make
-                            a full zvol read 10 ms) and ``call_cost={"pool.dataset.create": 0.1}``.
+                            created": ``dataset_cost=0.002, property_cost=0.008/17`` (a zvol read with
+                            all 17 modelled ZFS properties costs 10 ms, each user property 0.47 ms more)
+                            and ``call_cost={"pool.dataset.create": 0.1}`` (benchmarks/bench_slow_nas.py).
     ``stalled_jobs``        an fnmatch pattern: jobs of matching methods (``core.bulk`` included) stay
                             RUNNING with no progress until the knob changes.
     """
