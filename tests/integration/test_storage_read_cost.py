@@ -25,7 +25,7 @@ import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.storage import DATASET_PROPERTIES, TrueNASStorage, version_tuple
-from netprov.core.storage import plan_storage, state_fingerprint
+from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
 from netprov.sim.truenas import Simulator
 from netprov.sim.truenas.profiles import PROFILES
 
@@ -102,3 +102,28 @@ def test_dataset_query_asks_for_only_the_properties_netprov_reads(nas):
     if (20, 0) <= version < (25, 10):
         # 24.10/25.04 push `id = parent` down to ZFS: the parent and its zvols, not tank/media's 21 datasets
         assert seen["datasets"] == N + 1, seen
+
+
+def test_apply_lookups_ask_for_only_what_they_read(nas):
+    """A removed machine (allow_destroy): the zvol is checked (a lookup of its marks), kept as a retired
+    clone, then deleted. The lookup names the properties it reads (none: the marks are user properties)
+    where the release honours ``properties``."""
+    body = "\n".join(f'h{i:03d}: {{mac: "52:54:00:00:{i // 256:02x}:{i % 256:02x}"}}' for i in range(1, N))
+    fewer = desired_from(inventory_text(body))
+    actual = nas.st.read(fewer)
+    policy = StoragePolicy(allow_destroy=True, stamp="20261207T190000Z")
+    changes = plan_storage(fewer, actual, policy)
+    assert any(c.kind == "zvol" and c.action.value == "delete" for c in changes)
+    nas.sim.nas.dataset_reads.clear()
+    report = nas.st.apply(changes, expected_fingerprint=state_fingerprint(actual), desired=fewer)
+    assert report.complete, report.lines()[:5]
+    lookups = [r for r in nas.sim.nas.dataset_reads if r["filters"] == [["id", "=", r["filters"][0][2]]]
+               and not (r["options"].get("extra") or {}).get("retrieve_children", True)]
+    assert lookups, list(nas.sim.nas.dataset_reads)
+    version = version_tuple(PROFILES[nas.profile].version_string)
+    for r in lookups:
+        extra = r["options"]["extra"]
+        if (12, 0) <= version < (20, 0):
+            assert "properties" not in extra
+        else:
+            assert extra["properties"] == [], extra

@@ -213,6 +213,13 @@ class TrueNASStorage:
 
     # ------------------------------------------------------------------ read
 
+    def lookup_extra(self, properties: list[str]) -> dict:
+        """``extra`` for a lookup of one dataset by ``id =`` (no children) that reads only ``properties``
+        (ZFS names; user properties come anyway). CORE 12/13 ignore ``properties``: not sent there."""
+        if (12, 0) <= self.version < (20, 0):
+            return {"retrieve_children": False}
+        return {"retrieve_children": False, "properties": list(properties)}
+
     def read_calls(self, desired: DesiredStorage | None = None) -> list[tuple[str, tuple]]:
         parent = desired.parent if desired is not None else self.model.parent
         calls: list[tuple[str, tuple]] = [
@@ -503,7 +510,7 @@ class _Run:
     def _verify_zvol(self, c: Change, path: str) -> Chain:
         rows = yield _Call("pool.dataset.query", [["id", "=", path]],
                            {"select": ["id", "type", "comments", "user_properties"],
-                            "extra": {"retrieve_children": False}})
+                            "extra": self.st.lookup_extra([])})
         if not rows or rows[0].get("type") != "VOLUME":
             raise ChangeFailed(f"{c.address}: zvol no longer exists; run plan again")
         if c.data.get("set_mark"):
@@ -557,7 +564,7 @@ class _Run:
             upd["volsize"] = int(d["set_volsize"])
         yield _Call("pool.dataset.update", new, upd)
         rows = yield _Call("pool.dataset.query", [["id", "=", new]], {"select": ["id", "type", "origin"],
-                                                                       "extra": {"retrieve_children": False}})
+                                                                       "extra": self.st.lookup_extra(["origin"])})
         origin = (parse.zvol(rows[0]) or {}).get("origin") if rows else None
         if origin and origin.split("@", 1)[0] == old:
             yield _Call("pool.dataset.promote", new)
