@@ -107,7 +107,8 @@ def main() -> None:
     ap.add_argument("--query-ms", type=float, default=10, help="per dataset read with every property")
     ap.add_argument("--create-ms", type=float, default=100, help="per zvol created")
     ap.add_argument("--bulk", choices=["auto", "on", "off"], default="auto")
-    ap.add_argument("--parallel", type=int, default=8, help="calls in flight during apply (netprov's default)")
+    ap.add_argument("--parallel", type=int, default=8,
+                    help="calls in flight during apply (netprov's default)")
     args = ap.parse_args()
     knobs = knobs_for(args.latency_ms / 1000, args.query_ms / 1000, args.create_ms / 1000)
 
@@ -148,7 +149,8 @@ def main() -> None:
         actual2 = measure("plan, converged NAS", lambda: st.read(desired))
         left = [c.address for c in plan_storage(desired, actual2) if c.is_change]
         filters, options = dataset_read_query("tank/netboot", st.version)
-        unlimited = dict(options, extra={k: v for k, v in options.get("extra", {}).items() if k != "properties"})
+        extra = {k: v for k, v in options.get("extra", {}).items() if k != "properties"}
+        unlimited = dict(options, extra=extra)
         measure("dataset query as sent", lambda: client.call("pool.dataset.query", filters, options))
         measure("same query, every property", lambda: client.call("pool.dataset.query", filters, unlimited))
     finally:

@@ -36,6 +36,10 @@ N = 50
 PARENT = "tank/netboot"
 
 
+def machines(n: int) -> str:
+    return "\n".join(f'h{i:03d}: {{mac: "52:54:00:00:{i // 256:02x}:{i % 256:02x}"}}' for i in range(1, n + 1))
+
+
 class Converged:
     def __init__(self, profile: str) -> None:
         self.profile = profile
@@ -50,11 +54,10 @@ class Converged:
         for i in range(20):
             self.client.call("pool.dataset.create", {"name": f"tank/media/d{i}", "type": "FILESYSTEM"})
         self.st = TrueNASStorage(self.client, "nas", None)
-        body = "\n".join(f'h{i:03d}: {{mac: "52:54:00:00:{i // 256:02x}:{i % 256:02x}"}}' for i in range(1, N + 1))
-        self.desired = desired_from(inventory_text(body))
+        self.desired = desired_from(inventory_text(machines(N)))
         actual = self.st.read(self.desired)
-        report = self.st.apply(plan_storage(self.desired, actual), expected_fingerprint=state_fingerprint(actual),
-                               desired=self.desired)
+        report = self.st.apply(plan_storage(self.desired, actual),
+                               expected_fingerprint=state_fingerprint(actual), desired=self.desired)
         assert report.complete, report.lines()[:5]
 
     def close(self) -> None:
@@ -108,8 +111,7 @@ def test_apply_lookups_ask_for_only_what_they_read(nas):
     """A removed machine (allow_destroy): the zvol is checked (a lookup of its marks), kept as a retired
     clone, then deleted. The lookup names the properties it reads (none: the marks are user properties)
     where the release honours ``properties``."""
-    body = "\n".join(f'h{i:03d}: {{mac: "52:54:00:00:{i // 256:02x}:{i % 256:02x}"}}' for i in range(1, N))
-    fewer = desired_from(inventory_text(body))
+    fewer = desired_from(inventory_text(machines(N - 1)))
     actual = nas.st.read(fewer)
     policy = StoragePolicy(allow_destroy=True, stamp="20261207T190000Z")
     changes = plan_storage(fewer, actual, policy)

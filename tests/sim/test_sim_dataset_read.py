@@ -21,11 +21,13 @@ def setup(api):
 
 
 @pytest.mark.parametrize("profile", ["24.10", "25.04"])
-def test_prefix_filter_without_children_finds_nothing_on_24_10_and_25_04(sim_factory, connect_factory, profile):
+def test_prefix_filter_without_children_finds_nothing_on_24_10_and_25_04(sim_factory, connect_factory,
+                                                                        profile):
     sim = sim_factory(profile)
     api = connect_factory(sim)
     setup(api)
-    assert api.call("pool.dataset.query", [["id", "^", "tank/vols"]], {"extra": {"retrieve_children": False}}) == []
+    no_children = {"extra": {"retrieve_children": False}}
+    assert api.call("pool.dataset.query", [["id", "^", "tank/vols"]], no_children) == []
     # the default (children) finds them, reading every dataset from the pool root
     rows = api.call("pool.dataset.query", [["id", "^", "tank/vols/"]])
     assert [r["id"] for r in rows] == ["tank/vols/m0", "tank/vols/m1", "tank/vols/m2"]
@@ -33,7 +35,8 @@ def test_prefix_filter_without_children_finds_nothing_on_24_10_and_25_04(sim_fac
 
 
 @pytest.mark.parametrize("profile", ["24.10", "25.04", "25.10"])
-def test_properties_limit_the_answer_and_the_work_user_properties_still_come(sim_factory, connect_factory, profile):
+def test_properties_limit_the_answer_and_the_work_user_properties_still_come(sim_factory, connect_factory,
+                                                                             profile):
     sim = sim_factory(profile)
     api = connect_factory(sim)
     setup(api)
@@ -56,7 +59,8 @@ def test_properties_limit_the_answer_and_the_work_user_properties_still_come(sim
         assert full["datasets"] == 4                          # tank/vols and its zvols only
     if profile != "24.10":                                    # 24.10 has no retrieve_user_props
         rows = api.call("pool.dataset.query", [["id", "=", "tank/vols/m0"]],
-                        {"extra": {"retrieve_children": False, "properties": PROPS, "retrieve_user_props": False}})
+                        {"extra": {"retrieve_children": False, "properties": PROPS,
+                                   "retrieve_user_props": False}})
         assert "user_properties" not in rows[0] and "comments" not in rows[0]
 
 

@@ -107,8 +107,8 @@ def dataset_read_query(parent: str, version: tuple[int, int]) -> tuple[list, dic
                 {"select": ["id", "name", "type", "children"],
                  "extra": {"retrieve_children": True, "flat": False, "properties": DATASET_PROPERTIES}})
     if version >= (25, 10):
-        return [["id", "^", parent]], {"select": select,
-                                       "extra": {"retrieve_children": False, "properties": DATASET_PROPERTIES}}
+        return [["id", "^", parent]], {
+            "select": select, "extra": {"retrieve_children": False, "properties": DATASET_PROPERTIES}}
     if version < (12, 0):
         return [["id", "^", parent]], {"select": select, "extra": {"properties": DATASET_PROPERTIES}}
     return [["id", "^", parent]], {"select": select}
@@ -563,8 +563,8 @@ class _Run:
         if d.get("set_volsize"):
             upd["volsize"] = int(d["set_volsize"])
         yield _Call("pool.dataset.update", new, upd)
-        rows = yield _Call("pool.dataset.query", [["id", "=", new]], {"select": ["id", "type", "origin"],
-                                                                       "extra": self.st.lookup_extra(["origin"])})
+        rows = yield _Call("pool.dataset.query", [["id", "=", new]],
+                           {"select": ["id", "type", "origin"], "extra": self.st.lookup_extra(["origin"])})
         origin = (parse.zvol(rows[0]) or {}).get("origin") if rows else None
         if origin and origin.split("@", 1)[0] == old:
             yield _Call("pool.dataset.promote", new)

@@ -95,7 +95,7 @@ def _wanted_keys(filters, options) -> set | None:
     return keys
 
 
-# ------------------------------------------------------------------ pool.dataset.query, as each release runs it
+# ------------------------------------------------------------ pool.dataset.query, as each release runs it
 #
 # What a real ``pool.dataset.query`` reads is decided before any filter runs (filters and ``select`` trim
 # the answer, not the work; doc §8.2, checked against the middleware source):
@@ -193,7 +193,8 @@ def dataset_read_plan(p, filters: list, extra: dict, datasets) -> DatasetRead:
 
     if v < (12,):  # FreeNAS 11.3
         zf = [f for f in terms if f[0] in ("id", "name", "pool", "type")]
-        pushed = [zf[0][2]] if len(zf) == 1 and zf[0][:2] == ["id", "="] and isinstance(zf[0][2], str) else None
+        lone_id = len(zf) == 1 and zf[0][:2] == ["id", "="] and isinstance(zf[0][2], str)
+        pushed = [zf[0][2]] if lone_id else None
         if pushed is not None:
             return DatasetRead([n for n in pushed if n in datasets], True, False, None, True)
         return DatasetRead(roots, True, flat, props, True)
@@ -512,7 +513,8 @@ def register(nas: Nas):
                 rows = _flatten(rows)
         rows = [_limit_props(r, plan) for r in rows]
         ctx.work = {"datasets": plan.read_count(nas.datasets), "properties": plan.props_read(nas.datasets)}
-        nas.dataset_reads.append({"filters": copy.deepcopy(filters), "options": copy.deepcopy(options), **ctx.work})
+        nas.dataset_reads.append(
+            {"filters": copy.deepcopy(filters), "options": copy.deepcopy(options), **ctx.work})
         return nas.query(rows, filters, options, "pool_dataset_query")
 
     vbs_choices = tuple(k for k in VOLBLOCKSIZES if p.core is False or k != "512B")
