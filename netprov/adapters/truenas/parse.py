@@ -350,6 +350,7 @@ def _rows(fields: dict[str, Any], required: tuple[str, ...] = ()) -> _List:
 _DATASET = {"id": _STR, "name": _STR, "type": _STR, "volsize": _PROP, "volblocksize": _PROP,
             "refreservation": _PROP, "origin": _PROP, "comments": _PROP,
             "user_properties": _Map(_PROP, "netprov:")}
+_DATASET["children"] = _List(_Obj(_DATASET), "a list of objects")  # nested datasets, checked alike
 _EXTENT = {"id": _INT, "name": _STR, "type": _STR, "disk": _STR, "path": _STR, "serial": _STR,
            "blocksize": _INTISH, "ro": _BOOL, "enabled": _BOOL, "comment": _STR}
 _TARGET = {"id": _INT, "name": _STR, "alias": _STR, "mode": _STR,

@@ -78,6 +78,53 @@ _BULKABLE = re.compile(r"^(pool\.dataset|iscsi\.(extent|target|targetextent|init
 
 DATASET_SELECT = ["id", "name", "type", "volsize", "volblocksize", "refreservation", "origin", "comments",
                   "user_properties"]
+#: The ZFS properties netprov reads from a zvol (ZFS names, as ``extra.properties`` takes them). ``comments``
+#: and the ``netprov:*`` marks are user properties: they come unless ``retrieve_user_props`` is false.
+DATASET_PROPERTIES = ["volsize", "volblocksize", "refreservation", "origin"]
+
+
+def dataset_read_query(parent: str, version: tuple[int, int]) -> tuple[list, dict]:
+    """The ``pool.dataset.query`` params that read ``parent`` and every dataset under it, asking the NAS
+    for only what netprov reads. What each release does with them (middleware source, doc §8.2):
+
+    * 24.10 and 25.04 push a lone ``["id", "=", X]`` down to ZFS, which then reads X and its subtree
+      only, with just ``extra.properties`` (user properties always come). Any other filter starts the read
+      at the pool roots, and with ``retrieve_children: false`` reads nothing else: a prefix filter would
+      find nothing. So: ``id = parent`` with children, ``flat: false`` (no flattened copies), and the
+      answer is the parent row with its datasets nested in ``children``.
+    * 25.10 and later read every dataset whatever the filter; ``extra.properties`` still limits the
+      work per dataset. A prefix filter with ``retrieve_children: false`` answers flat rows.
+    * CORE 12/13 pass only ``extra.flat`` on (every property is read); FreeNAS 11.3 passes ``extra``
+      through, so ``properties`` works there. Both read every dataset for a prefix filter and answer
+      flat rows; ``select`` keeps the answer small. (A pushed-down ``id =`` on CORE would answer every
+      property of every zvol, unselectable inside ``children``.)
+
+    No option is sent to a release that ignores it; ``retrieve_user_props`` is never sent (netprov needs
+    the user properties)."""
+    select = DATASET_SELECT
+    if (20, 0) <= version < (25, 10):
+        return ([["id", "=", parent]],
+                {"select": ["id", "name", "type", "children"],
+                 "extra": {"retrieve_children": True, "flat": False, "properties": DATASET_PROPERTIES}})
+    if version >= (25, 10):
+        return [["id", "^", parent]], {
+            "select": select, "extra": {"retrieve_children": False, "properties": DATASET_PROPERTIES}}
+    if version < (12, 0):
+        return [["id", "^", parent]], {"select": select, "extra": {"properties": DATASET_PROPERTIES}}
+    return [["id", "^", parent]], {"select": select}
+
+
+def dataset_rows(rows: Any) -> list:
+    """A ``pool.dataset.query`` answer with nested ``children`` -> every dataset as its own row."""
+    out: list = []
+    stack = list(reversed(rows)) if isinstance(rows, list) else []
+    while stack:
+        r = stack.pop()
+        out.append(r)
+        kids = r.get("children") if isinstance(r, dict) else None
+        if isinstance(kids, list):
+            stack.extend(reversed(kids))
+    return out
 
 
 def version_tuple(version: str) -> tuple[int, int]:
@@ -166,11 +213,17 @@ class TrueNASStorage:
 
     # ------------------------------------------------------------------ read
 
+    def lookup_extra(self, properties: list[str]) -> dict:
+        """``extra`` for a lookup of one dataset by ``id =`` (no children) that reads only ``properties``
+        (ZFS names; user properties come anyway). CORE 12/13 ignore ``properties``: not sent there."""
+        if (12, 0) <= self.version < (20, 0):
+            return {"retrieve_children": False}
+        return {"retrieve_children": False, "properties": list(properties)}
+
     def read_calls(self, desired: DesiredStorage | None = None) -> list[tuple[str, tuple]]:
         parent = desired.parent if desired is not None else self.model.parent
         calls: list[tuple[str, tuple]] = [
-            ("pool.dataset.query", ([["id", "^", parent]],
-                                    {"select": DATASET_SELECT, "extra": {"retrieve_children": False}})),
+            ("pool.dataset.query", dataset_read_query(parent, self.version)),
             ("iscsi.extent.query", ([], {"select": ["id", "name", "type", "disk", "path", "serial", "blocksize",
                                                     "ro", "enabled", "comment"]})),
             ("iscsi.target.query", ([], {"select": ["id", "name", "alias", "mode", "groups"]})),
@@ -209,7 +262,7 @@ class TrueNASStorage:
         parent = desired.parent if desired is not None else self.model.parent
         snaps = by.get(f"{self.snapshot_ns}.query") or []
         return parse.build_actual(
-            parent, datasets=by["pool.dataset.query"], extents=by["iscsi.extent.query"],
+            parent, datasets=dataset_rows(by["pool.dataset.query"]), extents=by["iscsi.extent.query"],
             targets=by["iscsi.target.query"], targetextents=by["iscsi.targetextent.query"],
             initiators=by["iscsi.initiator.query"], auths=by["iscsi.auth.query"],
             portals=by["iscsi.portal.query"], global_=by["iscsi.global.config"],
@@ -457,7 +510,7 @@ class _Run:
     def _verify_zvol(self, c: Change, path: str) -> Chain:
         rows = yield _Call("pool.dataset.query", [["id", "=", path]],
                            {"select": ["id", "type", "comments", "user_properties"],
-                            "extra": {"retrieve_children": False}})
+                            "extra": self.st.lookup_extra([])})
         if not rows or rows[0].get("type") != "VOLUME":
             raise ChangeFailed(f"{c.address}: zvol no longer exists; run plan again")
         if c.data.get("set_mark"):
@@ -524,8 +577,8 @@ class _Run:
         if d.get("set_volsize"):
             upd["volsize"] = int(d["set_volsize"])
         yield _Call("pool.dataset.update", new, upd)
-        rows = yield _Call("pool.dataset.query", [["id", "=", new]], {"select": ["id", "type", "origin"],
-                                                                       "extra": {"retrieve_children": False}})
+        rows = yield _Call("pool.dataset.query", [["id", "=", new]],
+                           {"select": ["id", "type", "origin"], "extra": self.st.lookup_extra(["origin"])})
         origin = (parse.zvol(rows[0]) or {}).get("origin") if rows else None
         if origin and origin.split("@", 1)[0] == old:
             yield _Call("pool.dataset.promote", new)

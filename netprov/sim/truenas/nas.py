@@ -6,6 +6,7 @@ All methods are plain synchronous functions running on the simulator's event-loo
 
 from __future__ import annotations
 
+import collections
 import copy
 import errno
 import hashlib
@@ -173,6 +174,7 @@ class Ctx:
     conn: Any = None
     in_bulk: bool = False
     api_version: str | None = None  # None = current; "v24.10" for /websocket on 25.04+ (see apiversions.py)
+    work: Any = None  # what the last call read, for the cost model (pool.dataset.query: datasets, properties)
 
 
 @dataclass
@@ -195,6 +197,8 @@ class Nas:
         self.rng = random.Random(seed)
         self.listen_ip_choices = ["0.0.0.0", "::", "127.0.0.1", "192.0.2.10"]
         self.device_lag_default = 0
+        #: The last 256 ``pool.dataset.query`` calls as received, with what each read (datasets, properties)
+        self.dataset_reads: collections.deque = collections.deque(maxlen=256)
         self.reload_count = 0
         self.restart_count = 0
         self.on_event: Callable[[str, str, Any, dict | None], None] = lambda *a: None

@@ -106,6 +106,17 @@ class Knobs:
                             after each item; other jobs update their progress while they spend theirs.
                             The cost is slept without blocking (pings are answered meanwhile) inside the
                             connection's execution slot, like ``latency``.
+    ``dataset_cost``        seconds per dataset a ``pool.dataset.query`` reads: what the release reads,
+                            not what the filter keeps (every dataset unless the filter is one the
+                            release pushes down to ZFS; methods.py ``dataset_read_plan``).
+    ``property_cost``       seconds per property read from each of those datasets: every ZFS property
+                            the simulator models unless the release honours ``extra.properties``, plus
+                            one per user property (``comments`` is one) unless ``retrieve_user_props``
+                            is false. Both also apply to a query run inside ``core.bulk``; they add to
+                            ``row_cost``/``call_cost``. "10 ms per dataset queried, 100 ms per zvol
+                            created": ``dataset_cost=0.002, property_cost=0.008/17`` (a zvol read with
+                            all 17 modelled ZFS properties costs 10 ms, each user property 0.47 ms more)
+                            and ``call_cost={"pool.dataset.create": 0.1}`` (benchmarks/bench_slow_nas.py).
     ``stalled_jobs``        an fnmatch pattern: jobs of matching methods (``core.bulk`` included) stay
                             RUNNING with no progress until the knob changes.
     """
@@ -116,6 +127,8 @@ class Knobs:
         self.bad_answers: dict[str, tuple] = {}
         self.row_cost: dict[str, float] = {}
         self.call_cost: dict[str, float] = {}
+        self.dataset_cost: float = 0.0
+        self.property_cost: float = 0.0
         self.stalled_jobs: str | None = None
         self.latency: float = 0.0
         self.out_of_order: bool = False
@@ -201,6 +214,12 @@ class Knobs:
                 total += seconds
                 break
         return total
+
+    def work_cost(self, work: Any) -> float:
+        """Seconds the NAS spends on what one call read (``Ctx.work``: datasets and properties)."""
+        if not isinstance(work, dict):
+            return 0.0
+        return self.dataset_cost * work.get("datasets", 0) + self.property_cost * work.get("properties", 0)
 
     def job_stalled(self, method: str) -> bool:
         pattern = self.stalled_jobs
@@ -1023,7 +1042,7 @@ class Simulator:
         finally:
             if spec.mutating:
                 self._mutated()
-        cost = self.knobs.cost_of(method, result)
+        cost = self.knobs.cost_of(method, result) + self.knobs.work_cost(ctx.work)
         if cost > 0:
             await asyncio.sleep(cost)
         return result
@@ -1043,6 +1062,7 @@ class Simulator:
         spec = nas.methods.get(method)
         for i, params in enumerate(plist):
             self.round_trips[f"core.bulk:{method}"] += 1
+            ctx.work = None
             try:
                 if spec is not None and spec.job:
                     with nas.lock:
@@ -1060,7 +1080,7 @@ class Simulator:
                 if spec is not None and spec.mutating:
                     self._mutated()
             results.append(item)
-            cost = self.knobs.cost_of(method, item.get("result"))
+            cost = self.knobs.cost_of(method, item.get("result")) + self.knobs.work_cost(ctx.work)
             if cost > 0:
                 await asyncio.sleep(cost)
             pct = int(100 * (i + 1) / max(len(plist), 1))
