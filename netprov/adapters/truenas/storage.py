@@ -88,6 +88,35 @@ def version_tuple(version: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (25, 4)
 
 
+def client_methods(version: tuple[int, int], *, jsonrpc: bool | None = None) -> frozenset[str]:
+    """Every method netprov may call on a NAS of ``version`` (rpc.py's login and job calls, this module's
+    read and apply, the demo). tests/sim/test_sim_sources.py checks each against the middleware source table
+    (netprov/sim/truenas/sources.py) for the profile of that version, and against the calls a real run makes.
+    ``auth.login_with_api_key`` is tried with an API key on every release; FreeNAS 11.3 answers "method not
+    found" and rpc.py turns that into a clear error."""
+    snap = "pool.snapshot" if version >= (25, 10) else "zfs.snapshot"
+    out = {
+        "system.version", "core.ping", "core.get_jobs", "core.bulk", "auth.login",
+        "pool.dataset.query", "pool.dataset.create", "pool.dataset.update", "pool.dataset.delete",
+        "pool.dataset.promote",
+        f"{snap}.query", f"{snap}.create", f"{snap}.clone", f"{snap}.delete",
+        "iscsi.extent.query", "iscsi.extent.create", "iscsi.extent.update", "iscsi.extent.delete",
+        "iscsi.target.query", "iscsi.target.create", "iscsi.target.update", "iscsi.target.delete",
+        "iscsi.targetextent.query", "iscsi.targetextent.create", "iscsi.targetextent.update",
+        "iscsi.targetextent.delete",
+        "iscsi.initiator.query", "iscsi.initiator.create", "iscsi.initiator.update", "iscsi.initiator.delete",
+        "iscsi.auth.query", "iscsi.auth.create", "iscsi.auth.update", "iscsi.auth.delete",
+        "iscsi.portal.query", "iscsi.portal.create", "iscsi.global.config", "iscsi.global.sessions",
+        "service.query", "service.update",
+        "service.control" if version >= (25, 10) else "service.start",
+    }
+    if version >= (12, 0):
+        out.add("auth.login_with_api_key")
+    if version >= (25, 4) and jsonrpc is not False:
+        out.add("auth.login_ex")
+    return frozenset(out)
+
+
 @dataclass
 class StorageReport:
     """What apply did. ``failed`` and ``skipped`` carry a one-line reason each."""

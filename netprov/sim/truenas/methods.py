@@ -870,6 +870,9 @@ def register(nas: Nas):
         e["alua"] = g["alua"]
         if p.global_iser:
             e["iser"] = g["iser"]
+        if p.global_mode_fields:  # 26: api/v26_0_0/iscsi_global.py ISCSIGlobalEntry
+            e["direct_config"] = None
+            e["mode"] = 0
         return e
 
     ISCSI_R = ("SHARING_ISCSI_READ",)
@@ -998,11 +1001,15 @@ def register(nas: Nas):
 
     # ============================================================== iSCSI: initiators
     ini_spec = {"initiators": opt("list", list, items=S.Field("str")), "comment": opt("str", "")}
+    if p.initiator_tag:
+        ini_spec["tag"] = opt("int", 0)
     if p.initiator_auth_network:
         ini_spec["auth_network"] = opt("list", list, items=S.Field("str"))
 
     def _ini_entry(r):
         e = {"id": r["id"], "initiators": list(r["initiators"])}
+        if p.initiator_tag:  # 11.3: plugins/iscsi.py iscsi_initiator_create Int('tag', default=0)
+            e["tag"] = r["tag"]
         if p.initiator_auth_network:
             e["auth_network"] = list(r.get("auth_network", []))
         e["comment"] = r["comment"]
@@ -1039,6 +1046,13 @@ def register(nas: Nas):
         iid = nas._next_id("initiator")
         # stored newline-joined / split on whitespace when read back
         data["initiators"] = " ".join(data["initiators"]).split()
+        if p.initiator_tag and not data.get("tag"):
+            # 11.3 do_create: tag 0 => the first free tag counting from len(groups) + 1
+            used = {r.get("tag") for r in T["initiator"].values()}
+            t = len(T["initiator"]) + 1
+            while t in used:
+                t += 1
+            data["tag"] = t
         T["initiator"][iid] = {"id": iid, **data}
         nas.service_reload()
         return _ini_entry(T["initiator"][iid])
@@ -1171,7 +1185,8 @@ def register(nas: Nas):
         if id_ not in T["auth"]:
             raise InstanceNotFound("iSCSITargetAuthCredential", id_)
         tag = T["auth"][id_]["tag"]
-        if _tag_in_use(tag, exclude=id_):
+        # 11.3's do_delete has no in-use check (added in 12: is_in_use_by_portals_targets)
+        if p.auth_delete_in_use_check and _tag_in_use(tag, exclude=id_):
             raise CallError(
                 f"Authorized access of {tag} is being used by following target(s): "
                 + ", ".join(_tag_users(tag))
@@ -1224,8 +1239,22 @@ def register(nas: Nas):
         }
         if p.extent_product_id:
             e["product_id"] = r.get("product_id")
-        e["locked"] = False
+        if p.extent_dataset_fields:  # 26: read-only, null for DISK extents (plugins/iscsi_/extents.py extend)
+            e["dataset"], e["relative_path"] = _file_dataset(r) if r["type"] == "FILE" else (None, None)
+        if p.extent_locked:  # not on 11.3 (the lockable SharingService came in 12)
+            e["locked"] = False
         return e
+
+    def _file_dataset(r):
+        path = r["path"] or ""
+        best = None
+        for name in nas.datasets:
+            mp = "/mnt/" + name
+            if (path == mp or path.startswith(mp + "/")) and (best is None or len(name) > len(best)):
+                best = name
+        if best is None:
+            return None, None
+        return best, path[len("/mnt/" + best):].lstrip("/")
 
     def _gen_serial():
         used = {e["serial"] for e in T["extent"].values()}
@@ -1251,7 +1280,9 @@ def register(nas: Nas):
         serial = data["serial"]
         if '"' in serial:
             verrors.add(f"{sch}.serial", "Double quotes are not allowed")
-        if len(serial) > p.serial_max:
+        if len(serial) > p.serial_max and p.serial_schema_max:
+            verrors.add(f"{sch}.serial", f"Value greater than {p.serial_max} not allowed")  # 11.3 Str max_length
+        elif len(serial) > p.serial_max:
             verrors.add(
                 f"{sch}.serial",
                 f"Maximum length of {p.serial_max} characters is allowed for extent serial"
@@ -1284,7 +1315,9 @@ def register(nas: Nas):
                 pending["device_pending"] -= 1  # the zvol device node appears a little after the create
                 exists = False
             if not exists:
-                if p.core:
+                if p.zvol_missing_msg_11:  # 11.3: os.path.exists(f'/dev/{disk}')
+                    verrors.add(f"{sch}.disk", f"ZVOL {disk} does not exist")
+                elif p.core:
                     verrors.add(f"{sch}.disk", f"Zvol {zname} does not exist", errno.ENOENT)
                 else:
                     verrors.add(f"{sch}.disk", f"Device {device!r} for volume {zname!r} does not exist")
