@@ -78,3 +78,75 @@ if __name__ == "__main__":
     idx = index(ref)
     json.dump(idx, open(f"/tmp/i12/idx-{ref.replace('/','_')}.json", "w"), indent=0)
     print(ref, len(idx))
+
+# ---- create-argument fields (legacy @accepts Dict / pydantic *Create models)
+def show(ref, path):
+    r = subprocess.run(["git","-C",D,"show",f"{ref}:{path}"],capture_output=True,text=True)
+    return r.stdout if r.returncode==0 else None
+def legacy_fields(ref, path, schema):
+    t = ast.parse(show(ref, path))
+    for node in ast.walk(t):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Dict" and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == schema:
+            out = []
+            for a in node.args[1:]:
+                if isinstance(a, ast.Call) and a.args and isinstance(a.args[0], ast.Constant):
+                    out.append(a.args[0].value)
+                elif isinstance(a, ast.Call) and isinstance(a.func, ast.Name) and a.func.id == "Inheritable":
+                    inner = a.args[0]
+                    out.append(inner.args[0].value)
+            return out
+    return None
+def pyd_fields(ref, path, cls):
+    src = show(ref, path)
+    if src is None: return None
+    t = ast.parse(src)
+    classes = {c.name: c for c in t.body if isinstance(c, ast.ClassDef)}
+    def fields(name):
+        c = classes.get(name)
+        if c is None: return {}
+        f = {}
+        for b in c.bases:
+            bn = ast.unparse(b)
+            f.update(fields(bn))
+        for st in c.body:
+            if isinstance(st, ast.AnnAssign) and isinstance(st.target, ast.Name):
+                ann = ast.unparse(st.annotation)
+                if "Excluded" in ann: f.pop(st.target.id, None)
+                else: f[st.target.id] = ann
+        return f
+    return sorted(fields(cls))
+
+P = 'src/middlewared/middlewared/'
+LEGACY = {  # method -> (file per era, schema name)
+    "iscsi.extent.create": ("extents", "iscsi_extent_create", "iscsi_extent", "IscsiExtentCreate"),
+    "iscsi.target.create": ("targets", "iscsi_target_create", "iscsi_target", "IscsiTargetCreate"),
+    "iscsi.initiator.create": ("initiator", "iscsi_initiator_create", "iscsi_initiator", "IscsiInitiatorCreate"),
+    "iscsi.auth.create": ("auth", "iscsi_auth_create", "iscsi_auth", "IscsiAuthCreate"),
+    "iscsi.portal.create": ("portal", "iscsiportal_create", "iscsi_portal", "IscsiPortalCreate"),
+    "iscsi.targetextent.create": ("target_to_extent", "iscsi_targetextent_create", "iscsi_target_to_extent",
+                                  "IscsiTargetToExtentCreate"),
+}
+APIDIR = {"TS-25.04.2.4": "v25_04_2", "TS-25.10.1": "v25_10_1", "TS-26.0.0-BETA.3": "v26_0_0"}
+
+def create_fields(ref, method):
+    f, sch, mod, cls = LEGACY[method]
+    if ref in APIDIR:
+        return pyd_fields(ref, P + f"api/{APIDIR[ref]}/{mod}.py", cls)
+    if ref.startswith("TN-"):
+        r = legacy_fields(ref, P + "plugins/iscsi.py", sch)
+        if r is None and sch == "iscsiportal_create":
+            r = legacy_fields(ref, P + "plugins/iscsi.py", "iscsi_portal_create")
+        return r
+    r = legacy_fields(ref, P + f"plugins/iscsi_/{f}.py", sch)
+    if r is None and sch == "iscsiportal_create":
+        r = legacy_fields(ref, P + f"plugins/iscsi_/{f}.py", "iscsi_portal_create")
+    return r
+LEGACY["pool.dataset.create"] = ("pool", "pool_dataset_create", None, None)
+
+
+def dataset_create_fields(ref):
+    if ref.startswith("TN-"):
+        return legacy_fields(ref, P + "plugins/pool.py", "pool_dataset_create")
+    if ref in ("TS-24.10.2.2", "TS-25.04.2.4"):
+        return legacy_fields(ref, P + "plugins/pool_/dataset.py", "pool_dataset_create")
+    return None   # pydantic PoolDatasetCreate* (25.10+): not extracted

@@ -71,6 +71,18 @@ def main() -> None:
             out.append(f"        {prof!r}: {v!r},")
         out.append("    },")
     out.append("}")
+    out += ["",
+            "#: the fields each create method's argument accepts at the profile's ref (legacy ``@accepts(Dict(...))``",
+            "#: children, or the pydantic ``*Create`` model's fields minus ``Excluded``); None = not extracted",
+            "CREATE_FIELDS: dict[str, dict[str, list | None]] = {"]
+    for m in sorted(_mw_index.LEGACY):
+        out.append(f"    {m!r}: {{")
+        for prof, ref in REFS.items():
+            f = (_mw_index.dataset_create_fields(ref) if m == "pool.dataset.create"
+                 else _mw_index.create_fields(ref, m))
+            out.append(f"        {prof!r}: {sorted(f) if f is not None else None!r},")
+        out.append("    },")
+    out.append("}")
     (ROOT / "netprov/sim/truenas/sources.py").write_text("\n".join(out) + "\n")
     from netprov.sim.truenas.sources_doc import render
     import importlib

@@ -88,6 +88,27 @@ def version_tuple(version: str) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (25, 4)
 
 
+#: the oldest release netprov supports (FreeNAS 11.3) and the newest it knows (TrueNAS 26): the simulator has a
+#: profile for each release in between that netprov's calls depend on (netprov/sim/truenas/profiles.py)
+OLDEST_SUPPORTED = (11, 3)
+NEWEST_KNOWN = (26, 99)
+
+
+def version_support(version: str) -> str | None:
+    """None for a release netprov knows; a one-line warning for a newer one (it is driven like the newest
+    known release); a NetprovError naming the version for one older than FreeNAS 11.3."""
+    v = version_tuple(version)
+    if v < OLDEST_SUPPORTED:
+        raise NetprovError(
+            f"the NAS runs {version or 'an unknown version'}, older than FreeNAS 11.3, the oldest release "
+            "netprov supports: upgrade it (its API lacks the calls netprov makes)"
+        )
+    if v > NEWEST_KNOWN:
+        return (f"the NAS runs {version}, newer than the newest release netprov knows (TrueNAS 26): "
+                "driving it like TrueNAS 26")
+    return None
+
+
 def client_methods(version: tuple[int, int], *, jsonrpc: bool | None = None) -> frozenset[str]:
     """Every method netprov may call on a NAS of ``version`` (rpc.py's login and job calls, this module's
     read and apply, the demo). tests/sim/test_sim_sources.py checks each against the middleware source table
@@ -186,6 +207,7 @@ class TrueNASStorage:
         self.model = storage_model
         self.system = f"storage:{storage_name}"
         self.version = version_tuple(getattr(client, "version", "") or "")
+        self.version_warning = version_support(getattr(client, "version", "") or "")
         self.core = self.version[0] < 20                     # FreeNAS 11 / TrueNAS CORE 12-13
         self.user_properties = not self.core                 # SCALE 22.02+
         self.service_control = self.version >= (25, 10)

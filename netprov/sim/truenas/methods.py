@@ -378,7 +378,7 @@ def register(nas: Nas):
         return nas.query(rows, filters, options, "pool_dataset_query")
 
     vbs_choices = tuple(k for k in VOLBLOCKSIZES if p.core is False or k != "512B")
-    ds_pyd = p.name == "25.10"  # 25.10+: pydantic dataset model; up to 25.04 legacy schema
+    ds_pyd = p.name in ("25.10", "26")  # 25.10+: pydantic dataset model; up to 25.04 legacy schema
     ds_create_spec = {
         "name": req("str"),
         "type": opt("str", "FILESYSTEM", enum=("FILESYSTEM", "VOLUME")),
@@ -408,6 +408,19 @@ def register(nas: Nas):
     ds_create_spec.pop("readonly_")
     for f in FS_ONLY_FIELDS:
         ds_create_spec[f] = opt("any", None)
+    # accepted by every release's pool_dataset_create (plugins/pool.py on CORE, plugins/pool_/dataset.py on SCALE)
+    for f in ("quota_warning", "quota_critical", "refquota_warning", "refquota_critical", "snapdir"):
+        ds_create_spec[f] = opt("any", None)
+    if p.core:
+        ds_create_spec.pop("snapdev")  # Inheritable(Str('snapdev')) is SCALE-only (24.10 plugins/pool_/dataset.py)
+    if p.name == "13":
+        ds_create_spec["xattr"] = opt("any", None)  # TN-13.0 plugins/pool.py Str('xattr'); gone on SCALE
+    if p.name == "11.3":
+        # TN-11.3-U5 plugins/pool.py pool_dataset_create: no managedby, checksum, special_small_block_size,
+        # acltype or encryption fields yet (all arrived in 12)
+        for k in ("managedby", "checksum", "special_small_block_size", "encryption", "encryption_options",
+                  "inherit_encryption", "acltype"):
+            ds_create_spec.pop(k)
     if p.user_properties:
         ds_create_spec["user_properties"] = opt("list", list, items={"key": req("str"), "value": req("str")})
     if p.create_ancestors:

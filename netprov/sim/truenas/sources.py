@@ -601,3 +601,64 @@ SOURCES: dict[str, dict[str, tuple | None]] = {
         '26': None,
     },
 }
+
+#: the fields each create method's argument accepts at the profile's ref (legacy ``@accepts(Dict(...))``
+#: children, or the pydantic ``*Create`` model's fields minus ``Excluded``); None = not extracted
+CREATE_FIELDS: dict[str, dict[str, list | None]] = {
+    'iscsi.auth.create': {
+        '11.3': ['peersecret', 'peeruser', 'secret', 'tag', 'user'],
+        '13': ['peersecret', 'peeruser', 'secret', 'tag', 'user'],
+        '24.10': ['peersecret', 'peeruser', 'secret', 'tag', 'user'],
+        '25.04': ['discovery_auth', 'peersecret', 'peeruser', 'secret', 'tag', 'user'],
+        '25.10': ['discovery_auth', 'peersecret', 'peeruser', 'secret', 'tag', 'user'],
+        '26': ['discovery_auth', 'peersecret', 'peeruser', 'secret', 'tag', 'user'],
+    },
+    'iscsi.extent.create': {
+        '11.3': ['avail_threshold', 'blocksize', 'comment', 'disk', 'enabled', 'filesize', 'insecure_tpc', 'name', 'path', 'pblocksize', 'ro', 'rpm', 'serial', 'type', 'xen'],
+        '13': ['avail_threshold', 'blocksize', 'comment', 'disk', 'enabled', 'filesize', 'insecure_tpc', 'name', 'path', 'pblocksize', 'ro', 'rpm', 'serial', 'type', 'xen'],
+        '24.10': ['avail_threshold', 'blocksize', 'comment', 'disk', 'enabled', 'filesize', 'insecure_tpc', 'name', 'path', 'pblocksize', 'ro', 'rpm', 'serial', 'type', 'xen'],
+        '25.04': ['avail_threshold', 'blocksize', 'comment', 'disk', 'enabled', 'filesize', 'insecure_tpc', 'name', 'path', 'pblocksize', 'ro', 'rpm', 'serial', 'type', 'xen'],
+        '25.10': ['avail_threshold', 'blocksize', 'comment', 'disk', 'enabled', 'filesize', 'insecure_tpc', 'name', 'path', 'pblocksize', 'product_id', 'ro', 'rpm', 'serial', 'type', 'xen'],
+        '26': ['avail_threshold', 'blocksize', 'comment', 'disk', 'enabled', 'filesize', 'insecure_tpc', 'name', 'path', 'pblocksize', 'product_id', 'ro', 'rpm', 'serial', 'type', 'xen'],
+    },
+    'iscsi.initiator.create': {
+        '11.3': ['auth_network', 'comment', 'initiators', 'tag'],
+        '13': ['auth_network', 'comment', 'initiators'],
+        '24.10': ['comment', 'initiators'],
+        '25.04': ['comment', 'initiators'],
+        '25.10': ['comment', 'initiators'],
+        '26': ['comment', 'initiators'],
+    },
+    'iscsi.portal.create': {
+        '11.3': ['comment', 'discovery_authgroup', 'discovery_authmethod', 'listen'],
+        '13': ['comment', 'discovery_authgroup', 'discovery_authmethod', 'listen'],
+        '24.10': ['comment', 'discovery_authgroup', 'discovery_authmethod', 'listen'],
+        '25.04': ['comment', 'listen'],
+        '25.10': ['comment', 'listen'],
+        '26': ['comment', 'listen'],
+    },
+    'iscsi.target.create': {
+        '11.3': ['alias', 'groups', 'mode', 'name'],
+        '13': ['alias', 'groups', 'mode', 'name'],
+        '24.10': ['alias', 'auth_networks', 'groups', 'mode', 'name'],
+        '25.04': ['alias', 'auth_networks', 'groups', 'iscsi_parameters', 'mode', 'name'],
+        '25.10': ['alias', 'auth_networks', 'groups', 'iscsi_parameters', 'mode', 'name'],
+        '26': ['alias', 'auth_networks', 'groups', 'iscsi_parameters', 'mode', 'name'],
+    },
+    'iscsi.targetextent.create': {
+        '11.3': ['extent', 'lunid', 'target'],
+        '13': ['extent', 'lunid', 'target'],
+        '24.10': ['extent', 'lunid', 'target'],
+        '25.04': ['extent', 'lunid', 'target'],
+        '25.10': ['extent', 'lunid', 'target'],
+        '26': ['extent', 'lunid', 'target'],
+    },
+    'pool.dataset.create': {
+        '11.3': ['aclmode', 'atime', 'casesensitivity', 'comments', 'compression', 'copies', 'deduplication', 'exec', 'force_size', 'name', 'quota', 'quota_critical', 'quota_warning', 'readonly', 'recordsize', 'refquota', 'refquota_critical', 'refquota_warning', 'refreservation', 'reservation', 'share_type', 'snapdir', 'sparse', 'sync', 'type', 'volblocksize', 'volsize'],
+        '13': ['aclmode', 'acltype', 'atime', 'casesensitivity', 'checksum', 'comments', 'compression', 'copies', 'deduplication', 'encryption', 'encryption_options', 'exec', 'force_size', 'inherit_encryption', 'managedby', 'name', 'quota', 'quota_critical', 'quota_warning', 'readonly', 'recordsize', 'refquota', 'refquota_critical', 'refquota_warning', 'refreservation', 'reservation', 'share_type', 'snapdir', 'sparse', 'special_small_block_size', 'sync', 'type', 'volblocksize', 'volsize', 'xattr'],
+        '24.10': ['aclmode', 'acltype', 'atime', 'casesensitivity', 'checksum', 'comments', 'compression', 'copies', 'create_ancestors', 'deduplication', 'encryption', 'encryption_options', 'exec', 'force_size', 'inherit_encryption', 'managedby', 'name', 'quota', 'quota_critical', 'quota_warning', 'readonly', 'recordsize', 'refquota', 'refquota_critical', 'refquota_warning', 'refreservation', 'reservation', 'share_type', 'snapdev', 'snapdir', 'sparse', 'special_small_block_size', 'sync', 'type', 'user_properties', 'volblocksize', 'volsize'],
+        '25.04': ['aclmode', 'acltype', 'atime', 'casesensitivity', 'checksum', 'comments', 'compression', 'copies', 'create_ancestors', 'deduplication', 'encryption', 'encryption_options', 'exec', 'force_size', 'inherit_encryption', 'managedby', 'name', 'quota', 'quota_critical', 'quota_warning', 'readonly', 'recordsize', 'refquota', 'refquota_critical', 'refquota_warning', 'refreservation', 'reservation', 'share_type', 'snapdev', 'snapdir', 'sparse', 'special_small_block_size', 'sync', 'type', 'user_properties', 'volblocksize', 'volsize'],
+        '25.10': None,
+        '26': None,
+    },
+}
