@@ -628,7 +628,10 @@ def register(nas: Nas):
         extents = [
             e
             for e in T["extent"].values()
-            if e["type"] == "DISK" and (e["path"] == path or e["path"].startswith(path + "@"))
+            # the delegate's query(path, enabled=True) (common/attachment/__init__.py get_query_filters): a
+            # disabled extent on the zvol survives the delete, on every release from 11.3 to 26
+            if e["type"] == "DISK" and e.get("enabled", True)
+            and (e["path"] == path or e["path"].startswith(path + "@"))
         ]
         if not extents:
             return False
