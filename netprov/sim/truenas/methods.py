@@ -710,6 +710,9 @@ def register(nas: Nas):
         }
         if vs is not None:
             props["volsize"] = nas._prop(vs, str(vs), zfs_human(vs), "LOCAL")
+        vbs = s.get("volblocksize")
+        if vbs is not None:  # a zvol snapshot has the zvol's volblocksize; the query returns every property
+            props["volblocksize"] = nas._prop(vbs, str(vbs), zfs_human(vbs), "NONE")
         return {
             "id": sid,
             "name": sid,
