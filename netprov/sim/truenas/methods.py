@@ -1118,44 +1118,52 @@ def register(nas: Nas):
             e["discovery_auth"] = r.get("discovery_auth", "NONE")
         return e
 
-    def _validate_secret(verrors, sch, attr, secret):
+    # CHAP rules as plugins/iscsi_/auth.py validate() (TN-11.3-U5 / TN-13.0-U6.1: plugins/iscsi.py) has them:
+    # up to 24.10 only the length is checked; from 25.04 _validate_secret also refuses leading/trailing space
+    # and '#' (INVALID_CHARACTERS), every error is reported, and the peer secret is titled "Peer Secret".
+    def _validate_secret(verrors, sch, attr, title, secret):
         if len(secret) < 12 or len(secret) > 16:
-            verrors.add(f"{sch}.{attr}", "Secret must be between 12 and 16 characters.")
-        elif secret != secret.strip():
-            verrors.add(f"{sch}.{attr}", "Secret must not begin or end with whitespace.")
-        elif p.auth_secret_no_hash and "#" in secret:
-            verrors.add(f"{sch}.{attr}", "Secret must not contain the '#' character.")
+            verrors.add(f"{sch}.{attr}", f"{title} must be between 12 and 16 characters.")
+        if p.auth_secret_no_hash:
+            if secret != secret.strip():
+                verrors.add(f"{sch}.{attr}", f"{title} contains leading or trailing space.")
+            if "#" in secret:
+                verrors.add(f"{sch}.{attr}", f"{title} contains invalid characters: #")
 
     def _auth_validate(sch, data, old=None):
         verrors = ValidationErrors()
-        _validate_secret(verrors, sch, "secret", data["secret"])
-        if data["peeruser"] and not data["peersecret"]:
-            verrors.add(f"{sch}.peersecret", "The peer secret is required if you set a peer user.")
-        elif data["peersecret"] and not data["peeruser"]:
-            verrors.add(f"{sch}.peeruser", "The peer user is required if you set a peer secret.")
-        elif data["peersecret"]:
-            _validate_secret(verrors, sch, "peersecret", data["peersecret"])
-            if data["peersecret"] == data["secret"]:
+        secret, peer_secret, peer_user = data["secret"], data["peersecret"], data["peeruser"]
+        if not peer_user and peer_secret:
+            verrors.add(f"{sch}.peersecret", "The peer user is required if you set a peer secret.")
+        _validate_secret(verrors, sch, "secret", "Secret", secret)
+        da = data.get("discovery_auth", "NONE") if p.auth_discovery_auth else "NONE"
+        if peer_user:
+            if not peer_secret:
+                verrors.add(f"{sch}.peersecret", "The peer secret is required if you set a peer user.")
+            elif peer_secret == secret:
                 verrors.add(f"{sch}.peersecret", "The peer secret cannot be the same as user secret.")
-        if p.auth_discovery_auth:
-            da = data.get("discovery_auth", "NONE")
-            if da == "CHAP_MUTUAL":
-                if not data["peeruser"]:
-                    verrors.add(f"{sch}.discovery_auth", "Mutual CHAP discovery auth requires a peer user")
-                others = [
-                    a
-                    for a in T["auth"].values()
-                    if a.get("discovery_auth") == "CHAP_MUTUAL" and (old is None or a["id"] != old["id"])
-                ]
-                if others:
-                    verrors.add(
-                        f"{sch}.discovery_auth", "Only one mutual CHAP discovery auth entry is permitted"
-                    )
-        if old is not None and old["tag"] != data["tag"] and _tag_in_use(old["tag"], exclude=old["id"]):
-            verrors.add(
-                f"{sch}.tag", "This Authorized Access tag is in use by a target and cannot be changed."
-            )
+            else:
+                _validate_secret(verrors, sch, "peersecret", "Peer Secret", peer_secret)
+            # da_mutual_chap_peerusers() counts every CHAP_MUTUAL entry with a peer user, the one being
+            # updated included (as the middleware does)
+            mutual = [a for a in T["auth"].values() if a.get("discovery_auth") == "CHAP_MUTUAL" and a["peeruser"]]
+            if da == "CHAP_MUTUAL" and mutual:
+                verrors.add(f"{sch}.discovery_auth",
+                            "Cannot specify CHAP_MUTUAL as only one such entry is permitted.")
+        elif da == "CHAP_MUTUAL":
+            verrors.add(f"{sch}.discovery_auth", "Cannot specify CHAP_MUTUAL if peer_user has not been defined.")
+        if (old is not None and p.auth_delete_in_use_check and old["tag"] != data["tag"]
+                and _tag_in_use(old["tag"], exclude=old["id"])):
+            verrors.add(f"{sch}.tag", _in_use_msg(old["id"], old["tag"]))
         verrors.check()
+
+    def _in_use_msg(auth_id, tag):
+        # is_in_use(): "Authorized access of <auth id> is being used by following target(s): <target ids>"
+        return (f"Authorized access of {auth_id} is being used by following target(s): "
+                + ", ".join(str(t) for t in _tag_user_ids(tag)))
+
+    def _tag_user_ids(tag):
+        return sorted(t["id"] for t in T["target"].values() if any(g["auth"] == tag for g in t["groups"]))
 
     def _tag_users(tag):
         return sorted(t["name"] for t in T["target"].values() if any(g["auth"] == tag for g in t["groups"]))
@@ -1206,10 +1214,7 @@ def register(nas: Nas):
         tag = T["auth"][id_]["tag"]
         # 11.3's do_delete has no in-use check (added in 12: is_in_use_by_portals_targets)
         if p.auth_delete_in_use_check and _tag_in_use(tag, exclude=id_):
-            raise CallError(
-                f"Authorized access of {tag} is being used by following target(s): "
-                + ", ".join(_tag_users(tag))
-            )
+            raise CallError(_in_use_msg(id_, tag))
         del T["auth"][id_]
         nas.service_reload()
         return True
