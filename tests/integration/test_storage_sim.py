@@ -365,6 +365,11 @@ def test_bulk_apply_converges_and_keeps_errors_attributable(nas):
     changes, fp = nas.plan(d)
     report = nas.st.apply(changes, expected_fingerprint=fp, desired=d, bulk=True)
     assert nas.client.round_trips["core.bulk"] >= 5
+    if nas.sim.profile.core:
+        # CORE/FreeNAS accept a duplicate extent serial (TN-13.0-U6.1 / TN-11.3-U5 plugins/iscsi.py
+        # clean_name has no uniqueness rule): nothing fails there
+        assert report.complete and nas.pending(d) == []
+        return
     assert [c.address for c, _ in report.failed] == ["extent[b13]"]
     assert "serial" in report.failed[0][1].lower()
     assert {c.address for c, _ in report.skipped} == {"initiator[b13]", "target[b13]", "targetextent[b13/b13]"}

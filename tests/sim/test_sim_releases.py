@@ -87,3 +87,33 @@ def test_truenas_26_shapes(sim_factory, connect_factory):
     # service.start is @private in 26 (plugins/service.py): still served, as the middleware only logs a warning
     # for private calls; netprov uses the public service.control job
     assert "service.start" in sim.nas.methods and "service.control" in sim.nas.methods
+
+
+@pytest.mark.parametrize("profile", ["11.3", "13"])
+def test_core_lacks_the_scale_only_rules(sim_factory, connect_factory, profile):
+    """Rules that exist only in SCALE's plugins/iscsi_/*.py, not in CORE's plugins/iscsi.py."""
+    sim, api = _open(sim_factory, connect_factory, profile)
+    sim.add_snapshot("tank/golden/img@v1")
+    # a snapshot extent need not be read-only (extents.py: "Must be set when disk is a ZFS Snapshot")
+    assert api.call("iscsi.extent.create", {"name": "snap", "disk": "zvol/tank/golden/img@v1"})["ro"] is False
+    # a CHAP group without an auth tag (targets.py: "Authentication group is required for CHAP ...")
+    p = api.call("iscsi.portal.create", {"listen": [{"ip": "0.0.0.0", "port": 3260}]})
+    t = api.call("iscsi.target.create", {"name": "t", "groups": [{"portal": p["id"], "authmethod": "CHAP"}]})
+    assert t["groups"][0]["auth"] is None
+    # a second portal on the same ip:port: CORE's message, on .listen
+    with pytest.raises(RpcFailure) as ei:
+        api.call("iscsi.portal.create", {"listen": [{"ip": "0.0.0.0", "port": 3260}]})
+    assert ei.value.messages() == ["0.0.0.0:3260 already in use."]
+    assert ei.value.attrs()[0].endswith(".listen")
+
+
+@pytest.mark.parametrize("profile", ["25.10", "26"])
+def test_dataset_name_rules_from_25_10(sim_factory, connect_factory, profile):
+    """TS-25.10.1 plugins/pool_/dataset.py: the missing-parent message names the parent; the 200-character
+    limit (ZFS_MAX_DATASET_NAME_LEN) is defined in api/v25_10_1/pool_dataset.py but not enforced."""
+    _, api = _open(sim_factory, connect_factory, profile)
+    with pytest.raises(RpcFailure) as ei:
+        api.call("pool.dataset.create", {"name": "tank/nope/child"})
+    assert ei.value.messages() == ["Parent dataset (tank/nope) does not exist."]
+    long = "tank/" + "x" * 210
+    assert api.call("pool.dataset.create", {"name": long})["id"] == long

@@ -463,7 +463,9 @@ def register(nas: Nas):
             verrors.add(f"{sch}.name", "You need a full name, e.g. pool/newdataset")
         elif not _valid_ds_name(name):
             verrors.add(f"{sch}.name", "Invalid dataset name")
-        elif len(name) > p.dataset_name_max:
+        elif len(name) > p.dataset_name_max and p.name in ("24.10", "25.04"):
+            # only TS-24.10/25.04 plugins/pool_/dataset.py check it; CORE leaves it to ZFS and 25.10+ defines
+            # ZFS_MAX_DATASET_NAME_LEN in api/v25_10_1/pool_dataset.py without using it
             verrors.add(
                 f"{sch}.name", f"Dataset name length should be less than or equal to {p.dataset_name_max}"
             )
@@ -485,6 +487,10 @@ def register(nas: Nas):
                             if cur in nas.datasets and nas.datasets[cur]["type"] == "VOLUME":
                                 verrors.add(f"{sch}.name", f"{cur}: parent may not be a ZFS volume")
                                 break
+                elif p.name in ("25.10", "26"):
+                    # TS-25.10.1 plugins/pool_/dataset.py: "zpool (x) does not exist." / "Parent dataset (x) ..."
+                    what = "zpool" if "/" not in parent else "Parent dataset"
+                    verrors.add(f"{sch}.name", f"{what} ({parent}) does not exist.")
                 else:
                     verrors.add(f"{sch}.name", "Parent dataset does not exist for specified name")
             elif nas.datasets[parent]["type"] == "VOLUME":
@@ -953,7 +959,13 @@ def register(nas: Nas):
                 verrors.add(f"{sch}.listen.{i}.ip", f"IP {ip} not configured on this system.")
                 continue
             for r in T["portal"].values():
-                if r["id"] != old_id and any(x["ip"] == ip for x in r["listen"]):
+                if p.portal_port_per_ip:
+                    # CORE (TN-13.0 plugins/iscsi.py portal validate): the (ip, port) pair, on .listen
+                    port = li.get("port", 3260)
+                    if r["id"] != old_id and any(x["ip"] == ip and x.get("port", 3260) == port
+                                                 for x in r["listen"]):
+                        verrors.add(f"{sch}.listen", f"{ip}:{port} already in use.")
+                elif r["id"] != old_id and any(x["ip"] == ip for x in r["listen"]):
                     verrors.add(f"{sch}.listen.{i}.ip", f"{ip!r} IP is already in use.")
         if p.portal_discovery_fields and data.get("discovery_authmethod") in ("CHAP", "CHAP_MUTUAL"):
             g = data.get("discovery_authgroup")
@@ -1313,7 +1325,7 @@ def register(nas: Nas):
                 if p.core
                 else f"Extent serial can not exceed {p.serial_max} characters",
             )
-        if old is None or serial != old["serial"]:
+        if (old is None or serial != old["serial"]) and not p.core:   # SCALE extents.py only
             if any(e["serial"] == serial for e in T["extent"].values()):
                 verrors.add(f"{sch}.serial", "Serial number must be unique")
         if data["type"] == "DISK":
@@ -1347,7 +1359,7 @@ def register(nas: Nas):
                     verrors.add(f"{sch}.disk", f"Device {device!r} for volume {zname!r} does not exist")
             elif zname.split("/")[0] in ("boot-pool", "freenas-boot"):
                 verrors.add(f"{sch}.disk", "Volumes in the boot pool are not allowed")
-            if "@" in zname and not data["ro"]:
+            if "@" in zname and not data["ro"] and not p.core:   # SCALE extents.py only
                 verrors.add(f"{sch}.ro", "Must be set when disk is a ZFS Snapshot")
         else:
             path = data.get("path")
@@ -1529,7 +1541,7 @@ def register(nas: Nas):
                 verrors.add(
                     f"{sch}.groups.{i}.initiator", f"{g['initiator']} Initiator not found in database"
                 )
-            if not g["auth"] and g["authmethod"] in ("CHAP", "CHAP_MUTUAL"):
+            if not g["auth"] and g["authmethod"] in ("CHAP", "CHAP_MUTUAL") and not p.core:  # SCALE targets.py
                 verrors.add(
                     f"{sch}.groups.{i}.auth", "Authentication group is required for CHAP and CHAP Mutual"
                 )
