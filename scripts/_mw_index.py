@@ -150,3 +150,48 @@ def dataset_create_fields(ref):
     if ref in ("TS-24.10.2.2", "TS-25.04.2.4"):
         return legacy_fields(ref, P + "plugins/pool_/dataset.py", "pool_dataset_create")
     return None   # pydantic PoolDatasetCreate* (25.10+): not extracted
+
+
+# ---- validation messages the simulator emits -> where the same text is in the middleware, per ref
+def sim_messages(methods_py: str) -> dict[str, int]:
+    t = ast.parse(methods_py)
+    msgs: dict[str, int] = {}
+
+    def chunks(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, ast.JoinedStr):
+            return [v.value for v in node.values if isinstance(v, ast.Constant)]
+        if isinstance(node, ast.IfExp):
+            return chunks(node.body) + chunks(node.orelse)
+        if isinstance(node, ast.BinOp):
+            return chunks(node.left) + chunks(node.right)
+        return []
+
+    for n in ast.walk(t):
+        if isinstance(n, ast.Call):
+            f = ast.unparse(n.func)
+            if f.endswith("verrors.add") and len(n.args) > 1:
+                m = n.args[1]
+            elif f in ("ValidationError", "CallError") and n.args:
+                m = n.args[1] if f == "ValidationError" and len(n.args) > 1 else n.args[0]
+            else:
+                continue
+            for c in chunks(m):
+                c = c.strip(" :.'\"\n")
+                if len(c) >= 12 and "\n" not in c:
+                    msgs.setdefault(c, n.lineno)
+    return msgs
+
+
+def grep_message(ref: str, text: str):
+    r = subprocess.run(["git", "-C", D, "grep", "-n", "-F", "-m1", text, ref, "--",
+                        "src/middlewared/middlewared/plugins", "src/middlewared/middlewared/api",
+                        "src/middlewared/middlewared/service", "src/middlewared/middlewared/schema.py",
+                        "src/middlewared/middlewared/schema", "src/middlewared/middlewared/validators.py",
+                        "src/middlewared/middlewared/service_exception.py"],
+                       capture_output=True, text=True).stdout.splitlines()
+    if not r:
+        return None
+    _, path, line = r[0].split(":", 3)[:3]
+    return (path, int(line))

@@ -83,6 +83,16 @@ def main() -> None:
             out.append(f"        {prof!r}: {sorted(f) if f is not None else None!r},")
         out.append("    },")
     out.append("}")
+    msgs = _mw_index.sim_messages((ROOT / "netprov/sim/truenas/methods.py").read_text())
+    out += ["",
+            "#: each validation/error message text the simulator emits (netprov/sim/truenas/methods.py line) ->",
+            "#: where the same text is in the middleware at each profile's ref, or None (not found verbatim:",
+            "#: a pydantic/ZFS message, or one the release does not have)",
+            "RULES: dict[str, tuple[int, dict[str, tuple | None]]] = {"]
+    for text, line in sorted(msgs.items(), key=lambda x: x[1]):
+        row = {prof: _mw_index.grep_message(ref, text) for prof, ref in REFS.items()}
+        out.append(f"    {text!r}: ({line}, {row!r}),")
+    out.append("}")
     (ROOT / "netprov/sim/truenas/sources.py").write_text("\n".join(out) + "\n")
     from netprov.sim.truenas.sources_doc import render
     import importlib

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .sources import REFS, SHAS, SOURCES
+from .sources import REFS, RULES, SHAS, SOURCES
 
 _PREFIX = "src/middlewared/middlewared/"
 
@@ -34,4 +34,21 @@ def render() -> str:
                 path, line, private = v
                 cells.append(f"`{path.removeprefix(_PREFIX)}:{line}`" + (" **private**" if private else ""))
         lines.append(f"| `{m}` | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Validation messages",
+        "",
+        "Every message text the simulator's rules emit (`netprov/sim/truenas/methods.py` line), and where the",
+        "same text is in the middleware at each profile's ref (`git grep -F`). `—` = not there verbatim: the",
+        "release lacks the rule, or the text comes from pydantic, ZFS or an f-string split differently, which",
+        "the tests in tests/sim (test_sim_releases.py, test_sim_iscsi.py, test_sim_datasets.py) pin instead.",
+        "",
+        "| message | sim line | " + " | ".join(profiles) + " |",
+        "|---" * (len(profiles) + 2) + "|",
+    ]
+    for text, (line, row) in RULES.items():
+        cells = [("—" if row.get(p) is None else f"`{row[p][0].removeprefix(_PREFIX)}:{row[p][1]}`")
+                 for p in profiles]
+        shown = text.replace("|", "\\|")
+        lines.append(f"| {shown} | {line} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
