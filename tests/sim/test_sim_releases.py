@@ -117,3 +117,13 @@ def test_dataset_name_rules_from_25_10(sim_factory, connect_factory, profile):
     assert ei.value.messages() == ["Parent dataset (tank/nope) does not exist."]
     long = "tank/" + "x" * 210
     assert api.call("pool.dataset.create", {"name": long})["id"] == long
+
+
+@pytest.mark.parametrize("profile", ["11.3", "13"])
+def test_core_target_name_message(sim_factory, connect_factory, profile):
+    """TN-11.3-U5 / TN-13.0-U6.1 plugins/iscsi.py: the CORE wording (SCALE's starts with "Only")."""
+    _, api = _open(sim_factory, connect_factory, profile)
+    with pytest.raises(RpcFailure) as ei:
+        api.call("iscsi.target.create", {"name": "UPPER", "groups": []})
+    assert ei.value.messages() == [
+        "Lowercase alphanumeric characters plus dot (.), dash (-), and colon (:) are allowed."]

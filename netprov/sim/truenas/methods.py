@@ -1507,6 +1507,11 @@ def register(nas: Nas):
                     "Value error, Only lowercase alphanumeric charactersplus dot (.), "
                     "dash (-), and colon (:) are allowed.",
                 )
+            elif p.core:  # TN-11.3-U5 / TN-13.0-U6.1 plugins/iscsi.py __validate
+                verrors.add(
+                    f"{sch}.name",
+                    "Lowercase alphanumeric characters plus dot (.), dash (-), and colon (:) are allowed.",
+                )
             else:
                 verrors.add(
                     f"{sch}.name",
