@@ -149,7 +149,13 @@ def dataset_create_fields(ref):
         return legacy_fields(ref, P + "plugins/pool.py", "pool_dataset_create")
     if ref in ("TS-24.10.2.2", "TS-25.04.2.4"):
         return legacy_fields(ref, P + "plugins/pool_/dataset.py", "pool_dataset_create")
-    return None   # pydantic PoolDatasetCreate* (25.10+): not extracted
+    d = APIDIR.get(ref)
+    if d is None:
+        return None
+    # 25.10+: data is PoolDatasetCreateFilesystem | PoolDatasetCreateVolume: the fields either accepts
+    path = P + f"api/{d}/pool_dataset.py"
+    return sorted(set(pyd_fields(ref, path, "PoolDatasetCreateFilesystem"))
+                  | set(pyd_fields(ref, path, "PoolDatasetCreateVolume")))
 
 
 # ---- validation messages the simulator emits -> where the same text is in the middleware, per ref
