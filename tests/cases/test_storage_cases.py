@@ -23,14 +23,16 @@ ROOT = Path(__file__).parent / "storage"
 CASES = sorted(p for p in ROOT.iterdir() if p.is_dir() and (p / "inventory.yaml").exists())
 
 
-def run_case(case: Path) -> dict:
+def run_case(case: Path, actual: dict | None = None) -> dict:
+    """The plan for ``case``; ``actual``: the state to plan against instead of its actual.json (the same
+    case read back from a simulator profile, tests/cases/test_storage_cases_profiles.py)."""
     loaded = parse_inventory((case / "inventory.yaml").read_text(), "inventory.yaml")
     opts = json.loads((case / "options.json").read_text()) if (case / "options.json").exists() else {}
     storage = opts.get("storage") or next(iter(loaded.inventory.storage))
     secrets = {m.name: SECRET for m in loaded.machines if m.chap}
     secrets.update(opts.get("secrets") or {})
     desired = desired_storage(loaded, storage, secrets)
-    actual = ActualStorage.from_json(json.loads((case / "actual.json").read_text()))
+    actual = ActualStorage.from_json(actual if actual is not None else json.loads((case / "actual.json").read_text()))
     machines = opts.get("machines")
     policy = StoragePolicy(allow_destroy=bool(opts.get("allow_destroy")), adopt=bool(opts.get("adopt")),
                            machines=set(machines) if machines is not None else None,

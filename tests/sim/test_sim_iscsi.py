@@ -159,6 +159,10 @@ def test_serial_rules(sim_factory, connect_factory, profile, limit, msg):
         c.call("iscsi.extent.create", {"name": "a", "disk": "zvol/tank/v/a", "serial": "s" * (limit + 1)})
     assert ei.value.messages() == [msg]
     c.call("iscsi.extent.create", {"name": "a", "disk": "zvol/tank/v/a", "serial": "s" * limit})
+    if profile == "13":
+        # no uniqueness rule on CORE (TN-13.0-U6.1 plugins/iscsi.py clean_name): a second extent may share it
+        assert c.call("iscsi.extent.create", {"name": "b", "disk": "zvol/tank/v/b", "serial": "s" * limit})
+        return
     with pytest.raises(RpcFailure) as ei:
         c.call("iscsi.extent.create", {"name": "b", "disk": "zvol/tank/v/b", "serial": "s" * limit})
     assert ei.value.messages() == ["Serial number must be unique"]
@@ -564,19 +568,20 @@ def test_initiator_core_auth_network(sim_factory, connect_factory):
 
 
 # ------------------------------------------------------------------------------------------- CHAP
+# TS-25.04.2.4 plugins/iscsi_/auth.py validate() / _validate_secret()
 @pytest.mark.parametrize(
     "data,attr,msg",
     [
         ({"secret": "short"}, "secret", "Secret must be between 12 and 16 characters."),
         ({"secret": "x" * 17}, "secret", "Secret must be between 12 and 16 characters."),
-        ({"secret": " abcdefghijk"}, "secret", "Secret must not begin or end with whitespace."),
-        ({"secret": "abcdefghij#k"}, "secret", "Secret must not contain the '#' character."),
+        ({"secret": " abcdefghijk"}, "secret", "Secret contains leading or trailing space."),
+        ({"secret": "abcdefghij#k"}, "secret", "Secret contains invalid characters: #"),
         ({"peeruser": "p"}, "peersecret", "The peer secret is required if you set a peer user."),
-        ({"peersecret": "mnopqrstuvwx"}, "peeruser", "The peer user is required if you set a peer secret."),
+        ({"peersecret": "mnopqrstuvwx"}, "peersecret", "The peer user is required if you set a peer secret."),
         (
             {"peeruser": "p", "peersecret": "short"},
             "peersecret",
-            "Secret must be between 12 and 16 characters.",
+            "Peer Secret must be between 12 and 16 characters.",
         ),
         (
             {"peeruser": "p", "peersecret": "abcdefghijkl"},
@@ -635,13 +640,15 @@ def test_auth_delete_refused_for_last_entry_of_used_tag(api):
     p = portal(api)
     a1 = api.call("iscsi.auth.create", {"tag": 5, "user": "u1", "secret": "abcdefghijkl"})
     a2 = api.call("iscsi.auth.create", {"tag": 5, "user": "u2", "secret": "abcdefghijkl"})
-    api.call(
+    t = api.call(
         "iscsi.target.create", {"name": "t", "groups": [{"portal": p["id"], "authmethod": "CHAP", "auth": 5}]}
     )
     assert api.call("iscsi.auth.delete", a1["id"]) is True  # another entry keeps tag 5 alive
     with pytest.raises(RpcFailure) as ei:
         api.call("iscsi.auth.delete", a2["id"])
-    assert ei.value.reason == "[EFAULT] Authorized access of 5 is being used by following target(s): t"
+    # is_in_use(): the auth entry's id and the targets' ids (plugins/iscsi_/auth.py)
+    assert ei.value.reason == (f"[EFAULT] Authorized access of {a2['id']} is being used by following "
+                               f"target(s): {t['id']}")
     with pytest.raises(RpcFailure) as ei:
         api.call("iscsi.auth.update", a2["id"], {"tag": 6})
     assert ei.value.attrs() == ["iscsi_auth_update.tag"]
@@ -685,3 +692,28 @@ def test_global_update(api):
     assert r["basename"] == "iqn.2024-01.lab.example"
     with pytest.raises(RpcFailure):
         api.call("iscsi.global.update", {"listen_port": 80})
+
+
+@pytest.mark.parametrize("profile", ["11.3", "13", "24.10"])
+def test_chap_before_25_04_checks_only_the_length(sim_factory, connect_factory, profile):
+    """TN-11.3-U5/TN-13.0-U6.1 plugins/iscsi.py, TS-24.10.2.2 plugins/iscsi_/auth.py: no space or '#' rule."""
+    s = sim_factory(profile, users={"root": "Root-pw-0001"})
+    c = connect_factory(s, login=False)
+    assert c.call("auth.login", "root", "Root-pw-0001") is True
+    assert c.call("iscsi.auth.create", {"tag": 1, "user": "u", "secret": " abcdefghij#"})["tag"] == 1
+    with pytest.raises(RpcFailure) as ei:
+        c.call("iscsi.auth.create", {"tag": 2, "user": "u", "secret": "abcdefghijkl", "peeruser": "p",
+                                     "peersecret": "short"})
+    assert ei.value.messages() == ["Peer Secret must be between 12 and 16 characters."]
+
+
+def test_chap_25_04_reports_every_secret_error(api):
+    with pytest.raises(RpcFailure) as ei:
+        api.call("iscsi.auth.create", {"tag": 1, "user": "u", "secret": " a#"})
+    assert ei.value.messages() == ["Secret must be between 12 and 16 characters.",
+                                   "Secret contains leading or trailing space.",
+                                   "Secret contains invalid characters: #"]
+    with pytest.raises(RpcFailure) as ei:
+        api.call("iscsi.auth.create", {"tag": 1, "user": "u", "secret": "abcdefghijkl",
+                                       "discovery_auth": "CHAP_MUTUAL"})
+    assert ei.value.messages() == ["Cannot specify CHAP_MUTUAL if peer_user has not been defined."]

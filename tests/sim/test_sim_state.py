@@ -169,5 +169,6 @@ def test_profile_names_and_aliases():
 
     assert get_profile("13.0-U6.1").name == "13"
     assert get_profile("25.04.2").name == "25.04"
+    assert get_profile("11.3-U5").name == "11.3" and get_profile("26.0.0-BETA.3").name == "26"
     with pytest.raises(ValueError):
-        Simulator(profile="11.3")
+        Simulator(profile="11.2")

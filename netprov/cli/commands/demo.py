@@ -23,6 +23,7 @@ from netprov.errors import NetprovError
 
 DEMO_CHAP_SECRET_ENV = "NETPROV_DEMO_CHAP_SECRET"
 DEMO_API_KEY_ENV = "NETPROV_DEMO_API_KEY"
+DEMO_PASSWORD_ENV = "NETPROV_DEMO_PASSWORD"   # FreeNAS 11.3 has no API keys: the demo logs in as root
 
 
 def find_example() -> Path:
@@ -56,14 +57,20 @@ def _keep_secret_file(data: dict, workdir: Path) -> None:
             chap["secret_file"] = str(path)
 
 
-def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
-    """Copy the example inventory into ``workdir``, pointed at the simulator and local roots."""
+def prepare(example: Path, workdir: Path, sim_url: str, *, password_login: bool = False) -> Path:
+    """Copy the example inventory into ``workdir``, pointed at the simulator and local roots (with
+    ``password_login``, the storage logs in as root with $NETPROV_DEMO_PASSWORD instead of an API key)."""
     from netprov.core import yamltree
     from netprov.core.parse import _plain
     import yaml
     data = _plain(yamltree.load(example.read_text()))  # YAML 1.2: a MAC stays a string
     for st in data.get("storage", {}).values():
         st["url"] = sim_url
+        if password_login:
+            for k in ("api_key_env", "api_key_file"):
+                st.pop(k, None)
+            st["username"] = "root"
+            st["password_env"] = DEMO_PASSWORD_ENV
     _keep_secret_file(data, workdir)
     source = "/usr/lib/ipxe"
     if not Path(source, "undionly.kpxe").exists():
@@ -95,13 +102,13 @@ def prepare(example: Path, workdir: Path, sim_url: str) -> Path:
     return out
 
 
-def _create_parents(inventory: Path, url: str, api_key: str) -> None:
+def _create_parents(inventory: Path, url: str, creds) -> None:
     """Create each storage's parent dataset on the fresh simulated NAS, as a user does once in the
     TrueNAS UI (netprov never creates datasets above its zvols)."""
-    from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
+    from netprov.adapters.truenas.rpc import TrueNASClient
     from netprov.core.parse import parse_inventory
     loaded = parse_inventory(inventory.read_text(), str(inventory))
-    with TrueNASClient.connect(url, Credentials(api_key=api_key)) as client:
+    with TrueNASClient.connect(url, creds) as client:
         for st in loaded.inventory.storage.values():
             if not client.query("pool.dataset", filters=[["id", "=", st.parent]]):
                 client.call("pool.dataset.create", {"name": st.parent, "type": "FILESYSTEM"})
@@ -122,11 +129,17 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
     api_key = f"1-{secrets.token_hex(24)}"
     os.environ[DEMO_API_KEY_ENV] = api_key
 
-    with Simulator(profile=profile, api_key=api_key) as sim:
-        console.info(f"TrueNAS simulator (profile {profile}) on {sim.url}")
-        demo_inv = prepare(example, workdir, sim.url)
+    from netprov.adapters.truenas.rpc import Credentials
+    password = secrets.token_hex(12)
+    os.environ[DEMO_PASSWORD_ENV] = password
+    with Simulator(profile=profile, api_key=api_key, users={"root": password}) as sim:
+        console.info(f"TrueNAS simulator (profile {sim.profile.name}: {sim.profile.version_string}) on {sim.url}")
+        # FreeNAS 11.3 has no API keys (auth.login_with_api_key arrived in 12): username and password there
+        password_login = not sim.nas.has_method("auth.login_with_api_key")
+        demo_inv = prepare(example, workdir, sim.url, password_login=password_login)
         console.info(f"demo inventory: {demo_inv}  (from {example})")
-        _create_parents(demo_inv, sim.url, api_key)
+        _create_parents(demo_inv, sim.url, Credentials(username="root", password=password) if password_login
+                        else Credentials(api_key=api_key))
 
         console.rule("1. netprov validate")
         if validate.run([demo_inv], quiet=opts.quiet) != 0:
@@ -159,9 +172,12 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         console.info(f"  {path.relative_to(root)}")
     console.info(f"The simulated NAS's state: {state_file}")
-    console.info("To keep exploring, run the simulator again with this state, edit the inventory, and plan:")
-    for line in next_steps(listen=listen, profile=profile, state_file=state_file, inventory=demo_inv):
-        console.info(f"  {line}")
+    if password_login:
+        console.info(f"({profile} has no API keys: the demo logged in as root with a one-time password)")
+    else:
+        console.info("To keep exploring, run the simulator again with this state, edit the inventory, and plan:")
+        for line in next_steps(listen=listen, profile=profile, state_file=state_file, inventory=demo_inv):
+            console.info(f"  {line}")
     console.info(f"(the demo inventory reads its CHAP secret from {workdir / CHAP_SECRET_FILE}, kept with the "
                  f"NAS's state; set ${DEMO_CHAP_SECRET_ENV} before the demo to choose it)")
     return ExitCode.OK if not second.plan.has_changes else ExitCode.ERROR

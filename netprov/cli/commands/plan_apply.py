@@ -176,6 +176,8 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
                                                trust_command=trust_command(name, ctx.ws.path))
             stack.callback(client.close)
             storage_ports[name] = TrueNASStorage(client, name, st)
+            if storage_ports[name].version_warning:
+                console.warning(f"storage {name}: {storage_ports[name].version_warning}")
         pxe_ports = {}
         for name, server in sorted(inv.pxe_servers.items()):
             settings = pxe_settings(name, server, ctx.ws.loaded, ctx.settings)

@@ -518,7 +518,7 @@ def register(nas: Nas):
         return nas.query(rows, filters, options, "pool_dataset_query")
 
     vbs_choices = tuple(k for k in VOLBLOCKSIZES if p.core is False or k != "512B")
-    ds_pyd = p.name == "25.10"  # 25.10+: pydantic dataset model; up to 25.04 legacy schema
+    ds_pyd = p.name in ("25.10", "26")  # 25.10+: pydantic dataset model; up to 25.04 legacy schema
     ds_create_spec = {
         "name": req("str"),
         "type": opt("str", "FILESYSTEM", enum=("FILESYSTEM", "VOLUME")),
@@ -548,6 +548,19 @@ def register(nas: Nas):
     ds_create_spec.pop("readonly_")
     for f in FS_ONLY_FIELDS:
         ds_create_spec[f] = opt("any", None)
+    # accepted by every release's pool_dataset_create (plugins/pool.py on CORE, plugins/pool_/dataset.py on SCALE)
+    for f in ("quota_warning", "quota_critical", "refquota_warning", "refquota_critical", "snapdir"):
+        ds_create_spec[f] = opt("any", None)
+    if p.core:
+        ds_create_spec.pop("snapdev")  # Inheritable(Str('snapdev')) is SCALE-only (24.10 plugins/pool_/dataset.py)
+    if p.name == "13":
+        ds_create_spec["xattr"] = opt("any", None)  # TN-13.0 plugins/pool.py Str('xattr'); gone on SCALE
+    if p.name == "11.3":
+        # TN-11.3-U5 plugins/pool.py pool_dataset_create: no managedby, checksum, special_small_block_size,
+        # acltype or encryption fields yet (all arrived in 12)
+        for k in ("managedby", "checksum", "special_small_block_size", "encryption", "encryption_options",
+                  "inherit_encryption", "acltype"):
+            ds_create_spec.pop(k)
     if p.user_properties:
         ds_create_spec["user_properties"] = opt("list", list, items={"key": req("str"), "value": req("str")})
     if p.create_ancestors:
@@ -590,7 +603,9 @@ def register(nas: Nas):
             verrors.add(f"{sch}.name", "You need a full name, e.g. pool/newdataset")
         elif not _valid_ds_name(name):
             verrors.add(f"{sch}.name", "Invalid dataset name")
-        elif len(name) > p.dataset_name_max:
+        elif len(name) > p.dataset_name_max and p.name in ("24.10", "25.04"):
+            # only TS-24.10/25.04 plugins/pool_/dataset.py check it; CORE leaves it to ZFS and 25.10+ defines
+            # ZFS_MAX_DATASET_NAME_LEN in api/v25_10_1/pool_dataset.py without using it
             verrors.add(
                 f"{sch}.name", f"Dataset name length should be less than or equal to {p.dataset_name_max}"
             )
@@ -612,6 +627,10 @@ def register(nas: Nas):
                             if cur in nas.datasets and nas.datasets[cur]["type"] == "VOLUME":
                                 verrors.add(f"{sch}.name", f"{cur}: parent may not be a ZFS volume")
                                 break
+                elif p.name in ("25.10", "26"):
+                    # TS-25.10.1 plugins/pool_/dataset.py: "zpool (x) does not exist." / "Parent dataset (x) ..."
+                    what = "zpool" if "/" not in parent else "Parent dataset"
+                    verrors.add(f"{sch}.name", f"{what} ({parent}) does not exist.")
                 else:
                     verrors.add(f"{sch}.name", "Parent dataset does not exist for specified name")
             elif nas.datasets[parent]["type"] == "VOLUME":
@@ -755,7 +774,10 @@ def register(nas: Nas):
         extents = [
             e
             for e in T["extent"].values()
-            if e["type"] == "DISK" and (e["path"] == path or e["path"].startswith(path + "@"))
+            # the delegate's query(path, enabled=True) (common/attachment/__init__.py get_query_filters): a
+            # disabled extent on the zvol survives the delete, on every release from 11.3 to 26
+            if e["type"] == "DISK" and e.get("enabled", True)
+            and (e["path"] == path or e["path"].startswith(path + "@"))
         ]
         if not extents:
             return False
@@ -834,6 +856,9 @@ def register(nas: Nas):
         }
         if vs is not None:
             props["volsize"] = nas._prop(vs, str(vs), zfs_human(vs), "LOCAL")
+        vbs = s.get("volblocksize")
+        if vbs is not None:  # a zvol snapshot has the zvol's volblocksize; the query returns every property
+            props["volblocksize"] = nas._prop(vbs, str(vbs), zfs_human(vbs), "NONE")
         return {
             "id": sid,
             "name": sid,
@@ -1010,6 +1035,9 @@ def register(nas: Nas):
         e["alua"] = g["alua"]
         if p.global_iser:
             e["iser"] = g["iser"]
+        if p.global_mode_fields:  # 26: api/v26_0_0/iscsi_global.py ISCSIGlobalEntry
+            e["direct_config"] = None
+            e["mode"] = 0
         return e
 
     ISCSI_R = ("SHARING_ISCSI_READ",)
@@ -1071,7 +1099,13 @@ def register(nas: Nas):
                 verrors.add(f"{sch}.listen.{i}.ip", f"IP {ip} not configured on this system.")
                 continue
             for r in T["portal"].values():
-                if r["id"] != old_id and any(x["ip"] == ip for x in r["listen"]):
+                if p.portal_port_per_ip:
+                    # CORE (TN-13.0 plugins/iscsi.py portal validate): the (ip, port) pair, on .listen
+                    port = li.get("port", 3260)
+                    if r["id"] != old_id and any(x["ip"] == ip and x.get("port", 3260) == port
+                                                 for x in r["listen"]):
+                        verrors.add(f"{sch}.listen", f"{ip}:{port} already in use.")
+                elif r["id"] != old_id and any(x["ip"] == ip for x in r["listen"]):
                     verrors.add(f"{sch}.listen.{i}.ip", f"{ip!r} IP is already in use.")
         if p.portal_discovery_fields and data.get("discovery_authmethod") in ("CHAP", "CHAP_MUTUAL"):
             g = data.get("discovery_authgroup")
@@ -1138,11 +1172,15 @@ def register(nas: Nas):
 
     # ============================================================== iSCSI: initiators
     ini_spec = {"initiators": opt("list", list, items=S.Field("str")), "comment": opt("str", "")}
+    if p.initiator_tag:
+        ini_spec["tag"] = opt("int", 0)
     if p.initiator_auth_network:
         ini_spec["auth_network"] = opt("list", list, items=S.Field("str"))
 
     def _ini_entry(r):
         e = {"id": r["id"], "initiators": list(r["initiators"])}
+        if p.initiator_tag:  # 11.3: plugins/iscsi.py iscsi_initiator_create Int('tag', default=0)
+            e["tag"] = r["tag"]
         if p.initiator_auth_network:
             e["auth_network"] = list(r.get("auth_network", []))
         e["comment"] = r["comment"]
@@ -1179,6 +1217,13 @@ def register(nas: Nas):
         iid = nas._next_id("initiator")
         # stored newline-joined / split on whitespace when read back
         data["initiators"] = " ".join(data["initiators"]).split()
+        if p.initiator_tag and not data.get("tag"):
+            # 11.3 do_create: tag 0 => the first free tag counting from len(groups) + 1
+            used = {r.get("tag") for r in T["initiator"].values()}
+            t = len(T["initiator"]) + 1
+            while t in used:
+                t += 1
+            data["tag"] = t
         T["initiator"][iid] = {"id": iid, **data}
         nas.service_reload()
         return _ini_entry(T["initiator"][iid])
@@ -1225,44 +1270,52 @@ def register(nas: Nas):
             e["discovery_auth"] = r.get("discovery_auth", "NONE")
         return e
 
-    def _validate_secret(verrors, sch, attr, secret):
+    # CHAP rules as plugins/iscsi_/auth.py validate() (TN-11.3-U5 / TN-13.0-U6.1: plugins/iscsi.py) has them:
+    # up to 24.10 only the length is checked; from 25.04 _validate_secret also refuses leading/trailing space
+    # and '#' (INVALID_CHARACTERS), every error is reported, and the peer secret is titled "Peer Secret".
+    def _validate_secret(verrors, sch, attr, title, secret):
         if len(secret) < 12 or len(secret) > 16:
-            verrors.add(f"{sch}.{attr}", "Secret must be between 12 and 16 characters.")
-        elif secret != secret.strip():
-            verrors.add(f"{sch}.{attr}", "Secret must not begin or end with whitespace.")
-        elif p.auth_secret_no_hash and "#" in secret:
-            verrors.add(f"{sch}.{attr}", "Secret must not contain the '#' character.")
+            verrors.add(f"{sch}.{attr}", f"{title} must be between 12 and 16 characters.")
+        if p.auth_secret_no_hash:
+            if secret != secret.strip():
+                verrors.add(f"{sch}.{attr}", f"{title} contains leading or trailing space.")
+            if "#" in secret:
+                verrors.add(f"{sch}.{attr}", f"{title} contains invalid characters: #")
 
     def _auth_validate(sch, data, old=None):
         verrors = ValidationErrors()
-        _validate_secret(verrors, sch, "secret", data["secret"])
-        if data["peeruser"] and not data["peersecret"]:
-            verrors.add(f"{sch}.peersecret", "The peer secret is required if you set a peer user.")
-        elif data["peersecret"] and not data["peeruser"]:
-            verrors.add(f"{sch}.peeruser", "The peer user is required if you set a peer secret.")
-        elif data["peersecret"]:
-            _validate_secret(verrors, sch, "peersecret", data["peersecret"])
-            if data["peersecret"] == data["secret"]:
+        secret, peer_secret, peer_user = data["secret"], data["peersecret"], data["peeruser"]
+        if not peer_user and peer_secret:
+            verrors.add(f"{sch}.peersecret", "The peer user is required if you set a peer secret.")
+        _validate_secret(verrors, sch, "secret", "Secret", secret)
+        da = data.get("discovery_auth", "NONE") if p.auth_discovery_auth else "NONE"
+        if peer_user:
+            if not peer_secret:
+                verrors.add(f"{sch}.peersecret", "The peer secret is required if you set a peer user.")
+            elif peer_secret == secret:
                 verrors.add(f"{sch}.peersecret", "The peer secret cannot be the same as user secret.")
-        if p.auth_discovery_auth:
-            da = data.get("discovery_auth", "NONE")
-            if da == "CHAP_MUTUAL":
-                if not data["peeruser"]:
-                    verrors.add(f"{sch}.discovery_auth", "Mutual CHAP discovery auth requires a peer user")
-                others = [
-                    a
-                    for a in T["auth"].values()
-                    if a.get("discovery_auth") == "CHAP_MUTUAL" and (old is None or a["id"] != old["id"])
-                ]
-                if others:
-                    verrors.add(
-                        f"{sch}.discovery_auth", "Only one mutual CHAP discovery auth entry is permitted"
-                    )
-        if old is not None and old["tag"] != data["tag"] and _tag_in_use(old["tag"], exclude=old["id"]):
-            verrors.add(
-                f"{sch}.tag", "This Authorized Access tag is in use by a target and cannot be changed."
-            )
+            else:
+                _validate_secret(verrors, sch, "peersecret", "Peer Secret", peer_secret)
+            # da_mutual_chap_peerusers() counts every CHAP_MUTUAL entry with a peer user, the one being
+            # updated included (as the middleware does)
+            mutual = [a for a in T["auth"].values() if a.get("discovery_auth") == "CHAP_MUTUAL" and a["peeruser"]]
+            if da == "CHAP_MUTUAL" and mutual:
+                verrors.add(f"{sch}.discovery_auth",
+                            "Cannot specify CHAP_MUTUAL as only one such entry is permitted.")
+        elif da == "CHAP_MUTUAL":
+            verrors.add(f"{sch}.discovery_auth", "Cannot specify CHAP_MUTUAL if peer_user has not been defined.")
+        if (old is not None and p.auth_delete_in_use_check and old["tag"] != data["tag"]
+                and _tag_in_use(old["tag"], exclude=old["id"])):
+            verrors.add(f"{sch}.tag", _in_use_msg(old["id"], old["tag"]))
         verrors.check()
+
+    def _in_use_msg(auth_id, tag):
+        # is_in_use(): "Authorized access of <auth id> is being used by following target(s): <target ids>"
+        return (f"Authorized access of {auth_id} is being used by following target(s): "
+                + ", ".join(str(t) for t in _tag_user_ids(tag)))
+
+    def _tag_user_ids(tag):
+        return sorted(t["id"] for t in T["target"].values() if any(g["auth"] == tag for g in t["groups"]))
 
     def _tag_users(tag):
         return sorted(t["name"] for t in T["target"].values() if any(g["auth"] == tag for g in t["groups"]))
@@ -1311,11 +1364,9 @@ def register(nas: Nas):
         if id_ not in T["auth"]:
             raise InstanceNotFound("iSCSITargetAuthCredential", id_)
         tag = T["auth"][id_]["tag"]
-        if _tag_in_use(tag, exclude=id_):
-            raise CallError(
-                f"Authorized access of {tag} is being used by following target(s): "
-                + ", ".join(_tag_users(tag))
-            )
+        # 11.3's do_delete has no in-use check (added in 12: is_in_use_by_portals_targets)
+        if p.auth_delete_in_use_check and _tag_in_use(tag, exclude=id_):
+            raise CallError(_in_use_msg(id_, tag))
         del T["auth"][id_]
         nas.service_reload()
         return True
@@ -1364,8 +1415,22 @@ def register(nas: Nas):
         }
         if p.extent_product_id:
             e["product_id"] = r.get("product_id")
-        e["locked"] = False
+        if p.extent_dataset_fields:  # 26: read-only, null for DISK extents (plugins/iscsi_/extents.py extend)
+            e["dataset"], e["relative_path"] = _file_dataset(r) if r["type"] == "FILE" else (None, None)
+        if p.extent_locked:  # not on 11.3 (the lockable SharingService came in 12)
+            e["locked"] = False
         return e
+
+    def _file_dataset(r):
+        path = r["path"] or ""
+        best = None
+        for name in nas.datasets:
+            mp = "/mnt/" + name
+            if (path == mp or path.startswith(mp + "/")) and (best is None or len(name) > len(best)):
+                best = name
+        if best is None:
+            return None, None
+        return best, path[len("/mnt/" + best):].lstrip("/")
 
     def _gen_serial():
         used = {e["serial"] for e in T["extent"].values()}
@@ -1391,14 +1456,16 @@ def register(nas: Nas):
         serial = data["serial"]
         if '"' in serial:
             verrors.add(f"{sch}.serial", "Double quotes are not allowed")
-        if len(serial) > p.serial_max:
+        if len(serial) > p.serial_max and p.serial_schema_max:
+            verrors.add(f"{sch}.serial", f"Value greater than {p.serial_max} not allowed")  # 11.3 Str max_length
+        elif len(serial) > p.serial_max:
             verrors.add(
                 f"{sch}.serial",
                 f"Maximum length of {p.serial_max} characters is allowed for extent serial"
                 if p.core
                 else f"Extent serial can not exceed {p.serial_max} characters",
             )
-        if old is None or serial != old["serial"]:
+        if (old is None or serial != old["serial"]) and not p.core:   # SCALE extents.py only
             if any(e["serial"] == serial for e in T["extent"].values()):
                 verrors.add(f"{sch}.serial", "Serial number must be unique")
         if data["type"] == "DISK":
@@ -1424,13 +1491,15 @@ def register(nas: Nas):
                 pending["device_pending"] -= 1  # the zvol device node appears a little after the create
                 exists = False
             if not exists:
-                if p.core:
+                if p.zvol_missing_msg_11:  # 11.3: os.path.exists(f'/dev/{disk}')
+                    verrors.add(f"{sch}.disk", f"ZVOL {disk} does not exist")
+                elif p.core:
                     verrors.add(f"{sch}.disk", f"Zvol {zname} does not exist", errno.ENOENT)
                 else:
                     verrors.add(f"{sch}.disk", f"Device {device!r} for volume {zname!r} does not exist")
             elif zname.split("/")[0] in ("boot-pool", "freenas-boot"):
                 verrors.add(f"{sch}.disk", "Volumes in the boot pool are not allowed")
-            if "@" in zname and not data["ro"]:
+            if "@" in zname and not data["ro"] and not p.core:   # SCALE extents.py only
                 verrors.add(f"{sch}.ro", "Must be set when disk is a ZFS Snapshot")
         else:
             path = data.get("path")
@@ -1578,6 +1647,11 @@ def register(nas: Nas):
                     "Value error, Only lowercase alphanumeric charactersplus dot (.), "
                     "dash (-), and colon (:) are allowed.",
                 )
+            elif p.core:  # TN-11.3-U5 / TN-13.0-U6.1 plugins/iscsi.py __validate
+                verrors.add(
+                    f"{sch}.name",
+                    "Lowercase alphanumeric characters plus dot (.), dash (-), and colon (:) are allowed.",
+                )
             else:
                 verrors.add(
                     f"{sch}.name",
@@ -1612,7 +1686,7 @@ def register(nas: Nas):
                 verrors.add(
                     f"{sch}.groups.{i}.initiator", f"{g['initiator']} Initiator not found in database"
                 )
-            if not g["auth"] and g["authmethod"] in ("CHAP", "CHAP_MUTUAL"):
+            if not g["auth"] and g["authmethod"] in ("CHAP", "CHAP_MUTUAL") and not p.core:  # SCALE targets.py
                 verrors.add(
                     f"{sch}.groups.{i}.auth", "Authentication group is required for CHAP and CHAP Mutual"
                 )

@@ -189,6 +189,10 @@ class MethodSpec:
     max_args: int = 99
 
 
+#: False only while scripts/trace_truenas_sources.py lists every method the simulator can serve
+SOURCE_GATE = True
+
+
 # ------------------------------------------------------------------------------------------------ NAS
 class Nas:
     def __init__(self, profile: Profile, seed: int = 1234):
@@ -596,6 +600,7 @@ class Nas:
                 ("volblocksize", lambda: P(vbs, str(vbs), zfs_human(vbs), "NONE")),
                 ("snapdev", lambda: inh("snapdev", "HIDDEN")),
             ]
+        created = d.get("creation") or 0   # datasets loaded from a state without it (golden cases)
         builders += [
             ("refreservation", refres),
             ("reservation", lambda: P(0, "0", "0B", "DEFAULT")),
@@ -605,9 +610,9 @@ class Nas:
             (
                 "creation",
                 lambda: P(
-                    {"$date": d["creation"] * 1000},
-                    str(d["creation"]),
-                    time.strftime("%a %b %d %H:%M %Y", time.gmtime(d["creation"])),
+                    {"$date": created * 1000},
+                    str(created),
+                    time.strftime("%a %b %d %H:%M %Y", time.gmtime(created)),
                     "NONE",
                 ),
             ),
@@ -630,6 +635,15 @@ class Nas:
         from . import methods
 
         methods.register(self)
+        if SOURCE_GATE:
+            # serve only what the real release has: sources.py (generated from the middleware source at the
+            # profile's tag) says None where a method is not in that release
+            from .sources import SOURCES
+
+            for name in list(self.methods):
+                row = SOURCES.get(name)
+                if row is not None and self.p.name in row and row[self.p.name] is None:
+                    del self.methods[name]
 
     # ------------------------------------------------------------------ jobs
     def new_job(self, method: str, arguments: list, ctx: Ctx, description=None) -> dict:

@@ -48,6 +48,18 @@ class Profile:
     pool_snapshot: bool = False  # pool.snapshot.* (25.10+); before it only zfs.snapshot.*
     pinned_versions: tuple = ()
     errname: bool = True
+    # FreeNAS 11.3 (TN-11.3-U5, plugins/iscsi.py): extents have no "locked" field, initiator groups carry a
+    # "tag", deleting a CHAP credential is not checked against targets, the serial is a schema max_length 16
+    # ("Value greater than 16 not allowed"), and a missing zvol is "ZVOL zvol/X does not exist".
+    extent_locked: bool = True
+    initiator_tag: bool = False
+    auth_delete_in_use_check: bool = True
+    serial_schema_max: bool = False
+    zvol_missing_msg_11: bool = False
+    # 26 (TS-26.0.0-BETA.3, plugins/iscsi_/extents.py + api/v26_0_0): extents also report dataset/relative_path,
+    # the global config reports direct_config/mode
+    extent_dataset_fields: bool = False
+    global_mode_fields: bool = False
 
 
 PROFILES: dict[str, Profile] = {}
@@ -165,8 +177,43 @@ _add(
 )
 
 
+# 11.3: FreeNAS 11.3-U5 (freenas/11.3-stable): CORE before 12: no API keys (plugins/api_key.py absent; only
+# auth.login), no auth.me / system.product_type / core.set_options (the source table gates them), iscsi.py
+# differences above; its zvol-delete cascade drops extents and mappings but leaves the targets.
+_add(
+    replace(
+        PROFILES["13"],
+        name="11.3",
+        version_string="FreeNAS-11.3-U5",
+        serial_max=16,
+        extent_locked=False,
+        initiator_tag=True,
+        auth_delete_in_use_check=False,
+        serial_schema_max=True,
+        zvol_missing_msg_11=True,
+    )
+)
+
+# 26: what changed since 25.10 (TS-26.0.0-BETA.3): service.start/stop/restart/reload are private (only
+# service.control is public; plugins/service.py), zfs.snapshot.* is gone (pool.snapshot.* only), new output
+# fields on extents and the global config, API versions up to v26.0.0.
+_add(
+    replace(
+        PROFILES["25.10"],
+        name="26",
+        version_string="TrueNAS-26.0.0-BETA.3",
+        extent_dataset_fields=True,
+        global_mode_fields=True,
+        pinned_versions=PROFILES["25.10"].pinned_versions + ("v25.10.3", "v25.10.4", "v26.0.0"),
+    )
+)
+
+#: oldest first; the order netprov's version checks rely on
+PROFILE_ORDER = ("11.3", "13", "24.10", "25.04", "25.10", "26")
+
+
 def get_profile(name: str) -> Profile:
-    """``"13"``, ``"24.10"``, ``"25.04"``, ``"25.10"``; longer versions (``"13.0-U6"``) map to them."""
+    """``"11.3"``, ``"13"``, ``"24.10"``, ``"25.04"``, ``"25.10"``, ``"26"``; longer versions (``"13.0-U6"``) map to them."""
     key = str(name).strip()
     if key in PROFILES:
         return PROFILES[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import collections
 import copy
 import errno
@@ -644,8 +645,11 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         seed: int = 1234,
+        version: str | None = None,
     ):
         self.profile = get_profile(profile)
+        if version is not None:  # report another system.version (a newer/older release) with this behaviour
+            self.profile = dataclasses.replace(self.profile, version_string=version)
         self.seed = seed
         self.nas = Nas(self.profile, seed=seed)
         self.nas.on_event = self._emit
