@@ -429,6 +429,7 @@ class TrueNASClient:
         self._ids = itertools.count(1)
         self._closed = False
         self._close_reason = ""
+        self._violation = ""   # set when netprov closed the connection because the NAS broke the protocol
         self._keeper: threading.Thread | None = None
         self._pin: Pin | None = None
         self._trust_command = "netprov trust STORAGE INVENTORY"
@@ -1037,7 +1038,7 @@ class TrueNASClient:
             with self._lock:
                 if call_id is not None and self._pending.pop(call_id, None) is not None:
                     self._slots.release()
-                reason = self._close_reason
+                reason = self._violation
             if reason:
                 # netprov itself closed it (the NAS broke the protocol): that is the cause to report
                 raise ConnectError(f"{method}: connection to {self.host} is closed ({reason})") from None
@@ -1141,6 +1142,7 @@ class TrueNASClient:
         with self._lock:
             already = self._closed
             self._closed = True
+            self._violation = self._violation or text
             if not self._close_reason:
                 self._close_reason = text
             pendings = list(self._pending.values())
