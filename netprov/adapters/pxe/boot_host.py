@@ -544,9 +544,11 @@ class PxeHost:
             raise StalePlanError(f"files on {s.server_name} changed since the plan was made "
                                  f"({mask_secrets(_stale_detail(out), secrets)}); plan again (nothing was changed)")
         if res.rc == 65 and re.search(r"^NETPROV-TEST-FAILED 12[67]$", out, re.M):
-            raise PushError(f"test_command {s.test_command!r}: {_first_word(s.test_command) or 'its program'} "
-                            f"not found (or not executable) on {s.server_name}; set test_command for this "
-                            f"server (nothing was activated and live files are unchanged)")
+            said = _one_line(out.split("NETPROV-TEST-FAILED", 1)[-1].partition("NETPROV-TEST-CONF")[0]
+                             .split("\n", 1)[-1], 200)
+            raise PushError(f"test_command {s.test_command!r} on {s.server_name}: a program it runs was not found "
+                            f"(or is not executable): {mask_secrets(said, secrets) or 'exit 127'}; set "
+                            f"test_command for this server (nothing was activated and live files are unchanged)")
         if res.rc == 65:
             raise PushError(f"dnsmasq rejected the new configuration on {s.server_name}; nothing was "
                             f"activated and live files are unchanged:\n"
