@@ -442,9 +442,23 @@ class Ipxe(Strict):
         return v
 
 
+PIHOLE_DEFAULTS = {
+    "test_command": "pihole-FTL dnsmasq-test-file {conf}",
+    "restart_command": "systemctl restart pihole-FTL",
+    "reload_command": "systemctl reload pihole-FTL",
+    "secret_group": "pihole",
+}
+
+
 class PxeServer(Strict):
     """A host running dnsmasq (DHCP or proxy-DHCP, and TFTP) that netprov writes boot files to."""
 
+    flavor: Literal["dnsmasq", "pihole"] = Field("dnsmasq", description="dnsmasq: Debian's dnsmasq package; "
+                                                 "pihole: the dnsmasq inside Pi-hole's pihole-FTL (its test and "
+                                                 "restart commands, group pihole, and a check that Pi-hole reads "
+                                                 "dnsmasq_dir; see docs/pihole.md)")
+    pihole_toml: AbsPath = Field("/etc/pihole/pihole.toml", description="flavor pihole: Pi-hole v6's config "
+                                 "file (absent on v5), checked for misc.etc_dnsmasq_d = true")
     transport: Literal["ssh", "local"] = Field("ssh", description="ssh: reach it over SSH; local: netprov runs "
                                                 "on the PXE server itself (no SSH)")
     ssh: Ssh | None = Field(None, description="required with transport: ssh")
@@ -509,6 +523,15 @@ class PxeServer(Strict):
         if v is not None and (len(v) > 253 or any(not 0 < len(label) <= 63 for label in v.split("."))):
             raise ValueError(f"{v!r} is not a DNS domain (labels of 1-63 characters, at most 253 in all)")
         return v
+
+    @model_validator(mode="after")
+    def _flavor(self) -> PxeServer:
+        # Pi-hole's defaults, unless the user set them (docs/pihole.md cites the Pi-hole sources)
+        if self.flavor == "pihole":
+            for name, value in PIHOLE_DEFAULTS.items():
+                if name not in self.model_fields_set:
+                    object.__setattr__(self, name, value)
+        return self
 
     @model_validator(mode="after")
     def _mode(self) -> PxeServer:

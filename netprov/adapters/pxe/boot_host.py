@@ -101,10 +101,16 @@ class PxeSettings:
     sudo: bool = False
     lock_path: str = "/run/lock/netprov.lock"
     secret_group: str = "dnsmasq"
+    flavor: str = "dnsmasq"            # "pihole": the read also checks Pi-hole reads the drop-in (docs/pihole.md)
+    pihole_toml: str = "/etc/pihole/pihole.toml"
     server: str | None = None          # the BootFile.server name; defaults to host
     connect_timeout: float = 15.0      # connecting + logging in; also how long an unanswered peer is kept
     command_timeout: float = 300.0     # the deadline of each later step (read, lock, upload, commit)
     keepalive: float | None = None     # SSH keepalive interval; default min(10, connect_timeout / 3)
+
+    @property
+    def dnsmasq_dir_hint(self) -> str:
+        return self.roots.get(Root.DNSMASQ, "/etc/dnsmasq.d") if self.roots else "/etc/dnsmasq.d"
 
     @property
     def server_name(self) -> str:
@@ -153,6 +159,18 @@ done
 lockdir=$(dirname -- "$lock")
 if ! writable "$lockdir"; then printf 'W|lock directory|%s\n' "$lockdir"
 elif [ -e "$lock" ] && [ ! -w "$lock" ]; then printf 'W|lock file|%s\n' "$lock"; fi
+# Pi-hole flavour: will pihole-FTL read the drop-in? v6 (pihole.toml present) only with
+# [misc] etc_dnsmasq_d = true; v5 always reads /etc/dnsmasq.d. Q|v6|<value or unset or unreadable>; Q|v5|
+if [ -n "${PIHOLE_TOML:-}" ]; then
+  if [ -e "$PIHOLE_TOML" ]; then
+    if t=$(cat -- "$PIHOLE_TOML" 2>/dev/null || $PIHOLE_SUDO cat -- "$PIHOLE_TOML" 2>/dev/null </dev/null); then
+      v=$(printf '%s\n' "$t" | awk '/^[[:space:]]*\[/ { sec = $0; gsub(/[][[:space:]]/, "", sec); next }
+        sec == "misc" && /^[[:space:]]*etc_dnsmasq_d[[:space:]]*=/ {
+          sub(/^[^=]*=[[:space:]]*/, ""); sub(/[[:space:]#].*$/, ""); print; exit }')
+      printf 'Q|v6|%s\n' "${v:-unset}"
+    else printf 'Q|v6|unreadable\n'; fi
+  else printf 'Q|v5|\n'; fi
+fi
 set -f
 while [ $# -gt 0 ]; do
   a=$1; shift
@@ -315,15 +333,19 @@ class PxeHost:
         args = [self.settings.lock_path, *self._tools(), "--roots"]
         args += [f"{r.value}={d}" for r, d in sorted(rootmap.items())]
         args += ["--sources", *srcs]
+        env = f"HDR={q(HEADER_MARKER)}; export HDR; "
+        if self.settings.flavor == "pihole":
+            sudo = "sudo -n" if self.settings.sudo and self.conn.user != "root" else "false"
+            env += f"PIHOLE_TOML={q(self.settings.pihole_toml)}; PIHOLE_SUDO={q(sudo)}; export PIHOLE_TOML PIHOLE_SUDO; "
         try:
-            res = self.conn.run(f"HDR={q(HEADER_MARKER)}; export HDR; " + self._sh(_WALK, args),
+            res = self.conn.run(env + self._sh(_WALK, args),
                                 timeout=self.settings.command_timeout, what="reading the files it holds")
         except ConnectError as exc:
             raise PushError(f"reading files on {server} failed: {exc} (nothing was changed)") from None
         if "END|" not in res.out or res.rc != 0:
             raise PushError(f"reading files on {server} failed (exit {res.rc}; the answer was incomplete): "
                             f"{_one_line(mask_secrets(res.err))} (nothing was changed)")
-        self.preflight = _preflight(server, rootmap, res.out)
+        self.preflight = _preflight(server, rootmap, res.out) + _pihole_problems(self.settings, res.out)
         try:
             return parse_manifest(server, rootmap, res.out)
         except (ValueError, KeyError, IndexError) as exc:
@@ -521,6 +543,12 @@ class PxeHost:
         if res.rc == 66:
             raise StalePlanError(f"files on {s.server_name} changed since the plan was made "
                                  f"({mask_secrets(_stale_detail(out), secrets)}); plan again (nothing was changed)")
+        if res.rc == 65 and re.search(r"^NETPROV-TEST-FAILED 12[67]$", out, re.M):
+            said = _one_line(out.split("NETPROV-TEST-FAILED", 1)[-1].partition("NETPROV-TEST-CONF")[0]
+                             .split("\n", 1)[-1], 200)
+            raise PushError(f"test_command {s.test_command!r} on {s.server_name}: a program it runs was not found "
+                            f"(or is not executable): {mask_secrets(said, secrets) or 'exit 127'}; set "
+                            f"test_command for this server (nothing was activated and live files are unchanged)")
         if res.rc == 65:
             raise PushError(f"dnsmasq rejected the new configuration on {s.server_name}; nothing was "
                             f"activated and live files are unchanged:\n"
@@ -683,10 +711,27 @@ def _preflight(server: str, roots: Mapping[Root, str], text: str) -> list[str]:
             "real directory in the inventory (nothing was changed)")
     problems = []
     if tools:
-        problems.append("missing command(s): " + ", ".join(tools))
+        problems.append("missing command(s): " + ", ".join(tools) + " (not found on the server's PATH)")
     if unwritable:
         problems.append("cannot write to " + ", ".join(unwritable) + " as the SSH user")
     return problems
+
+
+def _pihole_problems(s: PxeSettings, text: str) -> list[str]:
+    """Flavour pihole: what the walk's Q| line says about Pi-hole reading netprov's drop-in."""
+    if s.flavor != "pihole":
+        return []
+    for line in text.split("\n"):
+        if line.startswith("Q|v6|"):
+            value = line[len("Q|v6|"):].strip().strip("'\"").lower()
+            if value == "true":
+                return []
+            if value == "unreadable":
+                return [f"cannot read {s.pihole_toml} to check that Pi-hole v6 reads {s.dnsmasq_dir_hint}: "
+                        "let the SSH user read it or use sudo"]
+            return [f"Pi-hole v6 does not read {s.dnsmasq_dir_hint} (misc.etc_dnsmasq_d is {value} in "
+                    f"{s.pihole_toml}): run `sudo pihole-FTL --config misc.etc_dnsmasq_d true` on the PXE server"]
+    return []
 
 
 _ROOT_NAMES = {r.value for r in Root}

@@ -141,7 +141,7 @@ def pxe_settings(name: str, server, loaded, settings):
         test_command=server.test_command or defaults.test_command,
         reload_command=server.reload_command or defaults.reload_command,
         restart_command=server.restart_command or defaults.restart_command,
-        sudo=sudo, secret_group=server.secret_group,
+        sudo=sudo, secret_group=server.secret_group, flavor=server.flavor, pihole_toml=server.pihole_toml,
         server=name, connect_timeout=settings.timeout, command_timeout=max(settings.timeout, 60.0) * 5)
 
 
