@@ -16,8 +16,11 @@ from typing import Any
 from netprov.core.plan import Action, Change
 
 #: What each plan action means for a NAS object / a boot file.
-NAS_STATE = {Action.NOOP: "present", Action.CREATE: "missing", Action.UPDATE: "drifted", Action.DELETE: "extra"}
-FILE_STATE = {Action.NOOP: "current", Action.CREATE: "missing", Action.UPDATE: "stale", Action.DELETE: "leftover"}
+#: (A replace is drift the planner can only fix by re-making the object: drift too.)
+NAS_STATE = {Action.NOOP: "present", Action.CREATE: "missing", Action.UPDATE: "drifted", Action.REPLACE: "drifted",
+             Action.DELETE: "extra"}
+FILE_STATE = {Action.NOOP: "current", Action.CREATE: "missing", Action.UPDATE: "stale", Action.REPLACE: "stale",
+              Action.DELETE: "leftover"}
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,10 @@ class Status:
 
 def _object(c: Change) -> ObjectStatus:
     table = FILE_STATE if c.system.startswith("pxe:") and c.kind == "file" else NAS_STATE
-    return ObjectStatus(kind=c.kind, address=c.address, state=table[c.action],
-                        detail="" if c.action is Action.NOOP else c.reason, refused=c.refused)
+    detail = "" if c.action is Action.NOOP else c.reason
+    if c.cascade and c.action is not Action.NOOP:
+        detail += f" (with it: {', '.join(c.cascade)})"
+    return ObjectStatus(kind=c.kind, address=c.address, state=table[c.action], detail=detail, refused=c.refused)
 
 
 def target_sessions(sessions: Iterable[Mapping[str, Any]], basename: str, target: str,

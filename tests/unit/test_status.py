@@ -90,3 +90,9 @@ def test_a_machine_gone_from_the_inventory_is_listed_with_what_would_be_removed(
     assert {o.state for o in beta.files} == {"leftover"}
     assert beta.nas and {o.state for o in beta.nas} == {"extra"}
     assert "beta (not in inventory)" in "\n".join(status_lines(status))
+
+
+def test_every_plan_action_has_a_state() -> None:
+    from netprov.core.plan import Action
+    from netprov.core.status import FILE_STATE, NAS_STATE
+    assert set(NAS_STATE) == set(FILE_STATE) == set(Action)
