@@ -161,7 +161,10 @@ def service(raw: Any) -> dict | None:
 
 
 def session(raw: Mapping[str, Any]) -> dict:
-    return {"target": raw.get("target") or "", "initiator": raw.get("initiator") or ""}
+    out = {"target": raw.get("target") or "", "initiator": raw.get("initiator") or ""}
+    if raw.get("initiator_addr"):   # where the initiator logged in from (netprov status shows it)
+        out["initiator_addr"] = str(raw["initiator_addr"])
+    return out
 
 
 def snapshot(raw: Mapping[str, Any]) -> tuple[str, dict]:
@@ -363,7 +366,7 @@ _AUTH = {"id": _INT, "tag": _INTISH, "user": _STR, "peeruser": _STR, "secret": _
 _PORTAL = {"id": _INT, "tag": _INTISH, "comment": _STR,
            "listen": _List(_Obj({"ip": _STR, "port": _INTISH}), "a list of objects")}
 _SERVICE = {"service": _STR, "enable": _BOOL, "state": _STR}
-_SESSION = {"target": _STR, "initiator": _STR}
+_SESSION = {"target": _STR, "initiator": _STR, "initiator_addr": _STR}
 _SNAPSHOT = {"id": _STR, "name": _STR, "properties": _Obj({"volsize": _PROP, "volblocksize": _PROP}),
              "volsize": _PROP, "volblocksize": _PROP}
 _JOB = {"id": _INT, "method": _STR, "state": _STR, "error": _STR,

@@ -284,7 +284,7 @@ class TrueNASStorage:
             ("iscsi.portal.query", ([], {"select": ["id", "tag", "listen", "comment"]})),
             ("iscsi.global.config", ()),
             ("service.query", ([["service", "=", SERVICE]], {"select": ["service", "enable", "state"]})),
-            ("iscsi.global.sessions", ([], {"select": ["target", "initiator"]})),
+            ("iscsi.global.sessions", ([], {"select": ["target", "initiator", "initiator_addr"]})),
         ]
         sources = desired.clone_sources if desired is not None else []
         if sources:

@@ -5,7 +5,7 @@ import importlib
 
 def register(app, sim_app, state_app, opts) -> None:
     """Attach the commands that live in their own modules."""
-    for name, target in (("plan_apply", app), ("demo", app), ("trust", app), ("sim", sim_app),
+    for name, target in (("plan_apply", app), ("demo", app), ("trust", app), ("status", app), ("sim", sim_app),
                          ("state", state_app)):
         try:
             module = importlib.import_module(f"netprov.cli.commands.{name}")

@@ -1,0 +1,54 @@
+"""`netprov status`: per machine, its NAS objects, its boot files and whether it is booted now.
+
+The same reads as `netprov plan` (one NAS read per storage, one PXE read per server) and the same
+plan; netprov.core.status regroups it per machine. Exit 0 when everything is as the inventory
+says, 2 when something differs, 1 on errors (docs/exit-codes.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from netprov.cli import console
+from netprov.cli.commands.plan_apply import AcceptKeyOpt, CaFileOpt, InsecureOpt, TargetOpt
+from netprov.cli.exit_codes import ExitCode
+
+
+def run(opts, inventory: Path, *, as_json: bool, target, flags: dict) -> int:
+    from netprov.cli.commands.plan_apply import _load, _policy, make_run_plan, open_world
+    from netprov.core.status import status_lines, summarise
+
+    ctx = _load(inventory, opts, **flags)
+    policy = _policy(target, False, False, ctx)
+    with open_world(ctx, offline=False, state=None) as world:
+        run_plan = make_run_plan(ctx, world, policy, inventory)
+    machines = [m for m in run_plan.loaded.machines if target is None or m.name in target]
+    changes = [c for c in run_plan.plan.changes if target is None or c.machine is None or c.machine in target]
+    status = summarise(changes, machines, {k: v[:2] for k, v in run_plan.storage.items()})
+    if as_json:
+        sys.stdout.write(json.dumps(status.to_json(), indent=2, sort_keys=True) + "\n")
+    else:
+        show = console.out()
+        for line in status_lines(status):
+            show.print(line, markup=False, highlight=False, soft_wrap=True)
+    return ExitCode.OK if status.converged else ExitCode.CHANGES
+
+
+def register(app: typer.Typer, opts) -> None:
+    @app.command()
+    def status(
+        inventory: Annotated[Path, typer.Argument(help="Inventory YAML file.")] = Path("inventory.yaml"),
+        as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+        target: TargetOpt = None,
+        insecure: InsecureOpt = None, ca_file: CaFileOpt = None, accept_new_host_key: AcceptKeyOpt = None,
+    ) -> None:
+        """Per machine: NAS objects, boot files, and whether it is booted now (exit 0 all as the
+        inventory says, 2 something differs, 1 error)."""
+        raise typer.Exit(run(opts, inventory, as_json=as_json, target=target,
+                             flags=dict(insecure=insecure, ca_file=ca_file,
+                                        accept_new_host_key=accept_new_host_key)))
