@@ -353,18 +353,18 @@ def register(app: typer.Typer, opts) -> None:
         auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Don't ask (required when not on a "
                                                    "terminal).")] = False,
         target: TargetOpt = None, allow_destroy: AllowDestroyOpt = False, adopt: AdoptOpt = False,
-        no_snapshot: NoSnapshotOpt = False,
+        no_snapshot: NoSnapshotOpt = False, full: FullOpt = False,
         insecure: InsecureOpt = None, ca_file: CaFileOpt = None, accept_new_host_key: AcceptKeyOpt = None,
     ) -> None:
         """Plan, confirm, make the changes, then plan again to check the world converged."""
         raise typer.Exit(run_apply(source, opts, auto_approve=auto_approve, target=target,
-                                   allow_destroy=allow_destroy, adopt=adopt, no_snapshot=no_snapshot,
+                                   allow_destroy=allow_destroy, adopt=adopt, no_snapshot=no_snapshot, full=full,
                                    flags=dict(insecure=insecure, ca_file=ca_file,
                                               accept_new_host_key=accept_new_host_key)))
 
 
 def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: bool, adopt: bool,
-              flags: dict, no_snapshot: bool = False) -> int:
+              flags: dict, no_snapshot: bool = False, full: bool = False) -> int:
     """`netprov apply` as a function (the demo calls it too)."""
     from netprov import views
     from netprov.engine.run import ApplyResult, apply_plan, blocking_refusals, missing_secrets
@@ -397,7 +397,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
             # Same world, same inventory file, different plan: templates or secrets changed.
             raise NetprovError("saved plan is stale: the plan made now differs from the saved one (template "
                                "overrides or secrets changed); plan again")
-        views.plan_rich(run.plan, console.err() if not opts.quiet else _null_console())
+        views.plan_rich(run.plan, console.err() if not opts.quiet else _null_console(), full=full)
         if not run.plan.has_changes:
             console.info("Nothing to do.", quiet=opts.quiet)
             return ExitCode.OK
