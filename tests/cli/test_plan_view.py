@@ -136,3 +136,17 @@ def test_the_colour_view_says_what_the_text_view_says(inv, capsys, monkeypatch) 
     assert "\x1b[" in printed
     assert re.sub(r"\x1b\[[0-9;]*m", "", printed) == views.plan_text(p)
     assert "sparse: false -> true" in printed and 'volsize: "8G" -> "16G"' in printed
+
+
+def test_a_quiet_console_prints_no_plan() -> None:
+    """apply -q hands the view a quiet console: not one line of the plan (not even to a pipe)."""
+    import io
+
+    from rich.console import Console
+
+    from netprov.core.plan import Action, Change, Plan
+    buf = io.StringIO()
+    c = Change("storage:nas", "zvol", "zvol[tank/netboot/m1]", Action.CREATE, "zvol does not exist", None,
+               {"volsize": "8G"}, machine="m1")
+    views.plan_rich(Plan(changes=(c,), fingerprints={}), Console(file=buf, quiet=True, markup=False))
+    assert buf.getvalue() == "" and "zvol[tank/netboot/m1]" in views.plan_text(Plan(changes=(c,), fingerprints={}))
