@@ -193,10 +193,9 @@ def plan_text(plan: Plan, *, verbose: bool = False, full: bool = False) -> str:
 def plan_rich(plan: Plan, console: Any, *, verbose: bool = False, full: bool = False) -> None:
     """The plan on a rich console (colour when the console has it): built as one Text, printed once."""
     from rich.text import Text
-    from netprov.cli.console import mask
     if console.quiet:
         return
-    lines = [(mask(line), style) for line, style in plan_lines(plan, verbose=verbose, full=full)]
+    lines = plan_lines(plan, verbose=verbose, full=full)
     if console.no_color or not console.is_terminal:
         console.file.write("\n".join(line for line, _ in lines) + "\n")
         console.file.flush()
