@@ -628,7 +628,7 @@ class _Planner:
                                "netprov never replaces a disk in use")
                 elif not self.p.allow_destroy:
                     refused = ("replacing the zvol destroys its data (TrueNAS cannot shrink a zvol or change its "
-                               "volblocksize); needs allow_destroy")
+                               "volblocksize); needs --allow-destroy")
                 b, a = self.diff(before_full, after_full, {"name": m.zvol})
                 # the extents and mappings go first (explicitly), so the target survives the replace
                 cascade = [c for c in self._zvol_cascade(m.zvol) if not c.startswith("target[")]
@@ -641,7 +641,7 @@ class _Planner:
                     # one self-contained change: apply deletes the zvol's mappings and extents explicitly
                     # (TrueNAS refuses while a session is logged in), then the zvol, then creates it again
                     net, net_after, net_why = self._net(m.zvol)
-                    out_fwd.append(self.ch("zvol", zaddr, Action.REPLACE, "; ".join(why) + " (allow_destroy); its "
+                    out_fwd.append(self.ch("zvol", zaddr, Action.REPLACE, "; ".join(why) + " (--allow-destroy); its "
                                            "extent and mapping are deleted first and re-created after; " + net_why,
                                            machine=name, before=b, after={**a, **net_after}, cascade=cascade,
                                            data={**zdata, "pre_delete": self._pre_replace_deletes(m), "net": net}))
@@ -1150,7 +1150,7 @@ class _Planner:
             return (f"{what} has an active iSCSI session from {', '.join(sorted(sessions))}; "
                     "netprov never deletes a disk in use")
         if gated and not self.p.allow_destroy:
-            return "the machine is no longer in the inventory; deleting its disk needs allow_destroy"
+            return "the machine is no longer in the inventory; deleting its disk needs --allow-destroy"
         return None
 
     # -- orphans ---------------------------------------------------------------------------

@@ -187,7 +187,7 @@ def test_destroyed_disk_is_kept_unless_no_snapshot(lab) -> None:
     text = inventory.read_text()
     inventory.write_text(text.replace("  beta: {mac: 52:54:00:10:00:02, firmware: uefi}\n", ""))
     shown = netprov("plan", "--allow-destroy", str(inventory), env=env, cwd=tmp)
-    assert "snapshot: 'tank/netboot/beta@netprov-" in shown.stdout and "kept_as: 'tank/netboot/beta.netprov-retired-" \
+    assert 'snapshot: "tank/netboot/beta@netprov-' in shown.stdout and 'kept_as: "tank/netboot/beta.netprov-retired-' \
         in shown.stdout, shown.stdout
     saved = netprov("plan", "--allow-destroy", "--out", str(tmp / "p.json"), str(inventory), env=env, cwd=tmp)
     assert saved.returncode == 0, saved.stderr

@@ -161,7 +161,7 @@ def test_orphan_without_then_with_allow_destroy(nas):
     d1 = desired_from(inv('m1: {mac: "52:54:00:00:00:01"}'))
     pend = nas.pending(d1)
     assert [c.kind for c in pend] == ["targetextent", "target", "auth", "initiator", "extent", "zvol"]
-    assert all(c.action is Action.DELETE and "allow_destroy" in c.refused for c in pend)
+    assert all(c.action is Action.DELETE and "--allow-destroy" in c.refused for c in pend)
     assert "target[m2]" in pend[-1].cascade
     _, report = nas.apply(d1)
     assert not report.done and len(report.skipped) == 6
@@ -195,7 +195,7 @@ def test_shrink_and_volblocksize_refused_then_replaced(nas):
     nas.apply(d)
     small = desired_from(inv('m1: {mac: "52:54:00:00:00:01", disk: {size: 8G}}'))
     [ch] = nas.pending(small)
-    assert ch.action is Action.REPLACE and "allow_destroy" in ch.refused
+    assert ch.action is Action.REPLACE and "--allow-destroy" in ch.refused
     vbs = desired_from(inv('m1: {mac: "52:54:00:00:00:01", disk: {volblocksize: 64K}}'))
     [ch] = nas.pending(vbs)
     assert ch.action is Action.REPLACE and "volblocksize" in ch.reason and ch.refused

@@ -71,12 +71,21 @@ def test_target_israfel_leaves_removed_and_remacced_machines_alone(demo) -> None
     plan = netprov("plan", "--target", "sachiel", str(inventory), env=env)
     assert plan.returncode == 0, plan.stderr
     assert "- pxe.tftp[52-54-00-ab-cd-ef.ipxe]" in plan.stdout and "ramiel" not in plan.stdout
+    # issue 13 item 4: the plan says what happened (not only a delete and a create), under the machine
+    group = plan.stdout[plan.stdout.index("# machine sachiel"):]
+    assert group.splitlines()[1].strip().startswith(f"MAC changed from {OLD_MAC} to {NEW_MAC}"), plan.stdout
+    assert "- pxe.tftp[52-54-00-ab-cd-ef.ipxe]" in group and "+ pxe.tftp[52-54-00-ab-cd-00.ipxe]" in group
     applied = netprov("apply", "--target", "sachiel", "--auto-approve", str(inventory), env=env)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert NEW_MAC in (hosts / "sachiel.conf").read_text()
     assert (tftp / "52-54-00-ab-cd-00.ipxe").exists() and not (tftp / "52-54-00-ab-cd-ef.ipxe").exists()
     assert (hosts / "ramiel.conf").read_bytes() == before["etc/netprov/dnsmasq-hosts/ramiel.conf"]
     assert (tftp / "52-54-00-aa-bb-01.ipxe").read_bytes() == before["srv/tftp/52-54-00-aa-bb-01.ipxe"]
+
+    # A removed machine's disk is kept unless the user passes the flag, which the refusal names.
+    refusal = netprov("plan", str(inventory), env=env)
+    assert refusal.returncode == 1 and "needs --allow-destroy" in refusal.stdout, refusal.stdout + refusal.stderr
+    assert "needs allow_destroy" not in refusal.stdout + refusal.stderr
 
     # A removed machine is targeted by name (with --allow-destroy): its disk and its files, nothing else.
     applied = netprov("apply", "--target", "ramiel", "--allow-destroy", "--auto-approve", str(inventory), env=env)

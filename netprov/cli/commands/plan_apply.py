@@ -34,6 +34,8 @@ TargetOpt = Annotated[Optional[list[str]], typer.Option("--target", "-t", metava
 AllowDestroyOpt = Annotated[bool, typer.Option("--allow-destroy", help="Allow deleting/replacing disks "
                                                "(orphans, shrink, volblocksize change).")]
 AdoptOpt = Annotated[bool, typer.Option("--adopt", help="Take over same-named objects netprov did not create.")]
+FullOpt = Annotated[bool, typer.Option("--full", help="Show every object of every machine (a plan creating "
+                                       "more than 20 machines shows one line per created machine).")]
 NoSnapshotOpt = Annotated[bool, typer.Option("--no-snapshot", help="Destroy deleted/replaced disks outright instead "
                                              "of keeping them (snapshot + retired copy; docs/recovery.md).")]
 InsecureOpt = Annotated[Optional[bool], typer.Option("--insecure/--no-insecure", help="Skip TLS verification of the NAS "
@@ -220,12 +222,12 @@ def make_run_plan(ctx: Context, world, policy, inventory: Path, reporter=None):
                      inventory_name=str(inventory), inventory_sha256=ctx.inventory_sha256, reporter=reporter)
 
 
-def show_plan(plan, *, as_json: bool, verbose: bool = False) -> None:
+def show_plan(plan, *, as_json: bool, verbose: bool = False, full: bool = False) -> None:
     from netprov import views
     if as_json:
         sys.stdout.write(views.plan_json(plan))
     else:
-        views.plan_rich(plan, console.out(), verbose=verbose)
+        views.plan_rich(plan, console.out(), verbose=verbose, full=full)
     if console.github_actions() and os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
             fh.write(views.plan_markdown(plan))
@@ -328,7 +330,7 @@ def register(app: typer.Typer, opts) -> None:
         state: Annotated[Optional[Path], typer.Option("--state", help="Actual state from `netprov state pull` "
                                                       "(implies --offline).")] = None,
         target: TargetOpt = None, allow_destroy: AllowDestroyOpt = False, adopt: AdoptOpt = False,
-        no_snapshot: NoSnapshotOpt = False,
+        no_snapshot: NoSnapshotOpt = False, full: FullOpt = False,
         insecure: InsecureOpt = None, ca_file: CaFileOpt = None, accept_new_host_key: AcceptKeyOpt = None,
     ) -> None:
         """Show what apply would change on the NAS and the PXE servers (changes nothing)."""
@@ -336,7 +338,7 @@ def register(app: typer.Typer, opts) -> None:
         policy = _policy(target, allow_destroy, adopt, ctx, no_snapshot=no_snapshot)
         with open_world(ctx, offline=offline, state=state) as world:
             run = make_run_plan(ctx, world, policy, inventory)
-        show_plan(run.plan, as_json=as_json, verbose=opts.verbose > 0)
+        show_plan(run.plan, as_json=as_json, verbose=opts.verbose > 0, full=full)
         if out is not None:
             if world.offline:
                 raise NetprovError("an offline plan can't be saved for apply: plan against the live systems")
@@ -351,18 +353,18 @@ def register(app: typer.Typer, opts) -> None:
         auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Don't ask (required when not on a "
                                                    "terminal).")] = False,
         target: TargetOpt = None, allow_destroy: AllowDestroyOpt = False, adopt: AdoptOpt = False,
-        no_snapshot: NoSnapshotOpt = False,
+        no_snapshot: NoSnapshotOpt = False, full: FullOpt = False,
         insecure: InsecureOpt = None, ca_file: CaFileOpt = None, accept_new_host_key: AcceptKeyOpt = None,
     ) -> None:
         """Plan, confirm, make the changes, then plan again to check the world converged."""
         raise typer.Exit(run_apply(source, opts, auto_approve=auto_approve, target=target,
-                                   allow_destroy=allow_destroy, adopt=adopt, no_snapshot=no_snapshot,
+                                   allow_destroy=allow_destroy, adopt=adopt, no_snapshot=no_snapshot, full=full,
                                    flags=dict(insecure=insecure, ca_file=ca_file,
                                               accept_new_host_key=accept_new_host_key)))
 
 
 def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: bool, adopt: bool,
-              flags: dict, no_snapshot: bool = False) -> int:
+              flags: dict, no_snapshot: bool = False, full: bool = False) -> int:
     """`netprov apply` as a function (the demo calls it too)."""
     from netprov import views
     from netprov.engine.run import ApplyResult, apply_plan, blocking_refusals, missing_secrets
@@ -395,7 +397,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
             # Same world, same inventory file, different plan: templates or secrets changed.
             raise NetprovError("saved plan is stale: the plan made now differs from the saved one (template "
                                "overrides or secrets changed); plan again")
-        views.plan_rich(run.plan, console.err() if not opts.quiet else _null_console())
+        views.plan_rich(run.plan, console.err() if not opts.quiet else _null_console(), full=full)
         if not run.plan.has_changes:
             console.info("Nothing to do.", quiet=opts.quiet)
             return ExitCode.OK
