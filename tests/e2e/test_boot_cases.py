@@ -261,7 +261,7 @@ def test_case7_added_machine_boots_after_sighup_without_restart():
 
         machines["delta"] = {"mac": "52:54:00:99:06:0d", "ip": "10.99.0.63"}
         out = w.apply(machines)  # new target + host file + script: netprov only reloads (SIGHUP) dnsmasq
-        assert "activation: None -> 'sighup'" in out and "'restart'" not in out, out[-3000:]
+        assert 'activation: null -> "sighup"' in out and '"restart"' not in out, out[-3000:]
         assert w.lab.dnsmasq.pid == pid, "dnsmasq was restarted: " + w.lab.dnsmasq.log()[-1500:]
         assert w.lab.dnsmasq.wait_log_count("read " + str(w.tree.hosts_dir), hups + 2, timeout=5), \
             w.lab.dnsmasq.log()[-1500:]  # SIGHUP re-read both host files
