@@ -60,14 +60,12 @@ def _mac_of(c: Change) -> str | None:
 _MAC_FILE = re.compile(r"\[(?:[^\]]*/)?((?:[0-9a-f]{2}-){5}[0-9a-f]{2})\.ipxe\]$")
 
 
-def change_lines(c: Change, *, verbose: bool = False, full: bool = True) -> list[str]:
+def change_lines(c: Change, *, verbose: bool = False) -> list[str]:
     """Plain lines for one change (no markup). A create says what it makes on one line; an update shows
     each changed attribute; a created file's content shows with ``verbose`` (it says its size otherwise)."""
     lines = [f"{SYMBOL[c.action]} {c.address}  ({c.action.value}: {c.reason})"]
     if c.refused:
         lines.append(f"    ! refused: {c.refused}")
-    if not full and c.action is Action.CREATE and not c.refused:
-        return lines
     before, after = _fields(c.before), _fields(c.after)
     keys = sorted(set(before) | set(after))
     if c.diff and not verbose:

@@ -20,13 +20,13 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from netprov.adapters.local import write_atomic
 from netprov.errors import NetprovError
 
 __all__ = [
@@ -99,7 +99,6 @@ class Pin:
     key: str
     sha256: bytes
     comment: str = ""
-    line: int = 0
 
     @property
     def fingerprint(self) -> str:
@@ -126,7 +125,7 @@ def read_pins(path: Path) -> dict[str, Pin]:
             digest = parse_fingerprint(m.group(2))
         except ValueError as e:
             raise NetprovError(f"{path}:{n}: {e}") from None
-        pins[m.group(1).lower()] = Pin(m.group(1).lower(), digest, (m.group(3) or "").strip(), n)
+        pins[m.group(1).lower()] = Pin(m.group(1).lower(), digest, (m.group(3) or "").strip())
     return pins
 
 
@@ -151,21 +150,7 @@ def write_pin(path: Path, key: str, digest: bytes, comment: str = "") -> None:
     kept.append(f"{key} {format_fingerprint(digest)}" + (f"  # {comment}" if comment else ""))
     data = ("\n".join(kept) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    write_atomic(path, data)
 
 
 @dataclass(frozen=True)

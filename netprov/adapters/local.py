@@ -4,6 +4,7 @@ and secrets from the environment. Everything here is I/O; what it reads goes to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +110,26 @@ def load_workspace(path: str | Path, env: dict[str, str] | None = None) -> Works
         raise InventoryError(errors)
     problems += _secret_file_problems(loaded)
     return Workspace(p, loaded, templates, secrets, tuple(problems))
+
+
+PRIVATE = 0o600
+
+
+def write_atomic(path: Path, data: bytes, mode: int = PRIVATE) -> None:
+    """Write ``data`` to ``path`` whole: a temporary file created with ``mode`` from the start (a file
+    holding a secret is never readable by others, not even for a moment), synced, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode & 0o700)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

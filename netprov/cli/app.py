@@ -90,7 +90,6 @@ def _global(
     OPTS.verbose, OPTS.quiet, OPTS.debug, OPTS.config = verbose, quiet, debug, config
     if no_color:
         console.set_no_color()
-    import logging
     if debug or verbose > 1:
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
                             format="%(levelname)s %(name)s: %(message)s")

@@ -53,7 +53,6 @@ def err() -> Console:
 
 
 _SECRETS: set[str] = set()
-MASK = "********"
 
 
 def add_secrets(*values: str | None) -> None:
@@ -64,10 +63,8 @@ def add_secrets(*values: str | None) -> None:
 
 
 def mask(text: str) -> str:
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+    from netprov.core.secrets import mask_secrets
+    return mask_secrets(text, _SECRETS, patterns=False)
 
 
 def reset() -> None:

@@ -22,15 +22,19 @@ _KV = re.compile(r"(?i)(\b[\w.-]*(?:password|secret)[\w.-]*\s*[=:]\s*)([^\s,;]+)
 _URL_CRED = re.compile(r"(://[^/\s:@]+:)([^@/\s]+)(@)")
 
 
-def mask_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+def mask_secrets(text: str, secrets: Iterable[str] = (), *, patterns: bool = True) -> str:
     """THE masking function: every path that shows text it did not write itself (a diff,
     a remote command's output, an error message) passes it through here.
 
     Replaces every literal secret, and every value of a ``set password …``-style line,
     ``password=…`` / ``secret: …`` pair or ``user:pass@`` URL (so secrets netprov does
-    not know, e.g. the old ones in a file on a server, are caught too), with ``********``."""
+    not know, e.g. the old ones in a file on a server, are caught too), with ``********``.
+    ``patterns=False`` replaces the known secrets only (netprov's own messages, where a
+    ``password_env: NAME`` is a setting's name, not a secret)."""
     for s in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(s, MASK)
+    if not patterns:
+        return text
     text = _SET_LINE.sub(lambda m: m.group(1) + MASK + m.group(3), text)
     text = _KV.sub(lambda m: m.group(1) + MASK, text)
     text = _URL_CRED.sub(lambda m: m.group(1) + MASK + m.group(3), text)

@@ -77,12 +77,12 @@ from typing import Any
 from netprov.core import names
 from netprov.core.inventory import LoadedInventory
 from netprov.core.plan import Action, Change, fingerprint
+from netprov.core.secrets import MASK
 from netprov.core.units import VOLBLOCKSIZES, format_size
 
 MARK = "netprov:managed"
 PROP_MANAGED = "netprov:managed"
 PROP_MACHINE = "netprov:machine"
-MASK = "********"
 SERVICE = "iscsitarget"
 EXTENT_BLOCKSIZE = 512
 _MARK_RE = re.compile(r"^netprov:managed(?:\s+zvol=(?P<zvol>.+?))?\s*$")
@@ -462,19 +462,8 @@ class _Planner:
         return self._portal
 
     def _find_portal(self) -> dict | None:
-        ip, port = self.d.portal_ip, self.d.portal_port
-        gport = (self.a.global_ or {}).get("listen_port")
-        best = None
-        for p in sorted(self.a.portals, key=lambda r: r["id"]):
-            for li in p.get("listen") or []:
-                lport = li.get("port") or gport or 3260
-                if lport != port:
-                    continue
-                if li.get("ip") == ip:
-                    return p
-                if li.get("ip") in ("0.0.0.0", "::") and best is None:
-                    best = p
-        return best
+        return pick_portal(self.a.portals, (self.a.global_ or {}).get("listen_port"), self.d.portal_ip,
+                           self.d.portal_port)
 
     def plan_portal(self) -> list[Change]:
         p = self.find_portal()
@@ -1060,7 +1049,7 @@ class _Planner:
         old = ix.renamed[m.name]
         old_path = oz["name"]
         zaddr = f"zvol[{m.zvol}]"
-        old_device = "zvol/" + old_path.replace(" ", "+")
+        old_device = names.zvol_device(self.d.parent, old)
         on_disk = ix.extents_by_disk.get(old_device, [])
         sessions = sorted({s for t in ix.targets_of.get(m.name, []) for s in ix.sessions_by_target.get(t["name"], [])}
                           | set(ix.sessions_by_target.get(names.target_name(old, self.d.target_prefix), [])))
@@ -1242,6 +1231,21 @@ class _Planner:
                                        "volblocksize": z.get("volblocksize")}, after=net_after or None,
                                refused=r, cascade=cascade, data={"id": path, "path": path, "net": net}))
         return out
+
+
+def pick_portal(portals: Iterable[dict], global_port: int | None, ip: str, port: int) -> dict | None:
+    """The portal netprov uses for ``ip:port``: one listening on exactly that address, else one on the
+    wildcard address (lowest id first). A listen entry without a port uses the global port (else 3260)."""
+    best = None
+    for p in sorted(portals, key=lambda r: r.get("id") or 0):
+        for li in p.get("listen") or []:
+            if (li.get("port") or global_port or 3260) != port:
+                continue
+            if li.get("ip") == ip:
+                return p
+            if li.get("ip") in ("0.0.0.0", "::") and best is None:
+                best = p
+    return best
 
 
 def plan_storage(desired: DesiredStorage, actual: ActualStorage, policy: StoragePolicy | None = None) -> list[Change]:

@@ -114,9 +114,10 @@ def test_json_names_the_machine_of_every_per_machine_boot_file(inv, capsys) -> N
     for c in own:
         assert c["machine"] and not c["shared"], c
         assert c["machine"] in c["address"] or c["machine"] == f"node{int(c['address'][-8:-6], 16):03d}"
-    for c in files:
-        if c not in own:
-            assert c["machine"] is None and c["shared"], c
+    shared = [c for c in files if c not in own]
+    assert shared, "the plan has no shared boot file (dnsmasq config, boot.ipxe): nothing checked"
+    for c in shared:
+        assert c["machine"] is None and c["shared"], c
 
 
 def test_the_colour_view_says_what_the_text_view_says(inv, capsys, monkeypatch) -> None:

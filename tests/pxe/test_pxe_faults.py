@@ -227,7 +227,7 @@ def test_lost_commit_that_never_started_says_live_files_are_unchanged(settings, 
         plan = h.plan([script("a.ipxe", "echo two")])
         ops = _build_ops(plan, settings.roots, "feedbeef")
         with pytest.raises(PushError) as ei:
-            h._after_lost_commit(ops, Activation.NONE, "the connection dropped", ())
+            h._after_lost_commit(ops, Activation.NONE, "the connection dropped")
     msg = str(ei.value)
     assert "the commit never started on pxe1" in msg and "the live files are unchanged" in msg
     assert Path(settings.roots[Root.TFTP], "a.ipxe").read_bytes().endswith(b"echo one\n")

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Self
 
-from netprov.adapters.pxe.ssh import SshConnection, SshDeadline, collect, connect
+from netprov.adapters.pxe.ssh import SshConnection, SshDeadline, collect, connect, keepalive_interval
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
 from netprov.core.fileplan import (
     OWNED_RECORD,
@@ -256,7 +256,7 @@ class PxeHost:
     # -- connection ----------------------------------------------------------------------
     @property
     def conn(self) -> SshConnection:
-        if self._conn is not None and getattr(self._conn, "lost", False):
+        if self._conn is not None and self._conn.lost:
             self._conn.close()      # a step lost it (deadline, dropped link): the next step reconnects
             self._conn = None
         if self._conn is None:
@@ -453,7 +453,7 @@ class PxeHost:
     def _lock(self, root_dirs: list[str], token: str = "-") -> _Lock:
         s = self.settings
         conn = self.conn
-        beat = max(0.2, s.keepalive if s.keepalive else min(10.0, s.connect_timeout / 3))
+        beat = keepalive_interval(s.keepalive, s.connect_timeout)
         hold = max(2, int(beat * 4 + 0.999))
         lost = (f"the connection to {s.server_name} was lost while taking the lock {s.lock_path}; "
                 "nothing was changed")
@@ -564,7 +564,7 @@ class PxeHost:
                                 what="committing the new files" + (" and activating dnsmasq" if activation
                                                                    != Activation.NONE else ""))
         except ConnectError as exc:
-            return self._after_lost_commit(ops, activation, str(exc), secrets)
+            return self._after_lost_commit(ops, activation, str(exc))
         out = res.out
         if res.rc == 0 and "NETPROV-DONE" in out:
             return out
@@ -584,10 +584,9 @@ class PxeHost:
                             "nothing was activated:\n" + mask_secrets((out + res.err).strip()[-2000:], secrets))
         # No verdict from the script: find out what the server did before saying anything.
         return self._after_lost_commit(ops, activation, f"the commit command ended with exit {res.rc} and "
-                                       f"no verdict: {_one_line(mask_secrets(out + res.err, secrets), 300)}",
-                                       secrets)
+                                       f"no verdict: {_one_line(mask_secrets(out + res.err, secrets), 300)}")
 
-    def _after_lost_commit(self, ops: _Ops, activation: Activation, why: str, secrets: tuple[str, ...]) -> str:
+    def _after_lost_commit(self, ops: _Ops, activation: Activation, why: str) -> str:
         """The commit's answer was lost. The server-side script runs on (immune to SIGHUP) and
         records its outcome next to the lock; reconnect once and read it, then say what happened.
         Returns normally when the server finished the commit."""

@@ -48,9 +48,6 @@ class LocalChannel:
     def recv_exit_status(self) -> int:
         return self.proc.wait()
 
-    def exit_status_ready(self) -> bool:
-        return self.proc.poll() is not None
-
     def makefile(self, mode: str = "rb"):  # noqa: ANN201
         return self.proc.stdout
 

@@ -40,7 +40,13 @@ import paramiko
 
 from netprov.errors import AuthError, ConnectError, HostKeyError
 
-__all__ = ["CommandResult", "SshConnection", "SshDeadline", "connect", "fingerprint"]
+__all__ = ["CommandResult", "SshConnection", "SshDeadline", "connect", "fingerprint", "keepalive_interval"]
+
+
+def keepalive_interval(keepalive: float | None, timeout: float) -> float:
+    """Seconds between keepalives (SSH and the lock's heartbeat): the setting, else a third of the
+    connect timeout, at most 10 s; never below 0.2 s."""
+    return max(0.2, keepalive if keepalive else min(10.0, timeout / 3))
 
 
 class SshDeadline(ConnectError):
@@ -336,7 +342,7 @@ def connect(host: str, *, port: int | None = None, user: str | None = None,
         raise SshDeadline(f"SSH to {display}: no answer within {timeout:g} s while connecting and logging in")
     t = client.get_transport()
     if t is not None:
-        t.set_keepalive(max(0.2, keepalive if keepalive else min(10.0, timeout / 3)))
+        t.set_keepalive(keepalive_interval(keepalive, timeout))
     return SshConnection(client, display, user)
 
 

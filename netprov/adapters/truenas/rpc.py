@@ -62,6 +62,7 @@ from websockets.sync.client import connect as _ws_connect
 
 from netprov.adapters.known_nas import Pin, describe, format_fingerprint
 from netprov.adapters.truenas.parse import answer_problem
+from netprov.core.secrets import mask_secrets
 from netprov.errors import (
     ApiError,
     ApiValidationError,
@@ -221,10 +222,7 @@ def _collect_secrets(obj: Any, out: list[str], key: str = "") -> None:
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:
-    for s in sorted(set(secrets), key=len, reverse=True):
-        if s:
-            text = text.replace(s, "********")
-    return text
+    return mask_secrets(text, secrets, patterns=False)
 
 
 def _plain(obj: Any) -> Any:
@@ -386,11 +384,10 @@ def fetch_certificate(url: str, *, timeout: float = 30.0) -> bytes:
 @dataclass(eq=False)
 class _Pending:
     method: str
-    secrets_src: Any
+    params: Any  # the call's params: the answer check reads the query options; secrets are scrubbed from them
     event: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: Any = None  # the raw error object from the NAS
-    params: Any = ()  # the call's params (answer checks read the query options)
     sent: float = 0.0  # time.monotonic() when the call was sent
     dropped: str | None = None  # set when the socket died before the reply
     violation: str | None = None  # set when the NAS broke the protocol (the connection is then closed)
@@ -1012,7 +1009,7 @@ class TrueNASClient:
                     f"{method}: {self.max_inflight} calls to {self.host} already in flight "
                     f"and none finished in time; {RERUN_SAFE}"
                 )
-        pending = _Pending(method, params, params=params, sent=time.monotonic())
+        pending = _Pending(method, params, sent=time.monotonic())
         with self._lock:
             if self._closed:
                 self._slots.release()
@@ -1081,10 +1078,10 @@ class TrueNASClient:
                 logger.debug("%s refused %s: too many calls in flight; retrying", self.host, pending.method)
                 time.sleep(retry_delay)
                 retry_delay = min(retry_delay * 2, 0.2)
-                pending = self._submit(pending.method, pending.secrets_src, t, limit, start)
+                pending = self._submit(pending.method, pending.params, t, limit, start)
                 continue
             if pending.error is not None:
-                raise self._map_error(pending.method, pending.error, resource, pending.secrets_src)
+                raise self._map_error(pending.method, pending.error, resource, pending.params)
             problem = answer_problem(pending.method, pending.params, pending.result)
             if problem is not None:
                 raise BadAnswerError(

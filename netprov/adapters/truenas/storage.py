@@ -55,6 +55,7 @@ from netprov.core.storage import (
     ActualStorage,
     DesiredStorage,
     parse_mark,
+    pick_portal,
     state_fingerprint,
 )
 from netprov.errors import ApiError, NetprovError, RemoteError, StalePlanError
@@ -628,9 +629,12 @@ class _Run:
         if d.get("set_volsize"):
             upd["volsize"] = int(d["set_volsize"])
         yield _Call("pool.dataset.update", new, upd)
-        rows = yield _Call("pool.dataset.query", [["id", "=", new]],
-                           {"select": ["id", "type", "origin"], "extra": self.st.lookup_extra(["origin"])})
-        origin = (parse.zvol(rows[0]) or {}).get("origin") if rows else None
+        if r["clone"]:
+            origin = snap   # just cloned from it: no need to ask
+        else:               # resuming an interrupted rename: was the clone promoted already?
+            rows = yield _Call("pool.dataset.query", [["id", "=", new]],
+                               {"select": ["id", "type", "origin"], "extra": self.st.lookup_extra(["origin"])})
+            origin = (parse.zvol(rows[0]) or {}).get("origin") if rows else None
         if origin and origin.split("@", 1)[0] == old:
             yield _Call("pool.dataset.promote", new)
         for x in r.get("extents") or []:
@@ -893,16 +897,8 @@ class _Run:
         portals = yield _Call("iscsi.portal.query", [], {"select": ["id", "listen"]})
         cfg = yield _Call("iscsi.global.config")
         gport = (cfg or {}).get("listen_port") if isinstance(cfg, dict) else None
-        best = None
-        for p in sorted(portals or [], key=lambda r: r.get("id") or 0):
-            for li in p.get("listen") or []:
-                if (li.get("port") or gport or 3260) != port:
-                    continue
-                if li.get("ip") == ip:
-                    return p["id"]
-                if li.get("ip") in ("0.0.0.0", "::") and best is None:
-                    best = p["id"]
-        return best
+        found = pick_portal(portals or [], gport, ip, port)
+        return None if found is None else found["id"]
 
     def _x_service(self, c: Change) -> Chain:
         d = c.data

@@ -44,7 +44,7 @@ def _keep_secret_file(data: dict, workdir: Path) -> None:
     """The demo's CHAP secret goes in a private file beside the NAS's saved state, and the demo inventory
     reads it from there (not from $NETPROV_DEMO_CHAP_SECRET): a plan after the demo, against the restarted
     simulator, has the same secret the NAS holds."""
-    from netprov.cli.files import write_atomic
+    from netprov.adapters.local import write_atomic
     secret = os.environ.get(DEMO_CHAP_SECRET_ENV) or "demo-" + secrets.token_hex(4)   # 13 characters
     path = workdir / CHAP_SECRET_FILE
     write_atomic(path, (secret + "\n").encode())

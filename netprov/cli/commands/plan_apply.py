@@ -205,7 +205,7 @@ def _said_above(insecure: bool):
 
     drop = _Drop()
     from netprov.adapters.truenas import rpc
-    logger = getattr(rpc, "logger", logging.getLogger("netprov.truenas"))
+    logger = rpc.logger
     logger.addFilter(drop)
     try:
         with warnings.catch_warnings():
@@ -253,7 +253,7 @@ def plan_exit(plan, detailed: bool) -> int:
 def save_plan(plan, out: Path) -> None:
     data = plan.to_json()
     data["kind"] = PLAN_FILE_KIND
-    from netprov.cli.files import write_atomic
+    from netprov.adapters.local import write_atomic
     write_atomic(out, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 

@@ -10,7 +10,7 @@ from netprov.cli.exit_codes import ExitCode
 
 def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
     from netprov.adapters.local import load_workspace
-    from netprov.cli.files import PRIVATE, write_atomic
+    from netprov.adapters.local import PRIVATE, write_atomic
     from netprov.core.render import MISSING_SECRET, Renderer
 
     ws = load_workspace(inventory)

@@ -27,7 +27,7 @@ def register(state_app: typer.Typer, opts) -> None:
     ) -> None:
         """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
         from netprov.cli.commands.plan_apply import _load, open_world
-        from netprov.cli.files import write_atomic
+        from netprov.adapters.local import write_atomic
         from netprov.core.bootfiles import Root
         from netprov.core.storage import desired_storage
         from netprov.engine.run import STATE_FORMAT, manifest_to_json
