@@ -42,9 +42,9 @@ def view_only(inv: Path) -> str:
     """The plan made once in-process, then the text view timed alone (default and --full when it exists)."""
     import inspect
 
-    from netprov import views
+    from netprov import plan_view as views
     from netprov.adapters.local import load_workspace
-    from netprov.core.render import Renderer
+    from netprov.core.boot_render import Renderer
     from netprov.core.storage import StoragePolicy
     from netprov.engine.run import World, make_plan
     ws = load_workspace(inv)

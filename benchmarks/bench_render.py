@@ -36,8 +36,8 @@ def make_inventory(n: int) -> str:
 
 def bench(n: int, repeat: int = 3) -> None:
     """Best-of-``repeat`` wall times (no tracing), then one traced run for peak Python memory."""
-    from netprov.core.parse import parse_inventory
-    from netprov.core.render import Renderer
+    from netprov.core.inventory_load import parse_inventory
+    from netprov.core.boot_render import Renderer
 
     text = make_inventory(n)
     best = (float("inf"), float("inf"))

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage, dataset_read_query
+from netprov.adapters.truenas.backend import TrueNASStorage, dataset_read_query
 from netprov.core.storage import plan_storage, state_fingerprint
 from netprov.sim.truenas import Simulator
 from netprov.sim.truenas.methods import ZFS_PROPS, ZFS_VOLUME_PROPS

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage
-from netprov.core.parse import parse_inventory
+from netprov.adapters.truenas.backend import TrueNASStorage
+from netprov.core.inventory_load import parse_inventory
 from netprov.core.storage import DesiredStorage, desired_storage, mark_comment, plan_storage, state_fingerprint
 from netprov.sim.truenas import Simulator
 from tests.unit.storage_helpers import inventory_text  # the same inventory the storage tests use

@@ -83,10 +83,6 @@ class BadAnswerError(ApiError):
     """
 
 
-class UnsafeChangeError(NetprovError):
-    """A change would destroy data or take over an object netprov does not own."""
-
-
 class StalePlanError(NetprovError):
     """The world changed since the plan was made; plan again."""
 

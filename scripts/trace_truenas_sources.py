@@ -37,7 +37,7 @@ REFS = {
 
 def main() -> None:
     from netprov.sim.truenas import nas as nas_mod
-    from netprov.adapters.truenas.storage import client_methods, version_tuple
+    from netprov.adapters.truenas.backend import client_methods, version_tuple
     from netprov.sim.truenas.profiles import PROFILES
 
     nas_mod.SOURCE_GATE = False

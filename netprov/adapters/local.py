@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netprov.core.inventory import LoadedInventory, Problem
-from netprov.core.parse import MAX_INVENTORY_CHARS, decode_inventory, parse_inventory, too_large
-from netprov.core.render import TEMPLATE_NAMES, Templates
+from netprov.core.inventory_load import MAX_INVENTORY_CHARS, decode_inventory, parse_inventory, too_large
+from netprov.core.boot_render import TEMPLATE_NAMES, Templates
 from netprov.core.secrets import resolve_chap_secrets
 from netprov.errors import InventoryError, TemplateError
 

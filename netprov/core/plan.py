@@ -20,11 +20,52 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
 FORMAT_VERSION = "1.1"
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    """The stable, human-readable name of one object a change is about.
+
+    ``kind[name]`` (``zvol[tank/netboot/israfel]``, ``pxe.tftp[hosts/m1.conf]``), with ``#id`` when
+    several rows share a name and one of them is meant (``auth[m1]#12``), or ``kind#id`` when a row
+    has no name netprov can tell (``initiator#3``). Built only through this type; its text is what
+    plans, reports and goldens show.
+    """
+
+    kind: str
+    name: str | None = None
+    id: int | None = None
+
+    def __str__(self) -> str:
+        text = self.kind if self.name is None else f"{self.kind}[{self.name}]"
+        return text if self.id is None else f"{text}#{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        m = _ADDRESS_RE.fullmatch(text)
+        if not m:
+            raise ValueError(f"not a change address: {text!r}")
+        return cls(m["kind"], m["name"], int(m["id"]) if m["id"] else None)
+
+
+_ADDRESS_RE = re.compile(r"(?P<kind>[a-z][a-z0-9_.]*)(?:\[(?P<name>.*)\])?(?:#(?P<id>[0-9]+))?", re.S)
+
+
+class Payload:
+    """Base of the typed, frozen payloads the planner hands the executor (one class per change kind).
+
+    Subclasses are ``@dataclass(frozen=True)``; ``to_json`` is what plans and goldens show (no
+    secret ever lives in a payload: a CHAP secret is referred to, never carried).
+    """
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
 
 class Action(str, Enum):

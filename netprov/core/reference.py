@@ -83,8 +83,3 @@ def inventory_reference() -> str:
         out.append("")
     out.append(END)
     return "\n".join(out) + "\n"
-
-
-def all_field_paths() -> set[str]:
-    """Every documented field path (used by the docs test)."""
-    return {f"{path}.{name}" for path, model, _ in SECTIONS for name in model.model_fields}

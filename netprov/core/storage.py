@@ -78,7 +78,7 @@ from netprov.core import names
 from netprov.core.inventory import LoadedInventory
 from netprov.core.plan import Action, Change, fingerprint
 from netprov.core.secrets import MASK
-from netprov.core.units import VOLBLOCKSIZES, format_size
+from netprov.core.units import format_size
 
 MARK = "netprov:managed"
 PROP_MANAGED = "netprov:managed"
@@ -182,7 +182,7 @@ def desired_storage(loaded: LoadedInventory, storage_name: str,
 
 
 # --------------------------------------------------------------------------------------------
-# Actual (normalised; produced by adapters/truenas/parse.py or loaded from JSON)
+# Actual (normalised; produced by adapters/truenas/normalise.py or loaded from JSON)
 # --------------------------------------------------------------------------------------------
 
 _LISTS = ("zvols", "extents", "targets", "targetextents", "initiators", "auths", "portals", "sessions")
@@ -282,10 +282,6 @@ def retired_comment(zvol: str, stamp: str) -> str:
 # --------------------------------------------------------------------------------------------
 # The planner
 # --------------------------------------------------------------------------------------------
-
-def _vbs_bytes(v: str | None) -> int | None:
-    return VOLBLOCKSIZES.get(v) if v else None
-
 
 def _size(n: int | None) -> str | None:
     return None if n is None else format_size(int(n))

@@ -20,7 +20,7 @@ from netprov.core import fileplan as fp
 from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.core.inventory import Arch, LoadedInventory
 from netprov.core.plan import Action, Change, Plan, fingerprint
-from netprov.core.render import MISSING_SECRET, Renderer
+from netprov.core.boot_render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
                                   plan_storage, state_fingerprint)
 from netprov.errors import NetprovError

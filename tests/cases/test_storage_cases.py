@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.core.parse import parse_inventory
+from netprov.core.inventory_load import parse_inventory
 from netprov.core.storage import ActualStorage, StoragePolicy, desired_storage, plan_storage, summarize
 
 SECRET = "Sup3rSecret-001"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage
-from netprov.core.parse import parse_inventory
+from netprov.adapters.truenas.backend import TrueNASStorage
+from netprov.core.inventory_load import parse_inventory
 from netprov.core.storage import desired_storage, secret_digest
 from netprov.core.units import VOLBLOCKSIZES
 from netprov.sim.truenas import Simulator

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from netprov import views
+from netprov import plan_view as views
 from netprov.cli import console
 from netprov.core.inventory import Problem
 from netprov.core.plan import Action, Change, Plan

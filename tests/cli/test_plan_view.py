@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov import views
+from netprov import plan_view as views
 from netprov.cli import console
 from netprov.cli.app import main
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netprov.core import yamltree
-from netprov.core.parse import _plain
+from netprov.core.inventory_load import _plain
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extra: pip install -e '.[test]'")
 

@@ -28,7 +28,7 @@ SLOW_TEST = "sleep 1; " + fm.default_test_command()
 GATED = """
 import runpy, sys
 import netprov.cli.app, netprov.cli.commands.plan_apply, netprov.engine.run  # noqa: F401
-import netprov.adapters.truenas.rpc, netprov.adapters.truenas.storage, netprov.adapters.pxe.boot_host  # noqa
+import netprov.adapters.truenas.rpc, netprov.adapters.truenas.backend, netprov.adapters.pxe.boot_host  # noqa
 sys.stdout.write("ready\\n"); sys.stdout.flush()
 sys.stdin.read(1)
 sys.argv = ["netprov", *sys.argv[1:]]

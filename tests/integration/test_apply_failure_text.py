@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.core.render import host_file_name, script_name
+from netprov.core.boot_render import host_file_name, script_name
 from tests.support.cli_lab import FailOn, create_parent, inventory_text, netprov
 
 MESSAGE = "Device [/dev/zvol/tank/netboot/m3] is busy [bold]x[/bold] [/] [red]:warning:"

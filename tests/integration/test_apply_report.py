@@ -19,9 +19,9 @@ import pytest
 from netprov.adapters.pxe.boot_host import PxeHost, PxeSettings
 from netprov.adapters.pxe.local import LocalConnection
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage
-from netprov.core.parse import parse_inventory
-from netprov.core.render import Renderer, script_name
+from netprov.adapters.truenas.backend import TrueNASStorage
+from netprov.core.inventory_load import parse_inventory
+from netprov.core.boot_render import Renderer, script_name
 from netprov.core.storage import StoragePolicy
 from netprov.engine.run import World, apply_plan, make_plan, server_roots
 from tests.support.cli_lab import FailOn, create_parent, inventory_text, netprov

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage
+from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.core.storage import plan_storage, state_fingerprint
 from netprov.errors import NetprovError
 from netprov.sim.truenas import Simulator

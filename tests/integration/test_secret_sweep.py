@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.core.render import script_name
+from netprov.core.boot_render import script_name
 from tests.support.cli_lab import FailOn, Result, create_parent, netprov
 
 API_KEY = "1-Zq9ApiKeySweep0123456789abcdefXYZ"

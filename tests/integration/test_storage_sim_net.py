@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage
+from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.core.plan import Action
 from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
 from netprov.sim.truenas import Simulator

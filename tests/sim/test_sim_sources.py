@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage, client_methods, version_tuple
+from netprov.adapters.truenas.backend import TrueNASStorage, client_methods, version_tuple
 from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
 from netprov.sim.truenas import Simulator
 from netprov.sim.truenas import nas as nas_mod

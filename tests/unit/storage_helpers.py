@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from netprov.core.parse import parse_inventory
+from netprov.core.inventory_load import parse_inventory
 from netprov.core.storage import ActualStorage, DesiredStorage, desired_storage, mark_comment, secret_digest
 
 SECRET = "Sup3rSecret-001"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from netprov.core.bootfiles import Kind
-from netprov.core.parse import parse_inventory
+from netprov.core.inventory_load import parse_inventory
 from netprov.core.plan import Action
-from netprov.core.render import Renderer
+from netprov.core.boot_render import Renderer
 from netprov.core.storage import StoragePolicy
 from netprov.engine.run import World, make_plan, server_roots
 

@@ -21,8 +21,8 @@ import pytest
 
 from netprov.core import dnsmasq
 from netprov.core.bootfiles import Kind
-from netprov.core.parse import parse_inventory
-from netprov.core.render import Renderer
+from netprov.core.inventory_load import parse_inventory
+from netprov.core.boot_render import Renderer
 from netprov.errors import InventoryError, TemplateError
 
 SECRET = "Hostile-Test-77"
@@ -350,7 +350,7 @@ def test_published_roots_never_serve_the_servers_secrets(path: tuple, value: str
 def test_a_template_cannot_emit_a_line_break_through_a_value(expression: str) -> None:
     """The renderer's own net, under whatever a (user) template does: every {{ value }} stays on its line,
     and the refusal never quotes the value (it may be the CHAP secret)."""
-    from netprov.core.render import Templates
+    from netprov.core.boot_render import Templates
     source = "#!ipxe\n{% if machine.chap %}echo {{ " + expression + " }}{% endif %}\n"
     renderer = Renderer(Templates.with_overrides({"machine.ipxe.j2": source}, "site"))
     loaded = parse_inventory(json.dumps(BASE), "hostile.yaml")

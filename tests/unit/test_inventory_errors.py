@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.core.parse import parse_inventory
+from netprov.core.inventory_load import parse_inventory
 from netprov.errors import InventoryError
 
 BAD = Path(__file__).resolve().parent.parent / "inventories" / "bad"

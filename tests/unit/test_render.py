@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from netprov.adapters.local import load_workspace
 from netprov.core import dnsmasq
 from netprov.core.bootfiles import HEADER_MARKER, Kind, Root
-from netprov.core.parse import parse_inventory
-from netprov.core.render import Renderer, Templates
+from netprov.core.inventory_load import parse_inventory
+from netprov.core.boot_render import Renderer, Templates
 from netprov.errors import TemplateError
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "render"

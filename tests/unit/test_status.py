@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from netprov.core.parse import parse_inventory
-from netprov.core.render import Renderer
+from netprov.core.inventory_load import parse_inventory
+from netprov.core.boot_render import Renderer
 from netprov.core.status import status_lines, summarise
 from netprov.core.storage import StoragePolicy, desired_storage
 from netprov.engine.run import World, make_plan

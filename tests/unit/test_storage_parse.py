@@ -1,4 +1,4 @@
-"""adapters/truenas/parse.py: raw middleware rows -> normalised ActualStorage records.
+"""adapters/truenas/normalise.py: raw middleware rows -> normalised ActualStorage records.
 
 The fixtures under tests/fixtures/truenas_storage/ are the exact query results (with the same
 filters and ``select`` the adapter sends) captured from the simulator for SCALE 25.04 and CORE 13
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from netprov.adapters.truenas import parse
-from netprov.adapters.truenas.storage import version_tuple
+from netprov.adapters.truenas import normalise as parse
+from netprov.adapters.truenas.backend import version_tuple
 from netprov.core.storage import ActualStorage, secret_digest
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "truenas_storage"

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from netprov.core import fileplan as fp
 from netprov.core.bootfiles import Kind, Root
-from netprov.core.parse import parse_inventory
+from netprov.core.inventory_load import parse_inventory
 from netprov.core.plan import Action
-from netprov.core.render import Renderer, host_file_name, script_name
+from netprov.core.boot_render import Renderer, host_file_name, script_name
 from netprov.core.storage import StoragePolicy, desired_storage
 from netprov.engine.run import World, make_plan, manifest_from_json, manifest_to_json, server_roots
 from tests.unit.storage_helpers import converged

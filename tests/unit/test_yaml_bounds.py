@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from netprov.core import yamltree
-from netprov.core.parse import MAX_INVENTORY_CHARS, parse_inventory
+from netprov.core.inventory_load import MAX_INVENTORY_CHARS, parse_inventory
 from netprov.errors import InventoryError
 
 ROOT = Path(__file__).resolve().parents[2]

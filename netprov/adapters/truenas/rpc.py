@@ -25,7 +25,7 @@ Design:
 * every answer is checked before anyone reads it: a message that is not JSON, a binary frame, a reply
   to an id never sent, JSON nested too deeply or a message over ``MAX_ANSWER_BYTES`` fails every
   outstanding call at once and closes the connection; an answer of the wrong shape (every field
-  netprov reads, :func:`netprov.adapters.truenas.parse.answer_problem`) fails its call with
+  netprov reads, :func:`netprov.adapters.truenas.normalise.answer_problem`) fails its call with
   :class:`BadAnswerError`;
 * every failure becomes a :mod:`netprov.errors` exception with a one-line message that names the
   method. Call parameters (which may hold CHAP secrets) and credentials never reach a message or a
@@ -61,7 +61,7 @@ from pydantic import SecretStr
 from websockets.sync.client import connect as _ws_connect
 
 from netprov.adapters.known_nas import Pin, describe, format_fingerprint
-from netprov.adapters.truenas.parse import answer_problem
+from netprov.adapters.truenas.normalise import answer_problem
 from netprov.core.secrets import mask_secrets
 from netprov.errors import (
     ApiError,
@@ -234,14 +234,6 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "get_secret_value"):
         return obj.get_secret_value()
     return obj
-
-
-def _errname(code: Any) -> str:
-    if isinstance(code, int):
-        return errno_mod.errorcode.get(
-            code, {ENOMETHOD: "ENOMETHOD", ENOTAUTHENTICATED: "ENOTAUTHENTICATED"}.get(code, str(code))
-        )
-    return str(code)
 
 
 def _norm_triples(extra: Any) -> list[tuple[str, str, int | None]]:

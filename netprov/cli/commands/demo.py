@@ -61,7 +61,7 @@ def prepare(example: Path, workdir: Path, sim_url: str, *, password_login: bool 
     """Copy the example inventory into ``workdir``, pointed at the simulator and local roots (with
     ``password_login``, the storage logs in as root with $NETPROV_DEMO_PASSWORD instead of an API key)."""
     from netprov.core import yamltree
-    from netprov.core.parse import _plain
+    from netprov.core.inventory_load import _plain
     import yaml
     data = _plain(yamltree.load(example.read_text()))  # YAML 1.2: a MAC stays a string
     for st in data.get("storage", {}).values():
@@ -106,7 +106,7 @@ def _create_parents(inventory: Path, url: str, creds) -> None:
     """Create each storage's parent dataset on the fresh simulated NAS, as a user does once in the
     TrueNAS UI (netprov never creates datasets above its zvols)."""
     from netprov.adapters.truenas.rpc import TrueNASClient
-    from netprov.core.parse import parse_inventory
+    from netprov.core.inventory_load import parse_inventory
     loaded = parse_inventory(inventory.read_text(), str(inventory))
     with TrueNASClient.connect(url, creds) as client:
         for st in loaded.inventory.storage.values():

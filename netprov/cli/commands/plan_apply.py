@@ -58,7 +58,7 @@ class Context:
 
 def _load(inventory: Path, opts, **flags: Any) -> Context:
     from netprov.adapters.local import load_workspace
-    from netprov.core.render import Renderer
+    from netprov.core.boot_render import Renderer
     from netprov.settings import load_settings
 
     settings = load_settings(opts.config, warn=lambda m: console.warning(m, quiet=opts.quiet), **flags)
@@ -161,7 +161,7 @@ def open_world(ctx: Context, *, offline: bool, state: Path | None):
         return
     from netprov.adapters.pxe.boot_host import PxeHost
     from netprov.adapters.truenas.rpc import TrueNASClient
-    from netprov.adapters.truenas.storage import TrueNASStorage
+    from netprov.adapters.truenas.backend import TrueNASStorage
     from netprov.cli.commands.trust import pin_for, trust_command
     inv = ctx.ws.loaded.inventory
     with contextlib.ExitStack() as stack:
@@ -223,14 +223,14 @@ def make_run_plan(ctx: Context, world, policy, inventory: Path, reporter=None):
 
 
 def show_plan(plan, *, as_json: bool, verbose: bool = False, full: bool = False) -> None:
-    from netprov import views
+    from netprov import plan_view
     if as_json:
-        sys.stdout.write(views.plan_json(plan))
+        sys.stdout.write(plan_view.plan_json(plan))
     else:
-        views.plan_rich(plan, console.out(), verbose=verbose, full=full)
+        plan_view.plan_rich(plan, console.out(), verbose=verbose, full=full)
     if console.github_actions() and os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(views.plan_markdown(plan))
+            fh.write(plan_view.plan_markdown(plan))
 
 
 def plan_exit(plan, detailed: bool) -> int:
@@ -366,7 +366,7 @@ def register(app: typer.Typer, opts) -> None:
 def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: bool, adopt: bool,
               flags: dict, no_snapshot: bool = False, full: bool = False) -> int:
     """`netprov apply` as a function (the demo calls it too)."""
-    from netprov import views
+    from netprov import plan_view
     from netprov.engine.run import ApplyResult, apply_plan, blocking_refusals, missing_secrets
 
     saved = None
@@ -397,7 +397,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
             # Same world, same inventory file, different plan: templates or secrets changed.
             raise NetprovError("saved plan is stale: the plan made now differs from the saved one (template "
                                "overrides or secrets changed); plan again")
-        views.plan_rich(run.plan, console.err() if not opts.quiet else _null_console(), full=full)
+        plan_view.plan_rich(run.plan, console.err() if not opts.quiet else _null_console(), full=full)
         if not run.plan.has_changes:
             console.info("Nothing to do.", quiet=opts.quiet)
             return ExitCode.OK
@@ -454,7 +454,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
                                f"failed: {exc}; run `netprov plan` to see where things stand") from None
         if after.plan.has_changes:
             console.error("the world did not converge: a fresh plan still has changes:")
-            views.plan_rich(after.plan, console.err())
+            plan_view.plan_rich(after.plan, console.err())
             return ExitCode.ERROR
         console.info("Converged: a fresh plan has no changes.", quiet=opts.quiet)
     return ExitCode.OK

@@ -11,7 +11,7 @@ from netprov.cli.exit_codes import ExitCode
 def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
     from netprov.adapters.local import load_workspace
     from netprov.adapters.local import PRIVATE, write_atomic
-    from netprov.core.render import MISSING_SECRET, Renderer
+    from netprov.core.boot_render import MISSING_SECRET, Renderer
 
     ws = load_workspace(inventory)
     console.add_secrets(*ws.secrets.values())

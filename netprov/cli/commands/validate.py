@@ -11,7 +11,7 @@ from netprov.errors import InventoryError, NetprovError
 
 def run(paths: list[Path], *, quiet: bool = False) -> int:
     from netprov.adapters.local import load_workspace
-    from netprov.core.render import Renderer
+    from netprov.core.boot_render import Renderer
 
     failed = False
     for path in paths:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from netprov.adapters.truenas.rpc import MAX_ANSWER_BYTES, Credentials, TrueNASClient
-from netprov.adapters.truenas.storage import TrueNASStorage
+from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.errors import BadAnswerError, ConnectError
 from netprov.sim.truenas import Simulator
 
@@ -196,7 +196,7 @@ machines:
 def test_a_field_left_out_of_select_is_not_required():
     """The CHAP tag check asks for ``select: ["tag"]``: rows without ``id`` are then the right answer
     (found when the shape checks met the auth-tag verification: every racing apply's check failed)."""
-    from netprov.adapters.truenas.parse import answer_problem
+    from netprov.adapters.truenas.normalise import answer_problem
     assert answer_problem("iscsi.auth.query", [[], {"select": ["tag"]}], [{"tag": 3}]) is None
     assert answer_problem("iscsi.auth.query", [[], {}], [{"tag": 3}]) == "row 0: field 'id': missing"
     assert answer_problem("iscsi.auth.query", [[], {"select": ["id", "tag"]}], [{"tag": 3}]) is not None

@@ -45,7 +45,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from netprov.adapters.truenas import parse
+from netprov.adapters.truenas import normalise
 from netprov.core.plan import Action, Change
 from netprov.core.storage import (
     MARK,
@@ -313,7 +313,7 @@ class TrueNASStorage:
         """PURE: ``read_raw``'s results -> ``ActualStorage``."""
         parent = desired.parent if desired is not None else self.model.parent
         snaps = by.get(f"{self.snapshot_ns}.query") or []
-        return parse.build_actual(
+        return normalise.build_actual(
             parent, datasets=dataset_rows(by["pool.dataset.query"]), extents=by["iscsi.extent.query"],
             targets=by["iscsi.target.query"], targetextents=by["iscsi.targetextent.query"],
             initiators=by["iscsi.initiator.query"], auths=by["iscsi.auth.query"],
@@ -567,7 +567,7 @@ class _Run:
             raise ChangeFailed(f"{c.address}: zvol no longer exists; run plan again")
         if c.data.get("set_mark"):
             return
-        z = parse.zvol(rows[0]) or {}
+        z = normalise.zvol(rows[0]) or {}
         props = z.get("props") or {}
         ok = str(props.get(PROP_MANAGED, "")).lower() == "true" or parse_mark(z.get("comments"))[0]
         if not ok:
@@ -598,7 +598,7 @@ class _Run:
         # names) finds some of the steps done. Each is taken up where it stopped, never done twice.
         rows = yield _Call("pool.dataset.query", [["id", "=", keep]],
                            {"select": ["id", "type", "origin", "comments"], "extra": self.st.lookup_extra(["origin"])})
-        kept = parse.zvol(rows[0]) if rows else None
+        kept = normalise.zvol(rows[0]) if rows else None
         if kept is not None and (kept.get("origin") not in (None, snap)
                                  or (kept.get("origin") is None and kept.get("comments") != net["comment"])):
             raise ChangeFailed(f"zvol[{path}]: {keep} exists and is not the retired copy of {path}; nothing was "
@@ -634,7 +634,7 @@ class _Run:
         else:               # resuming an interrupted rename: was the clone promoted already?
             rows = yield _Call("pool.dataset.query", [["id", "=", new]],
                                {"select": ["id", "type", "origin"], "extra": self.st.lookup_extra(["origin"])})
-            origin = (parse.zvol(rows[0]) or {}).get("origin") if rows else None
+            origin = (normalise.zvol(rows[0]) or {}).get("origin") if rows else None
         if origin and origin.split("@", 1)[0] == old:
             yield _Call("pool.dataset.promote", new)
         for x in r.get("extents") or []:
