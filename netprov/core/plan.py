@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
 
@@ -90,17 +90,20 @@ class Change:
     diff: str | None = None          # unified diff (files), secrets masked
     cascade: tuple[str, ...] = ()    # what a delete takes with it
     shared: bool = False             # an object every machine of its system needs (portal, dnsmasq config ...)
-    data: dict[str, Any] = field(default_factory=dict, compare=False)  # executor-only details (no secrets)
+    data: dict[str, Any] = field(default_factory=dict, compare=False)  # executor-only details (no secrets); going away
+    payload: Payload | None = None   # what the executor needs, typed per kind (no secrets)
 
     @property
     def is_change(self) -> bool:
         return self.action is not Action.NOOP
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("data", "payload")}
+        out["address"] = str(self.address)
         out["action"] = self.action.value
-        out["cascade"] = list(self.cascade)
-        out.pop("data")
+        out["cascade"] = [str(a) for a in self.cascade]
+        if self.payload is not None:
+            out["payload"] = self.payload.to_json()
         return out
 
 
