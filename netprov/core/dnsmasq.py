@@ -11,6 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+#: The group Debian's and Ubuntu's dnsmasq runs as, so the group that may read netprov's 0640 CHAP-bearing
+#: scripts (``secret_group``'s default). dnsmasq drops to ``--group``, else its compiled-in CHGRP "dip" when
+#: that group exists (src/config.h, src/dnsmasq.c: "implement group defaults, "dip" if available");
+#: Debian's service passes only ``-u dnsmasq``, and that user's own group (nogroup) is not used.
+SECRET_GROUP = "dip"
+
 
 def host_lines(text: str) -> list[str]:
     """The dhcp-host entries of a hostsdir file (comments and blanks dropped)."""

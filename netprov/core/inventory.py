@@ -19,8 +19,10 @@ from typing import Annotated, Any, Literal
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator,
                       model_validator)
 
+from netprov.core.dnsmasq import SECRET_GROUP
 from netprov.core.names import MACHINE_NAME_RE
-from netprov.core.units import normalise_mac, parse_size, parse_volblocksize
+from netprov.core.net import is_loopback
+from netprov.core.units import VOLBLOCKSIZES, normalise_mac, parse_size, parse_volblocksize
 
 DEFAULT_BASENAME = "iqn.2005-10.org.freenas.ctl"
 DEFAULT_INITIATOR_BASENAME = "iqn.2010-04.org.ipxe"
@@ -43,7 +45,7 @@ class Strict(BaseModel):
 def _mac(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError("a MAC address is a string like 52:54:00:12:34:56")
-    return normalise_mac(_one_line(v, "a MAC address"))
+    return normalise_mac(_printable_line(v, "a MAC address"))
 
 
 def _size(v: Any) -> int:
@@ -72,8 +74,8 @@ _HEX, _EVEN = "[0-9A-Fa-f]", "[02468ACEace]"        # a unicast MAC's first octe
 MAC_PATTERN = (rf"^\s*(?:{_HEX}{_EVEN}(?::{_HEX}{{2}}){{5}}|{_HEX}{_EVEN}(?:-{_HEX}{{2}}){{5}}"
                rf"|{_HEX}{_EVEN}{_HEX}{{2}}(?:\.{_HEX}{{4}}){{2}}|{_HEX}{_EVEN}{_HEX}{{10}})\s*$")
 SIZE_PATTERN = r"^\s*(?=[0-9.]*[1-9])[0-9]+(?:\.[0-9]+)?\s*(?:[KMGTPEkmgtpe]?(?:[iI]?[bB])?)\s*$"
-VOLBLOCKSIZE_PATTERN = (r"^\s*(?:512|1024|2048|4096|8192|16384|32768|65536|131072"
-                        r"|(?:1|2|4|8|16|32|64|128)[Kk])[Bb]?\s*$")
+VOLBLOCKSIZE_PATTERN = (r"^\s*(?:" + "|".join(str(n) for n in VOLBLOCKSIZES.values())
+                        + "|(?:" + "|".join(k[:-1] for k in VOLBLOCKSIZES if k.endswith("K")) + r")[Kk])[Bb]?\s*$")
 ABS_PATH_PATTERN = r"^(?!.*(?:^|/)\.\.(?:/|$))/[A-Za-z0-9._/+-]*$"
 SINGLE_LINE_PATTERN = r"^[^\n\r\u0000]*$"
 # The runtime checks use fullmatch (no anchors in the regexes); a JSON Schema pattern is a search, so it
@@ -91,7 +93,7 @@ AbsPath = Annotated[str, BeforeValidator(_abs_path), WithJsonSchema(
 EnvName = Annotated[str, BeforeValidator(_env_name), WithJsonSchema(
     {"type": "string", "pattern": f"^(?:{_ENV_RE.pattern})$"})]
 VolBlockSize = Annotated[str, BeforeValidator(parse_volblocksize), WithJsonSchema(
-    {"anyOf": [{"type": "integer", "enum": [512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]},
+    {"anyOf": [{"type": "integer", "enum": list(VOLBLOCKSIZES.values())},
                {"type": "string", "pattern": VOLBLOCKSIZE_PATTERN}]})]
 # one line (no newline, CR or NUL): the fields' validators say so in words; this is the schema's half
 Line = Annotated[str, WithJsonSchema({"type": "string", "pattern": SINGLE_LINE_PATTERN})]
@@ -103,7 +105,7 @@ def _no_shell(v: str, what: str) -> str:
     return v
 
 
-def _one_line(v: str, what: str) -> str:
+def _printable_line(v: str, what: str) -> str:
     """Printable ASCII on one line: no control characters, no Unicode line or paragraph separators."""
     if not all(" " <= c <= "~" for c in v):
         raise ValueError(f"{what} must be a single line of printable ASCII characters "
@@ -124,7 +126,7 @@ def _ipxe_words(v: str, what: str, *, one_word: bool) -> str:
     """A value iPXE reads as argument(s) of netprov's own command: it may add arguments (``one_word``
     False) but never a line, a command (``||``, ``&&``, ``;``), a comment (a word starting with ``#``),
     a line continuation (a final ``\\``) or an expansion of the CHAP settings."""
-    _one_line(v, what)
+    _printable_line(v, what)
     if one_word and (" " in v or not v):
         raise ValueError(f"{what} must be one word (no spaces)")
     if one_word and v.startswith("-"):
@@ -230,7 +232,7 @@ class Storage(Strict):
         if path not in (None, "", "/", "/api/current", "/websocket") and not re.fullmatch(r"/api/v[\d.]+", path):
             raise ValueError(f"{v!r}: the path must be /api/current (TrueNAS 25.04+) or /websocket (older)")
         hostname = host.rsplit(":", 1)[0].strip("[]") if not host.startswith("[") else host[1:host.index("]")]
-        if scheme == "ws" and not _is_loopback(hostname):
+        if scheme == "ws" and not is_loopback(hostname):
             raise ValueError(f"{v!r}: plain ws:// is only allowed to loopback (TrueNAS 25.04+ revokes an "
                              "API key sent over it); use wss://")
         return v
@@ -246,7 +248,7 @@ class Storage(Strict):
     @field_validator("portal")
     @classmethod
     def _portal(cls, v: str) -> str:
-        _one_line(v, "the portal")
+        _printable_line(v, "the portal")
         host, port = split_host_port(v, 3260)
         if not 0 < port < 65536:
             raise ValueError(f"port {port} out of range")
@@ -311,15 +313,6 @@ def split_host_port(value: str, default_port: int) -> tuple[str, int]:
     return host, int(port)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # --- PXE servers ---------------------------------------------------------------------
 
 class Ssh(Strict):
@@ -343,7 +336,7 @@ class Ssh(Strict):
     @field_validator("identity_file", "known_hosts")
     @classmethod
     def _file(cls, v: str | None) -> str | None:
-        return _one_line(v, "a file path") if v is not None else v
+        return _printable_line(v, "a file path") if v is not None else v
 
 
 class Range(Strict):
@@ -385,17 +378,26 @@ SYSTEM_DIRS = ("/etc", "/root", "/proc", "/sys", "/dev", "/run", "/boot", "/var/
                "/var/mail", "/var/backups")
 
 
+def _forbidden_folder(path: str, dirs: tuple[str, ...]) -> str | None:
+    """What rules out the normalised absolute ``path``: ``"/"`` (the whole server), ``"hidden"`` (a folder
+    in it starts with ".", like .ssh), the folder of ``dirs`` it is or is inside, or None (nothing)."""
+    if path == "/":
+        return "/"
+    if any(p.startswith(".") for p in path.split("/") if p):
+        return "hidden"
+    return next((d for d in dirs if path == d or path.startswith(d + "/")), None)
+
+
 def forbidden_binary_source(path: str) -> str | None:
     """Why ``path`` may not be ``ipxe.source``, or None. ``path`` is a normalised absolute path."""
-    if path == "/":
+    why = _forbidden_folder(path, SYSTEM_DIRS)
+    if why == "/":
         return "'/' is not a folder of iPXE binaries"
-    parts = path.split("/")
-    if any(p.startswith(".") for p in parts if p):
+    if why == "hidden":
         return f"{path!r} has a hidden folder in it (like .ssh): not a place for iPXE binaries"
-    for d in SYSTEM_DIRS:
-        if path == d or path.startswith(d + "/"):
-            return (f"{path!r} is inside {d}, which holds the server's configuration or secrets: netprov "
-                    "would publish files from it over TFTP (use /usr/lib/ipxe or a folder of your own)")
+    if why:
+        return (f"{path!r} is inside {why}, which holds the server's configuration or secrets: netprov "
+                "would publish files from it over TFTP (use /usr/lib/ipxe or a folder of your own)")
     return None
 
 
@@ -405,13 +407,13 @@ PUBLISHED_FORBIDDEN = ("/etc", "/root", "/proc", "/sys", "/dev", "/boot")
 
 def forbidden_published_root(path: str, what: str) -> str | None:
     """Why ``path`` may not be a folder netprov's files are served from, or None."""
-    if path == "/":
+    why = _forbidden_folder(path, PUBLISHED_FORBIDDEN)
+    if why == "/":
         return f"{what} '/' would serve the whole server to the LAN"
-    if any(p.startswith(".") for p in path.split("/") if p):
+    if why == "hidden":
         return f"{what} {path!r} has a hidden folder in it (like .ssh): it would be served to the LAN"
-    for d in PUBLISHED_FORBIDDEN:
-        if path == d or path.startswith(d + "/"):
-            return f"{what} {path!r} is inside {d}: its files would be served to the LAN"
+    if why:
+        return f"{what} {path!r} is inside {why}: its files would be served to the LAN"
     return None
 
 
@@ -487,9 +489,10 @@ class PxeServer(Strict):
     log_dhcp: bool = False
     test_command: Line | None = Field(None, description="validates a config; {conf} is the file. "
                                       "default: dnsmasq --test --conf-file={conf}")
-    secret_group: str = Field("dip", pattern=r"^[a-z_][a-z0-9_-]*$",
+    secret_group: str = Field(SECRET_GROUP, pattern=r"^[a-z_][a-z0-9_-]*$",
                               description="group that may read CHAP-bearing scripts (0640): the group dnsmasq "
-                              "runs as ('dip' is its compiled-in default on Debian/Ubuntu)")
+                              f"runs as ('{SECRET_GROUP}' on Debian/Ubuntu; flavor pihole: "
+                              f"'{PIHOLE_DEFAULTS['secret_group']}')")
     reload_command: Line | None = Field(None, description="SIGHUP (hosts changed). default: systemctl reload dnsmasq")
     restart_command: Line | None = Field(None, description="config changed. default: systemctl restart dnsmasq")
     sudo: bool | None = Field(None, description="run dnsmasq test/reload/restart via sudo -n; default: when the "
@@ -515,7 +518,7 @@ class PxeServer(Strict):
     @field_validator("test_command", "reload_command", "restart_command")
     @classmethod
     def _cmd(cls, v: str | None) -> str | None:
-        return _one_line(_no_shell(v, "a command"), "a command") if v is not None else v
+        return _printable_line(_no_shell(v, "a command"), "a command") if v is not None else v
 
     @field_validator("domain")
     @classmethod
@@ -674,7 +677,7 @@ class Extra(Strict):
     def _lines(cls, v: list[str]) -> list[str]:
         for x in v:
             _no_shell(x, "each line")
-            _one_line(x, "each line")
+            _printable_line(x, "each line")
             if x.endswith("\\"):
                 raise ValueError("a line must not end with '\\' (iPXE would join netprov's next line to it)")
             if x.lstrip().startswith(":"):

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from netprov.core import names, yamltree
 from netprov.core.inventory import (Arch, BootAction, ChapRef, Extra, Firmware, Inventory, LoadedInventory,
                                     Machine, PxeMode, Problem)
+from netprov.core.units import VOLBLOCKSIZES
 from netprov.errors import InventoryError
 
 DEFAULT_VOLBLOCKSIZE = "16K"
@@ -22,8 +23,6 @@ DEFAULT_VOLBLOCKSIZE = "16K"
 #: (benchmarks/bench_render.py) is 0.7 MiB, so no real one comes near; past it, reading alone would cost
 #: memory and time for nothing.
 MAX_INVENTORY_CHARS = 64 * 1024 * 1024
-_VBS = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096, "8K": 8192, "16K": 16384, "32K": 32768,
-        "64K": 65536, "128K": 131072}
 
 
 class Locator:
@@ -313,7 +312,7 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
         if size is None and clone is None:
             err(loc + ("disk",), "disk.size is required (here or in defaults.disk), e.g. size: 64G")
             ok = False
-        elif size is not None and size % _VBS[vbs]:
+        elif size is not None and size % VOLBLOCKSIZES[vbs]:
             err(loc + ("disk", "size") if spec.disk.size is not None else loc,
                 f"disk size {size} bytes is not a multiple of volblocksize {vbs} (TrueNAS refuses it)")
 

@@ -55,6 +55,7 @@ from typing import Self
 
 from netprov.adapters.pxe.ssh import SshConnection, SshDeadline, collect, connect, keepalive_interval
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
+from netprov.core.dnsmasq import SECRET_GROUP
 from netprov.core.fileplan import (
     OWNED_RECORD,
     TEMP_PREFIX,
@@ -70,6 +71,7 @@ from netprov.core.fileplan import (
     text_wanted,
 )
 from netprov.core.secrets import mask_secrets
+from netprov.core.text import one_line
 from netprov.errors import ConnectError, NetprovError, PathConfinementError, PushError, StalePlanError
 
 __all__ = ["PushReport", "PxeHost", "PxeSettings", "confine"]
@@ -100,7 +102,7 @@ class PxeSettings:
     restart_command: str = "systemctl restart dnsmasq"
     sudo: bool = False
     lock_path: str = "/run/lock/netprov.lock"
-    secret_group: str = "dnsmasq"
+    secret_group: str = SECRET_GROUP
     flavor: str = "dnsmasq"            # "pihole": the read also checks Pi-hole reads the drop-in (docs/pihole.md)
     pihole_toml: str = "/etc/pihole/pihole.toml"
     server: str | None = None          # the BootFile.server name; defaults to host
@@ -344,7 +346,7 @@ class PxeHost:
             raise PushError(f"reading files on {server} failed: {exc} (nothing was changed)") from None
         if "END|" not in res.out or res.rc != 0:
             raise PushError(f"reading files on {server} failed (exit {res.rc}; the answer was incomplete): "
-                            f"{_one_line(mask_secrets(res.err))} (nothing was changed)")
+                            f"{one_line(mask_secrets(res.err), 500)} (nothing was changed)")
         self.preflight = _preflight(server, rootmap, res.out) + _pihole_problems(self.settings, res.out)
         try:
             return parse_manifest(server, rootmap, res.out)
@@ -485,7 +487,7 @@ class PxeHost:
                             "wait for it to finish and run again (nothing was changed). An apply whose "
                             f"connection was lost lets go within {hold} s")
         raise PushError(f"could not take the lock {s.lock_path} on {s.server_name}: "
-                        f"{_one_line(mask_secrets(line.removeprefix('NETPROV-LOCKFAIL ')))}; nothing was changed")
+                        f"{one_line(mask_secrets(line.removeprefix('NETPROV-LOCKFAIL ')), 500)}; nothing was changed")
 
     def _stage(self, ops: _Ops, roots: Mapping[Root, str], note: Progress,
                secrets: tuple[str, ...] = ()) -> tuple[int, bool]:
@@ -544,8 +546,8 @@ class PxeHost:
             raise StalePlanError(f"files on {s.server_name} changed since the plan was made "
                                  f"({mask_secrets(_stale_detail(out), secrets)}); plan again (nothing was changed)")
         if res.rc == 65 and re.search(r"^NETPROV-TEST-FAILED 12[67]$", out, re.M):
-            said = _one_line(out.split("NETPROV-TEST-FAILED", 1)[-1].partition("NETPROV-TEST-CONF")[0]
-                             .split("\n", 1)[-1], 200)
+            said = one_line(out.split("NETPROV-TEST-FAILED", 1)[-1].partition("NETPROV-TEST-CONF")[0]
+                            .split("\n", 1)[-1], 200)
             raise PushError(f"test_command {s.test_command!r} on {s.server_name}: a program it runs was not found "
                             f"(or is not executable): {mask_secrets(said, secrets) or 'exit 127'}; set "
                             f"test_command for this server (nothing was activated and live files are unchanged)")
@@ -584,7 +586,7 @@ class PxeHost:
                             "nothing was activated:\n" + mask_secrets((out + res.err).strip()[-2000:], secrets))
         # No verdict from the script: find out what the server did before saying anything.
         return self._after_lost_commit(ops, activation, f"the commit command ended with exit {res.rc} and "
-                                       f"no verdict: {_one_line(mask_secrets(out + res.err, secrets), 300)}")
+                                       f"no verdict: {one_line(mask_secrets(out + res.err, secrets), 300)}")
 
     def _after_lost_commit(self, ops: _Ops, activation: Activation, why: str) -> str:
         """The commit's answer was lost. The server-side script runs on (immune to SIGHUP) and
@@ -683,10 +685,6 @@ def _first_word(cmd: str) -> str | None:
     if not words or not re.fullmatch(r"[A-Za-z0-9_./+-]+", words[0]) or "=" in words[0]:
         return None
     return words[0]
-
-
-def _one_line(text: str, limit: int = 500) -> str:
-    return " ".join(text.split())[:limit]
 
 
 def _preflight(server: str, roots: Mapping[Root, str], text: str) -> list[str]:

@@ -58,6 +58,7 @@ from netprov.core.storage import (
     pick_portal,
     state_fingerprint,
 )
+from netprov.core.text import one_line
 from netprov.errors import ApiError, NetprovError, RemoteError, StalePlanError
 
 logger = logging.getLogger("netprov.storage")
@@ -451,8 +452,9 @@ class _Run:
                 self._emit("skipped", c, str(e))
                 continue
             except Exception as e:        # NetprovError, or a NAS answer of the wrong shape: this change failed
-                self._emit("failed", c, _one_line(e) if isinstance(e, NetprovError) else
-                           f"{type(e).__name__}: {_one_line(e)} (unexpected answer from the NAS)")
+                said = one_line(e, 400) or type(e).__name__
+                self._emit("failed", c, said if isinstance(e, NetprovError) else
+                           f"{type(e).__name__}: {said} (unexpected answer from the NAS)")
                 for rest in changes[i + 1:]:
                     self._emit("skipped", rest, f"not attempted: {c.address} failed")
                 return
@@ -919,7 +921,3 @@ class _Run:
                     ok = yield _Call("service.start", SERVICE, {"silent": False})
                 if ok is False:
                     raise ChangeFailed("the iSCSI service failed to start")
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:400] or type(e).__name__

@@ -42,7 +42,6 @@ import collections
 import errno as errno_mod
 import hashlib
 import inspect
-import ipaddress
 import itertools
 import json
 import logging
@@ -62,7 +61,9 @@ from websockets.sync.client import connect as _ws_connect
 
 from netprov.adapters.known_nas import Pin, describe, format_fingerprint
 from netprov.adapters.truenas.normalise import answer_problem
+from netprov.core.net import is_loopback
 from netprov.core.secrets import mask_secrets
+from netprov.core.text import one_line
 from netprov.errors import (
     ApiError,
     ApiValidationError,
@@ -191,20 +192,6 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _one_line(text: Any, limit: int = _MAX_REASON) -> str:
-    s = " ".join(str(text).split()) if text is not None else ""
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
 def _collect_secrets(obj: Any, out: list[str], key: str = "") -> None:
     """Values under secret-looking keys (CHAP secret, password, key...) anywhere in ``obj``."""
     if isinstance(obj, dict):
@@ -245,7 +232,7 @@ def _norm_triples(extra: Any) -> list[tuple[str, str, int | None]]:
             attr = item[0]
             msg = item[1]
             code = item[2] if len(item) > 2 and isinstance(item[2], int) else None
-            out.append(("" if attr is None else str(attr), _one_line(msg, 200), code))
+            out.append(("" if attr is None else str(attr), one_line(msg, 200), code))
     return out
 
 
@@ -260,7 +247,7 @@ def _parse_validation_text(text: str) -> list[tuple[str, str, int | None]] | Non
         if not m:
             return None
         code = getattr(errno_mod, m.group(1), None)
-        out.append((m.group(2), _one_line(m.group(3), 200), code if isinstance(code, int) else None))
+        out.append((m.group(2), one_line(m.group(3), 200), code if isinstance(code, int) else None))
     return out
 
 
@@ -347,11 +334,11 @@ def fetch_certificate(url: str, *, timeout: float = 30.0) -> bytes:
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme.lower(), parts.scheme.lower())
     host = parts.hostname or ""
     if scheme != "wss" or not host:
-        raise ConnectError(f"{_one_line(url, 120)} is not a wss:// URL: there is no TLS certificate to trust")
+        raise ConnectError(f"{one_line(url, 120)} is not a wss:// URL: there is no TLS certificate to trust")
     try:
         port = parts.port or 443
     except ValueError:
-        raise ConnectError(f"{_one_line(url, 120)} has an invalid port") from None
+        raise ConnectError(f"{one_line(url, 120)} has an invalid port") from None
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -362,7 +349,7 @@ def fetch_certificate(url: str, *, timeout: float = 30.0) -> bytes:
     except ssl.SSLError as e:
         raise ConnectError(f"TLS handshake with {host}:{port} failed ({e.reason or e}): is it a wss:// URL?") from None
     except (OSError, TimeoutError) as e:
-        raise ConnectError(f"cannot reach {host}:{port}: {_one_line(e, 200) or type(e).__name__}") from None
+        raise ConnectError(f"cannot reach {host}:{port}: {one_line(e, 200) or type(e).__name__}") from None
     if not der:
         raise ConnectError(f"{host}:{port} presented no TLS certificate")
     return der
@@ -485,7 +472,7 @@ class TrueNASClient:
         if not host:
             raise ConnectError("TrueNAS URL has no host name: use wss://HOST")
         netloc = parts.netloc.rsplit("@", 1)[-1]  # never carry userinfo into a URL we print
-        if self._creds.api_key is not None and scheme == "ws" and not _is_loopback(host):
+        if self._creds.api_key is not None and scheme == "ws" and not is_loopback(host):
             raise ConnectError(
                 f"refusing to send an API key over unencrypted ws:// to {host}: use wss://{netloc} "
                 "(TrueNAS 25.04+ revokes API keys that cross plain ws://)"
@@ -567,7 +554,7 @@ class TrueNASClient:
                 ) from None
             except (TimeoutError, wsexc.InvalidHandshake, wsexc.InvalidURI, OSError, EOFError) as e:
                 raise ConnectError(
-                    f"cannot reach TrueNAS at {self.host}: {_one_line(e, 200) or type(e).__name__}"
+                    f"cannot reach TrueNAS at {self.host}: {one_line(e, 200) or type(e).__name__}"
                 ) from None
             self.url = candidate
             break
@@ -1022,7 +1009,7 @@ class TrueNASClient:
             self._ws.send(data)
         except (wsexc.ConnectionClosed, OSError, RuntimeError) as e:
             detail = (
-                self._close_detail(e) if isinstance(e, wsexc.ConnectionClosed) else f": {_one_line(e, 120)}"
+                self._close_detail(e) if isinstance(e, wsexc.ConnectionClosed) else f": {one_line(e, 120)}"
             )
             with self._lock:
                 if call_id is not None and self._pending.pop(call_id, None) is not None:
@@ -1134,15 +1121,7 @@ class TrueNASClient:
             self._violation = self._violation or text
             if not self._close_reason:
                 self._close_reason = text
-            pendings = list(self._pending.values())
-            self._pending.clear()
-            pings = list(self._pings.values())
-        for p in pendings:
-            p.violation = text
-            self._slots.release()
-            p.event.set()
-        for ev in pings:
-            ev.set()
+        self._fail_all(text, violation=True)
         if not already:
             try:
                 self._ws.close(1002, "protocol error")
@@ -1154,15 +1133,20 @@ class TrueNASClient:
         frame = e.rcvd or e.sent
         if frame is None:
             return " without a close frame"
-        return f" (code {frame.code}{': ' + _one_line(frame.reason, 120) if frame.reason else ''})"
+        return f" (code {frame.code}{': ' + one_line(frame.reason, 120) if frame.reason else ''})"
 
-    def _fail_all(self, reason: str) -> None:
+    def _fail_all(self, reason: str, *, violation: bool = False) -> None:
+        """Fail every outstanding call with ``reason``: its connection dropped, or (``violation``) the NAS
+        broke the protocol. Wake every waiting ping."""
         with self._lock:
             pendings = list(self._pending.values())
             self._pending.clear()
             pings = list(self._pings.values())
         for p in pendings:
-            p.dropped = reason
+            if violation:
+                p.violation = reason
+            else:
+                p.dropped = reason
             self._slots.release()
             p.event.set()
         for ev in pings:
@@ -1178,7 +1162,7 @@ class TrueNASClient:
         except RecursionError:
             return f"{self.host} sent JSON nested too deeply to read (expected {expected})"
         except ValueError as e:
-            return f"{self.host} sent a message that is not JSON ({_one_line(e, 80)}; expected {expected})"
+            return f"{self.host} sent a message that is not JSON ({one_line(e, 80)}; expected {expected})"
         if not isinstance(msg, dict):
             return f"{self.host} sent a JSON {type(msg).__name__} instead of an object (expected {expected})"
         if self.protocol == "legacy":
@@ -1210,7 +1194,7 @@ class TrueNASClient:
                 err = msg.get("error") if isinstance(msg.get("error"), dict) else {}
                 return (
                     f"{self.host} reported an error that belongs to no call "
-                    f"(code {_one_line(err.get('code'), 20)}: {_one_line(err.get('message'), 80)})"
+                    f"(code {one_line(err.get('code'), 20)}: {one_line(err.get('message'), 80)})"
                 )
             return self._dispatch(msg["id"], msg.get("result"), msg.get("error"))
         return f"{self.host} sent a message that is neither a reply nor a notification (expected {expected})"
@@ -1219,7 +1203,7 @@ class TrueNASClient:
         with self._lock:
             pending = self._pending.pop(call_id, None) if isinstance(call_id, (str, int)) else None
         if pending is None:
-            shown = _one_line(call_id, 40) if isinstance(call_id, (str, int)) else type(call_id).__name__
+            shown = one_line(call_id, 40) if isinstance(call_id, (str, int)) else type(call_id).__name__
             return (
                 f"{self.host} sent a reply for call id {shown}, which is not a call netprov is waiting for "
                 "(a wrong or repeated id)"
@@ -1239,7 +1223,7 @@ class TrueNASClient:
     # ---------------------------------------------------------------- error mapping
 
     def _clean_reason(self, text: Any, secrets: list[str]) -> str:
-        s = _one_line(text)
+        s = one_line(text, _MAX_REASON)
         s = _REASON_PREFIX.sub("", s)
         if s in ("MatchNotFound()", "MatchNotFound"):
             s = "no matching object (a query with get=True matched nothing)"
@@ -1278,7 +1262,7 @@ class TrueNASClient:
             extra = error.get("extra")
             if error.get("type") == "VALIDATION":
                 triples = (
-                    _norm_triples(extra) or _parse_validation_text(reason) or [("", _one_line(reason), code)]
+                    _norm_triples(extra) or _parse_validation_text(reason) or [("", one_line(reason, _MAX_REASON), code)]
                 )
                 return self._validation_error(method, triples, resource, secrets)
         else:
@@ -1295,7 +1279,7 @@ class TrueNASClient:
                     or [
                         (
                             "",
-                            _one_line(data.get("reason") or error.get("message") or "Invalid params"),
+                            one_line(data.get("reason") or error.get("message") or "Invalid params", _MAX_REASON),
                             data.get("error"),
                         )
                     ]
