@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -261,6 +262,27 @@ def _check_ref_name(name: str) -> str | None:
     return None
 
 
+class _Problems(list):
+    """The problems found so far; calling it adds one located at a field path."""
+
+    def __init__(self, filename: str, locate: Locator) -> None:
+        super().__init__()
+        self.filename, self.locate = filename, locate
+
+    def __call__(self, loc: tuple, msg: str, key: bool = False) -> None:
+        line, col = self.locate(loc, key=key)
+        self.append(Problem(self.filename, line, col, _fmt_loc(loc), msg))
+
+
+@dataclass
+class _Claims:
+    """Who uses each MAC, fixed ip and (storage, iSCSI target name): each must have one owner."""
+
+    mac: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    ip: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    target: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+
+
 def _resolve(inv: Inventory, filename: str, locate: Locator,
              tree: dict) -> tuple[list[Machine], list[Problem]]:
     """Apply defaults, check references and cross-machine rules. Pure.
@@ -268,120 +290,140 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
     A reference to an entry that exists in ``tree`` but failed validation is not
     reported again (its own error already was).
     """
-    problems: list[Problem] = []
+    err = _Problems(filename, locate)
     written = {sec: set(map(str, tree.get(sec) or {})) if isinstance(tree.get(sec), dict) else set()
                for sec in ("storage", "pxe_servers")}
     d = inv.defaults
-
-    def err(loc: tuple, msg: str, key: bool = False) -> None:
-        line, col = locate(loc, key=key)
-        problems.append(Problem(filename, line, col, _fmt_loc(loc), msg))
-
     for ref, table in (("storage", inv.storage), ("pxe_server", inv.pxe_servers)):
         val = getattr(d, ref)
         if val is not None and val not in table and val not in written[ref if ref == "storage" else "pxe_servers"]:
             err(("defaults", ref), f"{ref} {val!r} is not defined" + _known(table))
 
     machines: list[Machine] = []
-    by_mac: dict[str, list[str]] = defaultdict(list)
-    by_ip: dict[str, list[str]] = defaultdict(list)
-    by_target: dict[tuple[str, str], list[str]] = defaultdict(list)
+    claims = _Claims()
     for name in sorted(inv.machines):
-        spec = inv.machines[name]
         if names.check_machine_name(name):
             continue  # already reported
-        loc = ("machines", name)
-        storage_name = spec.storage or d.storage or _only(inv.storage)
-        pxe_name = spec.pxe_server or d.pxe_server or _only(inv.pxe_servers)
-        ok = True
-        for field, chosen, table, section in (("storage", storage_name, inv.storage, "storage"),
-                                              ("pxe_server", pxe_name, inv.pxe_servers, "pxe_servers")):
-            if chosen in table:
-                continue
-            ok = False
-            if chosen in written[section]:
-                continue  # defined but invalid: its own error was reported
-            where = loc + ((field,) if getattr(spec, field) else ())
-            err(where, f"{field} {chosen!r} is not defined" + _known(table) if chosen
-                else f"no {field} given (set defaults.{field} or machines.<name>.{field})")
+        machine = _resolve_machine(inv, name, written, claims, err)
+        if machine is not None:
+            machines.append(machine)
+    _check_claims(claims, err)
+    _check_renames(inv, machines, err)
+    _check_initiators(machines, err)
+    return machines, list(err)
 
-        size = spec.disk.size if spec.disk.size is not None else d.disk.size
-        sparse = spec.disk.sparse if spec.disk.sparse is not None else (d.disk.sparse or False)
-        vbs = spec.disk.volblocksize or d.disk.volblocksize or DEFAULT_VOLBLOCKSIZE
-        clone = spec.disk.clone_from if spec.disk.clone_from is not None else d.disk.clone_from
-        if size is None and clone is None:
-            err(loc + ("disk",), "disk.size is required (here or in defaults.disk), e.g. size: 64G")
-            ok = False
-        elif size is not None and size % VOLBLOCKSIZES[vbs]:
-            err(loc + ("disk", "size") if spec.disk.size is not None else loc,
-                f"disk size {size} bytes is not a multiple of volblocksize {vbs} (TrueNAS refuses it)")
 
-        firmware = spec.firmware or d.firmware
-        arch = spec.arch or d.arch
-        if arch is Arch.ARM64 and firmware is Firmware.BIOS:
-            err(loc + (("firmware",) if spec.firmware else ("arch",)),
-                "arm64 machines boot UEFI: set firmware: uefi (or auto)")
-        boot = spec.boot or d.boot
-        install = spec.install or d.install
-        if boot is BootAction.INSTALL and install is None:
-            err(loc + ("boot",) if spec.boot else loc,
-                "boot: install needs install: {kernel: ..., initrd: ...} (here or in defaults)")
-
-        chap_spec = spec.chap if spec.chap is not None else d.chap
-        chap = None
-        if chap_spec is not None and chap_spec.enabled:
-            chap = ChapRef(username=chap_spec.username or name, secret_env=chap_spec.secret_env,
-                           secret_file=chap_spec.secret_file)
-
-        mac = spec.mac
-        by_mac[mac].append(name)
-        ip = str(spec.ip) if spec.ip is not None else None
-        if ip is not None:
-            by_ip[ip].append(name)
-
-        if not ok:
+def _references(inv: Inventory, name: str, written: dict[str, set[str]],
+                err: _Problems) -> tuple[str | None, str | None, bool]:
+    """The storage and PXE server machine ``name`` uses, and whether both are defined (and valid)."""
+    spec, d, loc = inv.machines[name], inv.defaults, ("machines", name)
+    storage_name = spec.storage or d.storage or _only(inv.storage)
+    pxe_name = spec.pxe_server or d.pxe_server or _only(inv.pxe_servers)
+    ok = True
+    for field_name, chosen, table, section in (("storage", storage_name, inv.storage, "storage"),
+                                               ("pxe_server", pxe_name, inv.pxe_servers, "pxe_servers")):
+        if chosen in table:
             continue
-        st = inv.storage[storage_name]
-        px = inv.pxe_servers[pxe_name]
-        if ip is not None:
-            if px.mode is PxeMode.PROXY:
-                err(loc + ("ip",), f"a fixed ip needs pxe_server {pxe_name!r} in dhcp mode; in proxy mode "
-                                   "the router assigns addresses (reserve it there)")
-            elif spec.ip not in px.subnet:
-                err(loc + ("ip",), f"{ip} is outside pxe_server {pxe_name!r}'s subnet {px.subnet}")
-            elif spec.ip == px.address or (px.router is not None and spec.ip == px.router):
-                err(loc + ("ip",), f"{ip} is the address of the PXE server or router")
-        zpath = names.zvol_device(st.parent, name)
-        if len(zpath) > st.max_zvol_path:
-            err(loc, f"'{zpath}' is {len(zpath)} characters; storage {storage_name!r} allows "
-                     f"{st.max_zvol_path} (FreeNAS 11.x / CORE 12: 63). Use a shorter name or parent",
-                key=True)
-        if len(names.zvol_path(st.parent, name)) > 200:
-            err(loc, "the zvol's dataset name would exceed ZFS's 200 characters", key=True)
-        by_target[(storage_name, names.target_name(name, st.target_prefix))].append(name)
-        extra = spec.extra or d.extra or Extra()
-        initiator = spec.initiator_iqn or names.initiator_iqn(st.initiator_basename, name)
-        machines.append(Machine(
-            name=name, mac=mac, ip=ip, firmware=firmware, arch=arch, size=size or 0, sparse=sparse,
-            volblocksize=vbs, clone_from=clone, chap=chap, boot=boot, install=install,
-            storage=storage_name, pxe_server=pxe_name, initiator_iqn=initiator, extra=extra,
-            description=spec.description, renamed_from=spec.renamed_from))
+        ok = False
+        if chosen in written[section]:
+            continue  # defined but invalid: its own error was reported
+        where = loc + ((field_name,) if getattr(spec, field_name) else ())
+        err(where, f"{field_name} {chosen!r} is not defined" + _known(table) if chosen
+            else f"no {field_name} given (set defaults.{field_name} or machines.<name>.{field_name})")
+    return storage_name, pxe_name, ok
 
-    for mac, owners in by_mac.items():
-        if len(owners) > 1:
-            for n in owners[1:]:
-                err(("machines", n, "mac"), f"MAC {mac} is also used by {owners[0]!r}")
-    for ip, owners in by_ip.items():
-        if len(owners) > 1:
-            for n in owners[1:]:
-                err(("machines", n, "ip"), f"ip {ip} is also used by {owners[0]!r}")
-    for (st, tname), owners in by_target.items():
-        if len(owners) > 1:
-            for n in owners[1:]:
-                err(("machines", n), f"iSCSI target name {tname!r} on storage {st!r} is also "
-                                     f"derived for {owners[0]!r}", key=True)
+
+def _resolve_machine(inv: Inventory, name: str, written: dict[str, set[str]], claims: _Claims,
+                     err: _Problems) -> Machine | None:
+    """Machine ``name`` with the defaults applied, or None when a reference or its disk size is missing."""
+    spec, d, loc = inv.machines[name], inv.defaults, ("machines", name)
+    storage_name, pxe_name, ok = _references(inv, name, written, err)
+
+    size = spec.disk.size if spec.disk.size is not None else d.disk.size
+    sparse = spec.disk.sparse if spec.disk.sparse is not None else (d.disk.sparse or False)
+    vbs = spec.disk.volblocksize or d.disk.volblocksize or DEFAULT_VOLBLOCKSIZE
+    clone = spec.disk.clone_from if spec.disk.clone_from is not None else d.disk.clone_from
+    if size is None and clone is None:
+        err(loc + ("disk",), "disk.size is required (here or in defaults.disk), e.g. size: 64G")
+        ok = False
+    elif size is not None and size % VOLBLOCKSIZES[vbs]:
+        err(loc + ("disk", "size") if spec.disk.size is not None else loc,
+            f"disk size {size} bytes is not a multiple of volblocksize {vbs} (TrueNAS refuses it)")
+
+    firmware = spec.firmware or d.firmware
+    arch = spec.arch or d.arch
+    if arch is Arch.ARM64 and firmware is Firmware.BIOS:
+        err(loc + (("firmware",) if spec.firmware else ("arch",)),
+            "arm64 machines boot UEFI: set firmware: uefi (or auto)")
+    boot = spec.boot or d.boot
+    install = spec.install or d.install
+    if boot is BootAction.INSTALL and install is None:
+        err(loc + ("boot",) if spec.boot else loc,
+            "boot: install needs install: {kernel: ..., initrd: ...} (here or in defaults)")
+
+    chap_spec = spec.chap if spec.chap is not None else d.chap
+    chap = None
+    if chap_spec is not None and chap_spec.enabled:
+        chap = ChapRef(username=chap_spec.username or name, secret_env=chap_spec.secret_env,
+                       secret_file=chap_spec.secret_file)
+
+    claims.mac[spec.mac].append(name)
+    ip = str(spec.ip) if spec.ip is not None else None
+    if ip is not None:
+        claims.ip[ip].append(name)
+    if not ok or storage_name is None or pxe_name is None:
+        return None
+    st = inv.storage[storage_name]
+    _check_placement(inv, name, storage_name, pxe_name, err)
+    claims.target[(storage_name, names.target_name(name, st.target_prefix))].append(name)
+    return Machine(
+        name=name, mac=spec.mac, ip=ip, firmware=firmware, arch=arch, size=size or 0, sparse=sparse,
+        volblocksize=vbs, clone_from=clone, chap=chap, boot=boot, install=install,
+        storage=storage_name, pxe_server=pxe_name,
+        initiator_iqn=spec.initiator_iqn or names.initiator_iqn(st.initiator_basename, name),
+        extra=spec.extra or d.extra or Extra(), description=spec.description, renamed_from=spec.renamed_from)
+
+
+def _check_placement(inv: Inventory, name: str, storage_name: str, pxe_name: str, err: _Problems) -> None:
+    """Machine ``name``'s fixed ip fits its PXE server, and its zvol's names fit its storage."""
+    spec, loc = inv.machines[name], ("machines", name)
+    st, px = inv.storage[storage_name], inv.pxe_servers[pxe_name]
+    if spec.ip is not None:
+        ip = str(spec.ip)
+        if px.mode is PxeMode.PROXY:
+            err(loc + ("ip",), f"a fixed ip needs pxe_server {pxe_name!r} in dhcp mode; in proxy mode "
+                               "the router assigns addresses (reserve it there)")
+        elif spec.ip not in px.subnet:
+            err(loc + ("ip",), f"{ip} is outside pxe_server {pxe_name!r}'s subnet {px.subnet}")
+        elif spec.ip == px.address or (px.router is not None and spec.ip == px.router):
+            err(loc + ("ip",), f"{ip} is the address of the PXE server or router")
+    zpath = names.zvol_device(st.parent, name)
+    if len(zpath) > st.max_zvol_path:
+        err(loc, f"'{zpath}' is {len(zpath)} characters; storage {storage_name!r} allows "
+                 f"{st.max_zvol_path} (FreeNAS 11.x / CORE 12: 63). Use a shorter name or parent",
+            key=True)
+    if len(names.zvol_path(st.parent, name)) > 200:
+        err(loc, "the zvol's dataset name would exceed ZFS's 200 characters", key=True)
+
+
+def _check_claims(claims: _Claims, err: _Problems) -> None:
+    """A MAC, a fixed ip or an iSCSI target name used by two machines: each later one is a problem."""
+    for mac, owners in claims.mac.items():
+        for n in owners[1:]:
+            err(("machines", n, "mac"), f"MAC {mac} is also used by {owners[0]!r}")
+    for ip, owners in claims.ip.items():
+        for n in owners[1:]:
+            err(("machines", n, "ip"), f"ip {ip} is also used by {owners[0]!r}")
+    for (st, tname), owners in claims.target.items():
+        for n in owners[1:]:
+            err(("machines", n), f"iSCSI target name {tname!r} on storage {st!r} is also "
+                                 f"derived for {owners[0]!r}", key=True)
+
+
+def _check_renames(inv: Inventory, machines: list[Machine], err: _Problems) -> None:
+    """renamed_from (like Terraform's `moved`): the old name must be gone and claimed once."""
     renamed_by: dict[str, str] = {}
-    for m in machines:   # renamed_from (like Terraform's `moved`): the old name must be gone and claimed once
+    for m in machines:
         old = m.renamed_from
         if old is None:
             continue
@@ -397,13 +439,15 @@ def _resolve(inv: Inventory, filename: str, locate: Locator,
             err(("machines", m.name, "renamed_from"), f"{renamed_by[old]!r} is already renamed from {old!r}; "
                                                       "one disk can't become two machines")
         renamed_by.setdefault(old, m.name)
+
+
+def _check_initiators(machines: list[Machine], err: _Problems) -> None:
     seen_iqn: dict[str, str] = {}
     for m in machines:
         if m.initiator_iqn in seen_iqn:
             err(("machines", m.name, "initiator_iqn"),
                 f"initiator IQN {m.initiator_iqn} is also used by {seen_iqn[m.initiator_iqn]!r}")
         seen_iqn.setdefault(m.initiator_iqn, m.name)
-    return machines, problems
 
 
 def _only(table: dict) -> str | None:
