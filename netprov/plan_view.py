@@ -183,11 +183,6 @@ def _line_style(line: str) -> str:
     return ""
 
 
-def plan_text(plan: Plan, *, verbose: bool = False, full: bool = False) -> str:
-    """The plan as plain text (pipes, logs, tests)."""
-    return "\n".join(line for line, _ in plan_lines(plan, verbose=verbose, full=full)) + "\n"
-
-
 def plan_rich(plan: Plan, console: Any, *, verbose: bool = False, full: bool = False) -> None:
     """The plan on a rich console (colour when the console has it): built as one Text, printed once."""
     from rich.text import Text

@@ -62,7 +62,7 @@ def test_a_plan_with_hostile_names_and_reasons_renders_exactly(streams, text) ->
     plan = Plan(changes=(c,), fingerprints={}, inventory="inv.yaml", inventory_sha256="0" * 64)
     views.plan_rich(plan, console.out())
     printed = streams.out()
-    assert printed == views.plan_text(plan)
+    assert printed == "".join(line + "\n" for line, _ in views.plan_lines(plan))
     assert f"target[{text}]  (create: create: {text})" in printed and f"! refused: {text}" in printed
 
 
