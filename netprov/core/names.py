@@ -12,7 +12,6 @@ import re
 #: Machine names are DNS host labels: they become zvol names, iSCSI target and
 #: extent names, dnsmasq host names and file names, so the strictest of those rules wins.
 MACHINE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # fullmatch: no trailing "\n"
-TARGET_NAME_RE = re.compile(r"[-a-z0-9.:]+")
 #: SCST device-name limit for extents; targets use the same budget so names stay identical.
 ISCSI_NAME_MAX = 64
 _HASH_PREFIX_MAX = 24
