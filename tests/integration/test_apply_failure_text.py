@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from netprov.core.boot_render import host_file_name, script_name
-from tests.support.cli_lab import FailOn, create_parent, inventory_text, netprov
+from tests.support.cli_lab import inventory_text, netprov, sim_fixture  # noqa: F401 (a fixture)
 
 MESSAGE = "Device [/dev/zvol/tank/netboot/m3] is busy [bold]x[/bold] [/] [red]:warning:"
 MACHINES = {"m1": "52:54:00:30:00:01", "m2": "52:54:00:30:00:02"}
@@ -31,16 +31,6 @@ STORAGE_CALLS = [
     ("mapping", "iscsi.targetextent.create"),
     ("service", "service.update"),
 ]
-
-
-@pytest.fixture
-def sim():
-    s = FailOn(profile="25.04").start()
-    create_parent(s)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _lab(sim, tmp_path: Path, *, test_command: str = "true") -> tuple[Path, dict, Path]:

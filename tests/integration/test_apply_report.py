@@ -24,19 +24,9 @@ from netprov.core.inventory_load import parse_inventory
 from netprov.core.boot_render import Renderer, script_name
 from netprov.core.storage import StoragePolicy
 from netprov.engine.run import World, apply_plan, make_plan, server_roots
-from tests.support.cli_lab import FailOn, create_parent, inventory_text, netprov
+from tests.support.cli_lab import FailOn, inventory_text, netprov, sim_fixture  # noqa: F401 (a fixture)
 
 MACHINES = {"m1": "52:54:00:40:00:01", "m2": "52:54:00:40:00:02"}
-
-
-@pytest.fixture
-def sim():
-    s = FailOn(profile="25.04").start()
-    create_parent(s)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _cli_lab(sim, tmp_path: Path) -> tuple[Path, dict]:

@@ -15,9 +15,14 @@ from pathlib import Path
 import pytest
 
 from netprov.sim.truenas import Simulator
+from tests.support.cli_lab import create_parent, ssh_server_inventory
 from tests.support.sshd import SshServer
 
 SECRET = "Chap-s3cret-01"
+ALPHA_AND_BETA = """\
+  alpha: {mac: 52:54:00:10:00:01, chap: {secret_env: ALPHA_SECRET}}
+  beta: {mac: 52:54:00:10:00:02, firmware: uefi}
+"""
 
 
 def netprov(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -30,40 +35,11 @@ def lab(tmp_path: Path):
     sshd = SshServer.start(tmp_path / "sshd")
     sim = Simulator(profile="25.04").start()
     try:
-        from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-        with TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key)) as c:
-            c.call("pool.dataset.create", {"name": "tank/netboot", "type": "FILESYSTEM"})
+        create_parent(sim)
         pxe = tmp_path / "pxe"
         inventory = tmp_path / "inventory.yaml"
-        inventory.write_text(f"""\
-version: 1
-storage:
-  nas:
-    url: {sim.url}
-    api_key_env: TEST_NAS_KEY
-    parent: tank/netboot
-    portal: 10.99.1.10
-pxe_servers:
-  pxe:
-    ssh: {{host: 127.0.0.1, port: {sshd.port}, user: {sshd.user}, identity_file: {sshd.identity_file},
-          known_hosts: {sshd.known_hosts}, sudo: false}}
-    mode: dhcp
-    interface: lo
-    address: 10.99.1.5
-    subnet: 10.99.1.0/24
-    range: {{start: 10.99.1.100, end: 10.99.1.150}}
-    tftp_root: {pxe}/tftp
-    dnsmasq_dir: {pxe}/dnsmasq.d
-    hosts_dir: {pxe}/hosts
-    ipxe: {{source: /usr/lib/ipxe}}
-    test_command: "dnsmasq --test --conf-file={{conf}}"
-    reload_command: "true"
-    restart_command: "true"
-defaults: {{disk: {{size: 8G}}}}
-machines:
-  alpha: {{mac: 52:54:00:10:00:01, chap: {{secret_env: ALPHA_SECRET}}}}
-  beta: {{mac: 52:54:00:10:00:02, firmware: uefi}}
-""")
+        inventory.write_text(ssh_server_inventory(sim.url, sshd, pxe, machines=ALPHA_AND_BETA,
+                                                  test_command="dnsmasq --test --conf-file={conf}"))
         env = {**os.environ, "TEST_NAS_KEY": sim.api_key, "ALPHA_SECRET": SECRET, "NO_COLOR": "1",
                "HOME": str(tmp_path)}
         yield sim, sshd, inventory, env, pxe, tmp_path

@@ -8,18 +8,12 @@ refused in one line naming its version, with nothing changed.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from netprov.sim.truenas import Simulator
-
-
-def netprov(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "netprov", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=180)
+from tests.support.cli_lab import create_parent, local_server_inventory, netprov
 
 
 @pytest.mark.parametrize("profile", ["11.3", "26", "13"])
@@ -36,44 +30,16 @@ def test_demo_converges_on_the_profile(profile, tmp_path):
 
 def _storage_only(tmp_path: Path, sim: Simulator) -> tuple[Path, dict]:
     inv = tmp_path / "inventory.yaml"
-    pxe, ipxe = tmp_path / "pxe", tmp_path / "ipxe"
-    ipxe.mkdir()
-    for name in ("undionly.kpxe", "snponly.efi", "ipxe.efi", "snponly-arm64.efi"):
-        (ipxe / name).write_bytes(b"stand-in iPXE binary\n")
-    inv.write_text(f"""\
-version: 1
-storage:
-  nas:
-    url: {sim.url}
-    api_key_env: TEST_NAS_KEY
-    parent: tank/netboot
-    portal: 10.99.1.10
-pxe_servers:
-  pxe:
-    transport: local
-    sudo: false
-    interface: lo
-    address: 10.99.1.5
-    subnet: 10.99.1.0/24
-    tftp_root: {pxe}/tftp
-    dnsmasq_dir: {pxe}/dnsmasq.d
-    hosts_dir: {pxe}/hosts
-    lock_path: {pxe}/netprov.lock
-    ipxe: {{source: {ipxe}}}
-    test_command: "true"
-    reload_command: "true"
-    restart_command: "true"
-machines:
-  alpha: {{mac: "52:54:00:10:00:01", disk: {{size: 8G}}, pxe_server: pxe}}
-""")
+    commands = "".join(f'    {c}_command: "true"\n' for c in ("test", "reload", "restart"))
+    inv.write_text(local_server_inventory(
+        sim.url, tmp_path, server_keys=commands,
+        machines='  alpha: {mac: "52:54:00:10:00:01", disk: {size: 8G}, pxe_server: pxe}\n'))
     return inv, {**os.environ, "TEST_NAS_KEY": sim.api_key, "NO_COLOR": "1", "HOME": str(tmp_path)}
 
 
 def test_newer_release_runs_like_the_newest_with_one_warning(tmp_path):
     with Simulator(profile="26", version="TrueNAS-27.04.0") as sim:
-        from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-        with TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key)) as c:
-            c.call("pool.dataset.create", {"name": "tank/netboot", "type": "FILESYSTEM"})
+        create_parent(sim)
         inv, env = _storage_only(tmp_path, sim)
         r = netprov("apply", "--auto-approve", str(inv), env=env, cwd=tmp_path)
         assert r.returncode == 0, r.stdout + r.stderr

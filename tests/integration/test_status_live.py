@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from tests.support.cli_lab import FailOn, create_parent, inventory_text, netprov
+from tests.support.cli_lab import inventory_text, netprov, sim_fixture  # noqa: F401 (a fixture)
 
 MACHINES = {"m1": "52:54:00:41:00:01", "m2": "52:54:00:41:00:02"}
-
-
-@pytest.fixture
-def sim():
-    s = FailOn(profile="25.04").start()
-    create_parent(s)
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def _rows(stdout: str) -> dict[str, str]:

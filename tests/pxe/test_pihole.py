@@ -10,30 +10,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from netprov.sim.truenas import Simulator
+from tests.support.cli_lab import create_parent, local_server_inventory, netprov
 
 pytestmark = pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="needs the real dnsmasq")
 
 FIX = "sudo pihole-FTL --config misc.etc_dnsmasq_d true"
 
 
-def netprov(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "netprov", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=180)
-
-
 @pytest.fixture
 def sim():
     with Simulator(profile="26") as s:
-        from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-        with TrueNASClient.connect(s.url, Credentials(api_key=s.api_key)) as c:
-            c.call("pool.dataset.create", {"name": "tank/netboot", "type": "FILESYSTEM"})
+        create_parent(s)
         yield s
 
 
@@ -56,36 +48,10 @@ echo "pihole-FTL: invalid option -- '$1'"; exit 1
         toml.write_text("[dns]\n  etc_dnsmasq_d = true\n\n[misc]\n  # Should FTL load additional dnsmasq "
                         f"configuration files from /etc/dnsmasq.d/?\n  etc_dnsmasq_d = {etc_dnsmasq_d} "
                         "### CHANGED, default = false\n\n[misc.check]\n  load = true\n")
-    pxe, ipxe = tmp / "pxe", tmp / "ipxe"
-    ipxe.mkdir()
-    for name in ("undionly.kpxe", "snponly.efi", "ipxe.efi", "snponly-arm64.efi"):
-        (ipxe / name).write_bytes(b"stand-in iPXE binary\n")
     inv = tmp / "inventory.yaml"
-    inv.write_text(f"""\
-version: 1
-storage:
-  nas:
-    url: {sim.url}
-    api_key_env: TEST_NAS_KEY
-    parent: tank/netboot
-    portal: 10.99.1.10
-pxe_servers:
-  pihole:
-    flavor: pihole
-    pihole_toml: {toml}
-    transport: local
-    sudo: false
-    interface: lo
-    address: 10.99.1.5
-    subnet: 10.99.1.0/24
-    tftp_root: {pxe}/tftp
-    dnsmasq_dir: {pxe}/dnsmasq.d
-    hosts_dir: {pxe}/hosts
-    lock_path: {pxe}/netprov.lock
-    ipxe: {{source: {ipxe}}}
-{extra}machines:
-  ph{n}: {{mac: "52:54:00:10:00:{n:02x}", disk: {{size: 8G}}, pxe_server: pihole}}
-""")
+    inv.write_text(local_server_inventory(
+        sim.url, tmp, server="pihole", server_keys=f"    flavor: pihole\n    pihole_toml: {toml}\n{extra}",
+        machines=f'  ph{n}: {{mac: "52:54:00:10:00:{n:02x}", disk: {{size: 8G}}, pxe_server: pihole}}\n'))
     env = {**os.environ, "TEST_NAS_KEY": sim.api_key, "NO_COLOR": "1", "HOME": str(tmp),
            "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     return inv, env

@@ -24,6 +24,7 @@ from netprov.adapters.pxe.ssh import SshConnection, connect
 from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.errors import NetprovError, PathConfinementError, PushError
 from tests.pxe.conftest import SERVER, make_roots
+from tests.support.cli_lab import create_parent, ssh_server_inventory
 from tests.support.sshd import SshServer
 
 HDR = b"#!ipxe\n# Managed by netprov\n"
@@ -342,40 +343,16 @@ def test_converged_server_needs_no_tools(no_flock_sshd, tmp_path):
 
 def test_missing_flock_stops_apply_before_any_nas_change(no_flock_sshd, tmp_path):
     """The whole CLI: plan and apply fail in one line naming flock, and the NAS is untouched."""
-    from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
     from netprov.sim.truenas import Simulator
 
     pxe = tmp_path / "pxe"
     sim = Simulator(profile="25.04").start()
     try:
-        with TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key)) as c:
-            c.call("pool.dataset.create", {"name": "tank/netboot", "type": "FILESYSTEM"})
+        create_parent(sim)
         before = sim.dump_state()
-        srv = no_flock_sshd
         inventory = tmp_path / "inventory.yaml"
-        inventory.write_text(f"""\
-version: 1
-storage:
-  nas: {{url: {sim.url}, api_key_env: TEST_NAS_KEY, parent: tank/netboot, portal: 10.99.1.10}}
-pxe_servers:
-  pxe:
-    ssh: {{host: 127.0.0.1, port: {srv.port}, user: {srv.user}, identity_file: {srv.identity_file},
-          known_hosts: {srv.known_hosts}, sudo: false}}
-    mode: dhcp
-    interface: lo
-    address: 10.99.1.5
-    subnet: 10.99.1.0/24
-    range: {{start: 10.99.1.100, end: 10.99.1.150}}
-    tftp_root: {pxe}/tftp
-    dnsmasq_dir: {pxe}/dnsmasq.d
-    hosts_dir: {pxe}/hosts
-    test_command: "true"
-    reload_command: "true"
-    restart_command: "true"
-defaults: {{disk: {{size: 8G}}}}
-machines:
-  alpha: {{mac: 52:54:00:10:00:01, chap: {{secret_env: ALPHA_SECRET}}}}
-""")
+        alpha = "  alpha: {mac: 52:54:00:10:00:01, chap: {secret_env: ALPHA_SECRET}}\n"
+        inventory.write_text(ssh_server_inventory(sim.url, no_flock_sshd, pxe, machines=alpha))
         env = {**os.environ, "TEST_NAS_KEY": sim.api_key, "ALPHA_SECRET": "Chap-s3cret-01", "NO_COLOR": "1",
                "HOME": str(tmp_path)}
         for args in (["plan"], ["apply", "--auto-approve"]):

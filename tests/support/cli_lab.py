@@ -16,8 +16,11 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from netprov.sim.truenas import Simulator
 
@@ -79,6 +82,89 @@ def create_parent(sim: Simulator, parent: str = "tank/netboot") -> None:
     from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
     with TrueNASClient.connect(sim.url, Credentials(api_key=sim.api_key)) as c:
         c.call("pool.dataset.create", {"name": parent, "type": "FILESYSTEM"})
+
+
+@pytest.fixture(name="sim")
+def sim_fixture() -> Iterator[FailOn]:
+    """The ``sim`` fixture: a TrueNAS 25.04 simulator (``FailOn``) with tank/netboot made. A test module
+    takes it with ``from tests.support.cli_lab import sim_fixture``."""
+    s = FailOn(profile="25.04").start()
+    try:
+        create_parent(s)
+        yield s
+    finally:
+        s.stop()
+
+
+#: The iPXE binaries a PXE server's ``ipxe.source`` holds (the inventory's defaults and ipxe.efi).
+IPXE_BINARIES = ("undionly.kpxe", "snponly.efi", "ipxe.efi", "snponly-arm64.efi")
+
+
+def stand_in_ipxe(folder: Path) -> Path:
+    """``folder`` filled with stand-in iPXE binaries, for ``ipxe: {source: folder}``."""
+    folder.mkdir()
+    for name in IPXE_BINARIES:
+        (folder / name).write_bytes(b"stand-in iPXE binary\n")
+    return folder
+
+
+def _storage(url: str) -> str:
+    return f"""\
+version: 1
+storage:
+  nas:
+    url: {url}
+    api_key_env: TEST_NAS_KEY
+    parent: tank/netboot
+    portal: 10.99.1.10
+pxe_servers:
+"""
+
+
+def local_server_inventory(url: str, tmp: Path, *, machines: str, server: str = "pxe", server_keys: str = "") -> str:
+    """One NAS (its key in $TEST_NAS_KEY) and one ``transport: local`` PXE server under ``tmp/pxe`` whose
+    iPXE binaries are stand-ins in ``tmp/ipxe``. ``server_keys``: more of the server's keys (indented four
+    spaces, one a line); ``machines``: the machines' lines (indented two)."""
+    pxe, ipxe = tmp / "pxe", stand_in_ipxe(tmp / "ipxe")
+    return _storage(url) + f"""\
+  {server}:
+{server_keys}    transport: local
+    sudo: false
+    interface: lo
+    address: 10.99.1.5
+    subnet: 10.99.1.0/24
+    tftp_root: {pxe}/tftp
+    dnsmasq_dir: {pxe}/dnsmasq.d
+    hosts_dir: {pxe}/hosts
+    lock_path: {pxe}/netprov.lock
+    ipxe: {{source: {ipxe}}}
+machines:
+{machines}"""
+
+
+def ssh_server_inventory(url: str, sshd, pxe: Path, *, machines: str, test_command: str = "true") -> str:
+    """One NAS (its key in $TEST_NAS_KEY) and one PXE server in dhcp mode reached over SSH at ``sshd`` (a
+    ``tests.support.sshd.SshServer``), its roots under ``pxe`` and its iPXE binaries from Debian's
+    /usr/lib/ipxe; every disk 8G. ``machines``: the machines' lines (indented two)."""
+    return _storage(url) + f"""\
+  pxe:
+    ssh: {{host: 127.0.0.1, port: {sshd.port}, user: {sshd.user}, identity_file: {sshd.identity_file},
+          known_hosts: {sshd.known_hosts}, sudo: false}}
+    mode: dhcp
+    interface: lo
+    address: 10.99.1.5
+    subnet: 10.99.1.0/24
+    range: {{start: 10.99.1.100, end: 10.99.1.150}}
+    tftp_root: {pxe}/tftp
+    dnsmasq_dir: {pxe}/dnsmasq.d
+    hosts_dir: {pxe}/hosts
+    ipxe: {{source: /usr/lib/ipxe}}
+    test_command: {_yaml_str(test_command)}
+    reload_command: "true"
+    restart_command: "true"
+defaults: {{disk: {{size: 8G}}}}
+machines:
+{machines}"""
 
 
 @dataclass

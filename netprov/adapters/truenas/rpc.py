@@ -1278,7 +1278,8 @@ class TrueNASClient:
                     or [
                         (
                             "",
-                            one_line(data.get("reason") or error.get("message") or "Invalid params", _MAX_REASON),
+                            one_line(data.get("reason") or error.get("message") or "Invalid params",
+                                     _MAX_REASON),
                             data.get("error"),
                         )
                     ]
