@@ -84,11 +84,16 @@ class BadAnswerError(ApiError):
 
 
 class StalePlanError(NetprovError):
-    """The world changed since the plan was made; plan again."""
+    """The world (or, for a saved plan, the inventory, its templates or secrets) changed since the
+    plan was made; plan again."""
 
 
 class ConvergenceError(NetprovError):
-    """After apply, a fresh plan still has changes."""
+    """After apply, a fresh plan still has changes. ``plan`` is that fresh plan (to show the user)."""
+
+    def __init__(self, message: str, *, plan: object = None) -> None:
+        self.plan = plan
+        super().__init__(message)
 
 
 class PushError(RemoteError):

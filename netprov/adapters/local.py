@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from netprov.core.inventory import LoadedInventory, Problem
 from netprov.core.inventory_load import MAX_INVENTORY_CHARS, decode_inventory, parse_inventory, too_large
 from netprov.core.boot_render import TEMPLATE_NAMES, Templates
 from netprov.core.secrets import resolve_chap_secrets
-from netprov.errors import InventoryError, TemplateError
+from netprov.errors import InventoryError, NetprovError, TemplateError
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,28 @@ def read_templates(loaded: LoadedInventory, inventory_path: Path) -> Templates:
     return Templates.with_overrides(overrides, str(base))
 
 
-def _read_secret_file(path: str) -> str | None:
+def read_secret_file(path: str | Path, warn: Callable[[str], None] | None = None) -> str:
+    """The text of a file holding a secret (an API key, a password, a CHAP secret), as it is.
+
+    The one reader of secret files. A file group or other users can open is passed to ``warn``
+    (:func:`secret_file_warning`) first; a file that can't be read raises a ``NetprovError``
+    naming it, never its content."""
+    p = Path(path)
+    why = secret_file_warning(p) if warn is not None else None
+    if why:
+        warn(why)
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError:
+        return p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise NetprovError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _chap_secret_file(path: str) -> str | None:
+    """For CHAP secrets an unreadable file is a missing secret (a warning located in the inventory);
+    their permissions are checked by :func:`_secret_file_problems`, also located."""
+    try:
+        return read_secret_file(path)
+    except NetprovError:
         return None
 
 
@@ -99,12 +118,12 @@ def _secret_file_problems(loaded: LoadedInventory) -> list[Problem]:
     return out
 
 
-def load_workspace(path: str | Path, env: dict[str, str] | None = None) -> Workspace:
+def load_workspace(path: str | Path, env: Mapping[str, str] | None = None) -> Workspace:
     """Read and validate an inventory, its template overrides and its secrets."""
     p = Path(path)
     loaded = read_inventory(p)
     templates = read_templates(loaded, p)
-    secrets, problems = resolve_chap_secrets(loaded, os.environ if env is None else env, _read_secret_file)
+    secrets, problems = resolve_chap_secrets(loaded, os.environ if env is None else env, _chap_secret_file)
     errors = [x for x in problems if x.severity == "error"]
     if errors:
         raise InventoryError(errors)

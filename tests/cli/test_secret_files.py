@@ -58,9 +58,8 @@ def test_a_private_chap_secret_file_is_not_warned_about(tmp_path, capsys, monkey
 
 
 def test_the_api_key_file_gets_the_same_check_and_message(tmp_path, capsys, monkeypatch) -> None:
-    from netprov.adapters.local import load_workspace
-    from netprov.cli.commands.plan_apply import storage_credentials
-    from netprov.settings import load_settings
+    from netprov.cli.commands.shared import start
+    from netprov.cli.app import OPTS
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("NETPROV_API_KEY", raising=False)
     secret = tmp_path / "node1.secret"
@@ -69,9 +68,9 @@ def test_the_api_key_file_gets_the_same_check_and_message(tmp_path, capsys, monk
     key = tmp_path / "api-key"
     key.write_text("1-Zq9-api-key-in-a-file\n")
     key.chmod(0o644)
-    ws = load_workspace(_inventory(tmp_path, secret))
     console.reset()
-    creds = storage_credentials(ws.loaded.inventory.storage["nas"], load_settings(None), "nas")
+    session, options, _ = start(_inventory(tmp_path, secret), OPTS)
+    creds = session.credentials("nas", options)
     assert creds.api_key.get_secret_value() == "1-Zq9-api-key-in-a-file"
     err = capsys.readouterr().err
     assert err.strip() == f"warning: {key} is open to other users (mode 0644); chmod 600 it"

@@ -1,4 +1,6 @@
-"""One module per command; each exposes ``run(...) -> exit code`` over plain values."""
+"""One module per command; each exposes ``run(...) -> exit code`` over plain values. ``shared`` holds what
+several use (option types, starting a session from the settings, showing a plan); the use cases
+themselves are in netprov.engine.session."""
 
 import importlib
 

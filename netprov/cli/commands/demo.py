@@ -116,7 +116,7 @@ def _create_parents(inventory: Path, url: str, creds) -> None:
 
 
 def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> int:
-    from netprov.cli.commands import plan_apply, validate
+    from netprov.cli.commands import plan_apply, shared, validate
     from netprov.sim.truenas import Simulator
 
     example = inventory or find_example()
@@ -145,12 +145,12 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
         if validate.run([demo_inv], quiet=opts.quiet) != 0:
             return ExitCode.ERROR
 
-        ctx = plan_apply._load(demo_inv, opts)
+        session, options, _ = shared.start(demo_inv, opts)
+        policy = session.policy()
         console.rule("2. netprov plan")
-        policy = plan_apply._policy(None, False, False, ctx)
-        with plan_apply.open_world(ctx, offline=False, state=None) as world:
-            first = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
-        plan_apply.show_plan(first.plan, as_json=False)
+        with session.connect(options) as world:
+            first = session.plan(world, policy)
+        shared.show_plan(first.plan, as_json=False)
 
         console.rule("3. netprov apply --auto-approve")
         code = plan_apply.run_apply(demo_inv, opts, auto_approve=True, target=None, allow_destroy=False,
@@ -159,9 +159,9 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
             return code
 
         console.rule("4. netprov plan (again: nothing left to do)")
-        with plan_apply.open_world(ctx, offline=False, state=None) as world:
-            second = plan_apply.make_run_plan(ctx, world, policy, demo_inv)
-        plan_apply.show_plan(second.plan, as_json=False)
+        with session.connect(options) as world:
+            second = session.plan(world, policy)
+        shared.show_plan(second.plan, as_json=False)
         state_file = workdir / "truenas-state.json"
         sim.save_state(str(state_file))
         listen = f"127.0.0.1:{sim.port}"

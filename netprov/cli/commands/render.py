@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from netprov.cli import console
@@ -9,25 +10,21 @@ from netprov.cli.exit_codes import ExitCode
 
 
 def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
-    from netprov.adapters.local import load_workspace
     from netprov.adapters.local import PRIVATE, write_atomic
-    from netprov.core.boot_render import MISSING_SECRET, Renderer
+    from netprov.core.boot_render import MISSING_SECRET
+    from netprov.engine.session import Session
 
-    ws = load_workspace(inventory)
-    console.add_secrets(*ws.secrets.values())
-    for w in ws.warnings:
+    session = Session.load(inventory, env=os.environ, mask=console.add_secrets)
+    for w in session.warnings:
         console.problem(w, quiet=quiet)
-    files = Renderer(ws.templates).render(ws.loaded, ws.secrets)
-    roots = {}
-    for name, server in ws.loaded.inventory.pxe_servers.items():
-        roots[name] = {"tftp": server.tftp_root, "dnsmasq": server.dnsmasq_dir,
-                       "hosts": server.effective_hosts_dir, "http": server.http.root if server.http else None}
+    files = session.render()
+    roots = {name: session.roots(name) for name in session.loaded.inventory.pxe_servers}
     written = 0
     for f in files:
         if f.kind.value == "binary":
             continue
         # <out>/<server>/<root as on the server>/<path>: the tree mirrors the server's filesystem.
-        dest = out / f.server / roots[f.server][f.root.value].lstrip("/") / f.path
+        dest = out / f.server / roots[f.server][f.root].lstrip("/") / f.path
         dest.parent.mkdir(parents=True, exist_ok=True)
         # A script holding a CHAP secret is 0640 on the server (group dnsmasq); here, only yours.
         write_atomic(dest, f.content, PRIVATE if f.secret else f.mode)
@@ -37,5 +34,5 @@ def run(inventory: Path, out: Path, *, quiet: bool = False) -> int:
                             quiet=quiet)
     console.info(f"rendered {written} files into {out}/", quiet=quiet)
     for f in files:
-        print(f"{f.server}\t{f.kind.value}\t{roots[f.server][f.root.value]}/{f.path}")
+        print(f"{f.server}\t{f.kind.value}\t{roots[f.server][f.root]}/{f.path}")
     return ExitCode.OK

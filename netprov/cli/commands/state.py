@@ -26,22 +26,12 @@ def register(state_app: typer.Typer, opts) -> None:
                                                                     show_default=False)] = None,
     ) -> None:
         """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
-        from netprov.cli.commands.plan_apply import _load, open_world
         from netprov.adapters.local import write_atomic
-        from netprov.core.bootfiles import Root
-        from netprov.core.storage import desired_storage
-        from netprov.engine.run import STATE_FORMAT, manifest_to_json
-        ctx = _load(inventory, opts, insecure=insecure, ca_file=ca_file, accept_new_host_key=accept_new_host_key)
-        snapshot: dict = {"format": STATE_FORMAT, "storage": {}, "pxe": {}}
-        with open_world(ctx, offline=False, state=None) as world:
-            for name, port in world.storage.items():
-                snapshot["storage"][name] = port.read(desired_storage(ctx.ws.loaded, name, ctx.ws.secrets)).to_json()
-            files = ctx.renderer.render(ctx.ws.loaded, ctx.ws.secrets)
-            for name, host in world.pxe.items():
-                sources = [f.source for f in files if f.server == name and f.source]
-                manifest = host.read_manifest(sources=sources)
-                hosts = [k for k, e in manifest.entries.items() if k[0] is Root.HOSTS and e.managed]
-                snapshot["pxe"][name] = manifest_to_json(manifest.with_old_text(host.fetch_text(hosts)))
+        from netprov.cli.commands.shared import start
+        session, options, _ = start(inventory, opts, insecure=insecure, ca_file=ca_file,
+                                    accept_new_host_key=accept_new_host_key)
+        with session.connect(options) as world:
+            snapshot = session.snapshot(world)
         # No secret is in it (a CHAP secret only as a salted hash), but it maps the NAS: 0600.
         write_atomic(out, (json.dumps(snapshot, indent=2, sort_keys=True) + "\n").encode())
         console.info(f"state of {len(snapshot['storage'])} storage and {len(snapshot['pxe'])} PXE server(s) "

@@ -15,21 +15,17 @@ from typing import Annotated
 import typer
 
 from netprov.cli import console
-from netprov.cli.commands.plan_apply import AcceptKeyOpt, CaFileOpt, InsecureOpt, TargetOpt
+from netprov.cli.commands.shared import AcceptKeyOpt, CaFileOpt, InsecureOpt, TargetOpt, start
 from netprov.cli.exit_codes import ExitCode
 
 
 def run(opts, inventory: Path, *, as_json: bool, target, flags: dict) -> int:
-    from netprov.cli.commands.plan_apply import _load, _policy, make_run_plan, open_world
-    from netprov.core.status import status_lines, summarise
+    from netprov.core.status import status_lines
 
-    ctx = _load(inventory, opts, **flags)
-    policy = _policy(target, False, False, ctx)
-    with open_world(ctx, offline=False, state=None) as world:
-        run_plan = make_run_plan(ctx, world, policy, inventory)
-    machines = [m for m in run_plan.loaded.machines if target is None or m.name in target]
-    changes = [c for c in run_plan.plan.changes if target is None or c.machine is None or c.machine in target]
-    status = summarise(changes, machines, {k: v[:2] for k, v in run_plan.storage.items()})
+    session, options, _ = start(inventory, opts, **flags)
+    policy = session.policy(target)
+    with session.connect(options) as world:
+        status = session.status(session.plan(world, policy), target)
     if as_json:
         sys.stdout.write(json.dumps(status.to_json(), indent=2, sort_keys=True) + "\n")
     else:

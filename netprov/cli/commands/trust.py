@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,30 +22,12 @@ NAS_SHELL_CHECK = ("openssl s_client -connect localhost:443 </dev/null 2>/dev/nu
                    "openssl x509 -noout -fingerprint -sha256")
 
 
-def known_nas_path(settings: Any) -> Path:
-    from netprov.adapters.known_nas import default_path
-    return Path(settings.known_nas) if settings.known_nas else default_path()
-
-
-def pin_for(url: str, settings: Any):
-    """The pinned certificate for the NAS at ``url`` (None for ws:// or when nothing is pinned)."""
-    from netprov.adapters import known_nas
-    if not url.strip().lower().startswith(("wss://", "https://")) and "://" in url:
-        return None
-    return known_nas.lookup(known_nas_path(settings), url)
-
-
-def trust_command(storage: str, inventory: Path | str) -> str:
-    """How messages tell the user to (re)pin this NAS's certificate."""
-    import shlex
-    inv = str(inventory)
-    return f"netprov trust {shlex.quote(storage)}" + ("" if inv == "inventory.yaml" else f" {shlex.quote(inv)}")
-
-
 def run(opts, storage: str, inventory: Path, *, yes: bool, fingerprint: str | None) -> int:
     from netprov.adapters import known_nas
     from netprov.adapters.local import read_inventory
     from netprov.adapters.truenas.rpc import fetch_certificate
+    from netprov.cli.commands.shared import connect_options
+    from netprov.engine.session import known_nas_file
     from netprov.settings import load_settings
 
     settings = load_settings(opts.config)
@@ -60,7 +42,7 @@ def run(opts, storage: str, inventory: Path, *, yes: bool, fingerprint: str | No
     if st is None:
         known = ", ".join(sorted(inv.storage)) or "none"
         raise NetprovError(f"{inventory} has no storage named {storage!r} (it has: {known})")
-    path = known_nas_path(settings)
+    path = known_nas_file(connect_options(settings))
     key = known_nas.host_port(st.url)
     old = known_nas.read_pins(path).get(key)
     cert = known_nas.describe(fetch_certificate(st.url, timeout=settings.timeout))

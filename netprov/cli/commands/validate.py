@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from netprov.cli import console
@@ -10,16 +11,14 @@ from netprov.errors import InventoryError, NetprovError
 
 
 def run(paths: list[Path], *, quiet: bool = False) -> int:
-    from netprov.adapters.local import load_workspace
-    from netprov.core.boot_render import Renderer
+    from netprov.engine.session import Session
 
     failed = False
     for path in paths:
         try:
-            ws = load_workspace(path)
-            console.add_secrets(*ws.secrets.values())
+            session = Session.load(path, env=os.environ, mask=console.add_secrets)
             # Rendering is part of validation: a broken template override is an inventory error.
-            Renderer(ws.templates).render(ws.loaded, ws.secrets)
+            session.render()
         except InventoryError as exc:
             for p in exc.problems:
                 console.problem(p)
@@ -29,8 +28,9 @@ def run(paths: list[Path], *, quiet: bool = False) -> int:
             console.error(f"{path}: {exc}")
             failed = True
             continue
-        for w in ws.warnings:
+        for w in session.warnings:
             console.problem(w, quiet=quiet)
+        ws = session.workspace
         n = len(ws.loaded.machines)
         console.info(f"{path}: ok ({n} machine{'s' if n != 1 else ''}, "
                      f"{len(ws.loaded.inventory.storage)} storage, "
