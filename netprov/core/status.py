@@ -41,7 +41,7 @@ class ObjectStatus:
 
 
 @dataclass(frozen=True)
-class Session:
+class IscsiSession:
     initiator: str
     address: str | None         # where it logged in from (initiator_addr), when the NAS says
     expected: bool              # the machine's own initiator IQN (else someone else is on its disk)
@@ -58,7 +58,7 @@ class MachineStatus:
     in_inventory: bool
     nas: tuple[ObjectStatus, ...] = ()
     files: tuple[ObjectStatus, ...] = ()
-    sessions: tuple[Session, ...] = ()
+    sessions: tuple[IscsiSession, ...] = ()
 
     @property
     def converged(self) -> bool:
@@ -98,7 +98,7 @@ def _object(c: Change) -> ObjectStatus:
 
 
 def target_sessions(sessions: Iterable[Mapping[str, Any]], basename: str, target: str,
-                    initiator_iqn: str) -> tuple[Session, ...]:
+                    initiator_iqn: str) -> tuple[IscsiSession, ...]:
     """The sessions logged in to ``target`` (short name; the NAS reports ``basename:target``)."""
     out = []
     for s in sessions:
@@ -107,7 +107,7 @@ def target_sessions(sessions: Iterable[Mapping[str, Any]], basename: str, target
         if short != target and t != target:
             continue
         initiator = s.get("initiator") or "?"
-        out.append(Session(initiator, s.get("initiator_addr") or None, initiator == initiator_iqn))
+        out.append(IscsiSession(initiator, s.get("initiator_addr") or None, initiator == initiator_iqn))
     return tuple(sorted(out, key=lambda x: (x.initiator, x.address or "")))
 
 
@@ -133,7 +133,7 @@ def summarise(changes: Iterable[Change], machines: Iterable[Any], storage: Mappi
         own = by_machine.get(name, [])
         st_name = m.storage if m is not None else next((c.system.split(":", 1)[1] for c in own
                                                         if c.system.startswith("storage:")), None)
-        sessions: tuple[Session, ...] = ()
+        sessions: tuple[IscsiSession, ...] = ()
         if st_name in storage:
             desired, actual = storage[st_name][:2]
             dm = desired.machines.get(name)
