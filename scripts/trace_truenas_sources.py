@@ -1,4 +1,4 @@
-"""Regenerate netprov/sim/truenas/sources.py and docs/truenas-sources.md from the real middleware source.
+"""Regenerate sim/truenas_sim/sources.py and docs/truenas-sources.md from the real middleware source.
 
 Needs a clone of github.com/truenas/middleware (``MW_REPO``, default: the local mirror). For every
 method the simulator serves on any profile, and every method netprov's client calls, it finds the
@@ -36,9 +36,9 @@ REFS = {
 
 
 def main() -> None:
-    from netprov.sim.truenas import nas as nas_mod
+    from truenas_sim import nas as nas_mod
     from netprov.adapters.truenas.backend import client_methods, version_tuple
-    from netprov.sim.truenas.profiles import PROFILES
+    from truenas_sim.profiles import PROFILES
 
     nas_mod.SOURCE_GATE = False
     methods: set[str] = set()
@@ -83,9 +83,9 @@ def main() -> None:
             out.append(f"        {prof!r}: {sorted(f) if f is not None else None!r},")
         out.append("    },")
     out.append("}")
-    msgs = _mw_index.sim_messages((ROOT / "netprov/sim/truenas/methods.py").read_text())
+    msgs = _mw_index.sim_messages((ROOT / "sim/truenas_sim/methods.py").read_text())
     out += ["",
-            "#: each validation/error message text the simulator emits (netprov/sim/truenas/methods.py line) ->",
+            "#: each validation/error message text the simulator emits (sim/truenas_sim/methods.py line) ->",
             "#: where the same text is in the middleware at each profile's ref, or None (not found verbatim:",
             "#: a pydantic/ZFS message, or one the release does not have)",
             "RULES: dict[str, tuple[int, dict[str, tuple | None]]] = {"]
@@ -93,10 +93,10 @@ def main() -> None:
         row = {prof: _mw_index.grep_message(ref, text) for prof, ref in REFS.items()}
         out.append(f"    {text!r}: ({line}, {row!r}),")
     out.append("}")
-    (ROOT / "netprov/sim/truenas/sources.py").write_text("\n".join(out) + "\n")
-    from netprov.sim.truenas.sources_doc import render
+    (ROOT / "sim/truenas_sim/sources.py").write_text("\n".join(out) + "\n")
+    from truenas_sim.sources_doc import render
     import importlib
-    import netprov.sim.truenas.sources as s
+    import truenas_sim.sources as s
     importlib.reload(s)
     (ROOT / "docs/truenas-sources.md").write_text(render())
     print(f"{len(table)} methods x {len(REFS)} profiles")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 from tests.support.sshd import SshServer
 
 SECRET = "Chap-s3cret-01"

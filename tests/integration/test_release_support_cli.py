@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 
 def netprov(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:

@@ -114,7 +114,7 @@ def test_wheel_holds_templates_and_the_demo_inventory(wheel) -> None:
         example = zf.read("netprov/examples/example.yaml")
     for tpl in (ROOT / "netprov" / "templates").iterdir():
         assert f"netprov/templates/{tpl.name}" in names
-    assert "netprov/sim/truenas/__init__.py" in names, "the demo needs the simulator"
+    assert "sim/truenas_sim/__init__.py" in names, "the demo needs the simulator"
     assert example == (ROOT / "inventory" / "example.yaml").read_bytes()
     assert not any(n.startswith(("tests/", "inventory/", "docs/")) for n in names)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 pytestmark = pytest.mark.skipif(shutil.which("dnsmasq") is None, reason="needs the real dnsmasq")
 

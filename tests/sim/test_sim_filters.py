@@ -5,8 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from simhelpers import RpcFailure
 
-from netprov.sim.truenas.errors import MatchNotFound, ValidationErrors
-from netprov.sim.truenas.filters import filter_list
+from truenas_sim.errors import MatchNotFound, ValidationErrors
+from truenas_sim.filters import filter_list
 
 ROWS = [
     {

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 
 class FailOn(Simulator):

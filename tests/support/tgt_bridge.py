@@ -1,6 +1,6 @@
 """Serve a (simulated) TrueNAS's iSCSI configuration from the boot lab's tgtd.
 
-netprov talks to TrueNAS (in tests: ``netprov.sim.truenas.Simulator``); the VMs of the boot lab log
+netprov talks to TrueNAS (in tests: ``truenas_sim.Simulator``); the VMs of the boot lab log
 in to a real tgtd. This bridge reads the NAS's iSCSI state, through a ``TrueNASClient`` or from a
 dict of query results, and configures tgtd the same way, so a VM boots exactly what netprov created.
 

@@ -137,7 +137,7 @@ def version_tuple(version: str) -> tuple[int, int]:
 
 
 #: the oldest release netprov supports (FreeNAS 11.3) and the newest it knows (TrueNAS 26): the simulator has a
-#: profile for each release in between that netprov's calls depend on (netprov/sim/truenas/profiles.py)
+#: profile for each release in between that netprov's calls depend on (sim/truenas_sim/profiles.py)
 OLDEST_SUPPORTED = (11, 3)
 NEWEST_KNOWN = (26, 99)
 
@@ -160,7 +160,7 @@ def version_support(version: str) -> str | None:
 def client_methods(version: tuple[int, int], *, jsonrpc: bool | None = None) -> frozenset[str]:
     """Every method netprov may call on a NAS of ``version`` (rpc.py's login and job calls, this module's
     read and apply, the demo). tests/sim/test_sim_sources.py checks each against the middleware source table
-    (netprov/sim/truenas/sources.py) for the profile of that version, and against the calls a real run makes.
+    (sim/truenas_sim/sources.py) for the profile of that version, and against the calls a real run makes.
     ``auth.login_with_api_key`` is tried with an API key on every release; FreeNAS 11.3 answers "method not
     found" and rpc.py turns that into a clear error."""
     snap = "pool.snapshot" if version >= (25, 10) else "zfs.snapshot"

@@ -3,7 +3,7 @@
 ``stub_nas``: a tiny websocket server (real sockets, 127.0.0.1) that speaks both middleware
 protocols with the envelopes of docs/truenas-api.md §3/§4 verbatim. It is deliberately dumb: tests
 register method handlers on it and inspect what it saw (peak calls in flight, message sizes).
-The TrueNAS simulator (netprov.sim.truenas) is used by test_rpc_sim.py for behaviour; this stub pins
+The TrueNAS simulator (truenas_sim) is used by test_rpc_sim.py for behaviour; this stub pins
 wire shapes and failure modes precisely.
 
 ``tls_files``: a throwaway CA and a server certificate for 127.0.0.1/localhost signed by it.

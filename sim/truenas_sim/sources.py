@@ -663,7 +663,7 @@ CREATE_FIELDS: dict[str, dict[str, list | None]] = {
     },
 }
 
-#: each validation/error message text the simulator emits (netprov/sim/truenas/methods.py line) ->
+#: each validation/error message text the simulator emits (sim/truenas_sim/methods.py line) ->
 #: where the same text is in the middleware at each profile's ref, or None (not found verbatim:
 #: a pydantic/ZFS message, or one the release does not have)
 RULES: dict[str, tuple[int, dict[str, tuple | None]]] = {

@@ -44,7 +44,7 @@ from .methods import JobRequest
 from .nas import Ctx, Nas, Session, zvol_path
 from .profiles import get_profile
 
-log = logging.getLogger("netprov.sim.truenas")
+log = logging.getLogger("truenas_sim")
 
 MAX_IN_FLIGHT = 20  # admitted (executing + waiting) per connection
 MAX_EXECUTING = 10

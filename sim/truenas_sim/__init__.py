@@ -3,7 +3,7 @@
 Serves the JSON-RPC 2.0 protocol on ``/api/current`` (profiles 25.04, 25.10) and the legacy DDP-like
 protocol on ``/websocket`` (all profiles), following /work/shared/docs/truenas-api.md.
 
-    from netprov.sim.truenas import Simulator
+    from truenas_sim import Simulator
     with Simulator(profile="25.04") as sim:
         sim.add_snapshot("tank/golden/debian@v1", volsize=10 * 2**30)   # seed a golden image
         ...connect to sim.url with sim.api_key...
