@@ -40,9 +40,9 @@ from .errors import (
     fake_trace,
 )
 from .apiversions import api_version_for
-from .methods import JobRequest
-from .nas import Ctx, Nas, Session, zvol_path
+from .nas import VOLBLOCKSIZES, Ctx, JobRequest, Nas, Session, dataset_record, zvol_path
 from .profiles import get_profile
+from .schema import check_arity
 
 log = logging.getLogger("truenas_sim")
 
@@ -769,8 +769,6 @@ class Simulator:
 
     def add_snapshot(self, snapshot: str, volsize: int = 8 * 2**30, volblocksize: str | None = None) -> dict:
         """Seed a golden image: zvol ``<dataset>`` (created with its ancestors if missing) + ``@snapshot``."""
-        from .nas import VOLBLOCKSIZES, dataset_record
-
         ds, _, snap = snapshot.partition("@")
         if not snap:
             raise ValueError("snapshot must look like pool/path/zvol@name")
@@ -1025,8 +1023,6 @@ class Simulator:
                 await asyncio.sleep(random.uniform(*self.knobs.auth_failure_sleep))
         if spec.job:
             nas.authorize(ctx, method)
-            from .schema import check_arity
-
             check_arity(self.profile.pydantic, method, params, spec.max_args, spec.min_args)
             with nas.lock:
                 jr = spec.func(ctx, *params)
