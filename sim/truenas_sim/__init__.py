@@ -1,7 +1,8 @@
 """TrueNAS middleware simulator: a real websocket server standing in for a FreeNAS/TrueNAS NAS.
 
 Serves the JSON-RPC 2.0 protocol on ``/api/current`` (profiles 25.04, 25.10) and the legacy DDP-like
-protocol on ``/websocket`` (all profiles), following /work/shared/docs/truenas-api.md.
+protocol on ``/websocket`` (all profiles). Each rule is cited to the middleware source at a release tag
+(``middleware <tag> <path>:<line>``); docs/truenas-sources.md is the generated method x release table.
 
     from truenas_sim import Simulator
     with Simulator(profile="25.04") as sim:

@@ -1,4 +1,11 @@
-"""Websocket front-end of the simulator: both wire protocols, auth gating, limits, knobs (doc §2-§5)."""
+"""Websocket front-end of the simulator: both wire protocols, auth gating, limits, knobs.
+
+Where the real ones are (middleware TS-25.04.2.4 src/middlewared/middlewared/): routes ``/api/<version>``
+main.py:233 and ``/websocket`` main.py:1394; JSON-RPC handler api/base/server/ws_handler/rpc.py (10 calls in
+flight per connection, 20 queued: SoftHardSemaphore(10, 20) rpc.py:46); message size limits
+utils/limits.py:17-19 (8 KiB before auth, 64 KiB after; close code MESSAGE_TOO_BIG :34); unauthenticated
+rate limit utils/rate_limit/cache.py:15 (max_calls 20).
+"""
 
 from __future__ import annotations
 

@@ -86,7 +86,8 @@ DATASET_PROPERTIES = ["volsize", "volblocksize", "refreservation", "origin"]
 
 def dataset_read_query(parent: str, version: tuple[int, int]) -> tuple[list, dict]:
     """The ``pool.dataset.query`` params that read ``parent`` and every dataset under it, asking the NAS
-    for only what netprov reads. What each release does with them (middleware source, doc §8.2):
+    for only what netprov reads. What each release does with them (middleware source at each tag; the
+    citations are in truenas_sim/methods/dataset_read.py):
 
     * 24.10 and 25.04 push a lone ``["id", "=", X]`` down to ZFS, which then reads X and its subtree
       only, with just ``extra.properties`` (user properties always come). Any other filter starts the read
@@ -833,7 +834,10 @@ class _Run:
             res = yield _Call("iscsi.target.create", {"name": d["name"], "alias": None, "mode": "ISCSI",
                                                       "groups": groups})
             self.reg[c.address] = res["id"]
-            if len(res.get("groups") or []) != len(groups):     # groups that did not stick (doc §9.10)
+            # groups that did not stick: a quirk from the old API notes, not found in the middleware source
+            # (middleware TS-25.04.2.4 src/middlewared/middlewared/plugins/iscsi_/targets.py:134 saves every group
+            # it validated); kept as a guard
+            if len(res.get("groups") or []) != len(groups):
                 yield _Call("iscsi.target.update", res["id"], {"groups": groups})
             return
         yield from self._verify(c, "iscsi.target.query", [["id", "=", d["id"]], ["name", "=", d["verify_name"]]],

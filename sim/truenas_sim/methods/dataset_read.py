@@ -6,22 +6,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # What a real ``pool.dataset.query`` reads is decided before any filter runs (filters and ``select`` trim
-# the answer, not the work; doc §8.2, checked against the middleware source):
+# the answer, not the work; each point checked in the middleware source at the tag named):
 #
-# * FreeNAS 11.3 (``plugins/pool.py`` ``query``): every id/name/pool/type term goes to ``zfs.dataset.query``
+# * FreeNAS 11.3 (middleware TN-11.3-U5 src/middlewared/middlewared/plugins/pool.py:2545 ``query``):
+#   every id/name/pool/type term goes to ``zfs.dataset.query``
 #   with ``extra`` passed through whole; that pushes down only a lone ``["id", "=", X]`` (then
 #   ``__getstate__()``: X and its children, every property), otherwise it reads every dataset with
 #   ``extra.properties``. ``retrieve_children`` does not exist: children always come.
-# * CORE 12/13 (``plugins/pool.py``): the first ``id``/``name`` ``=`` term is pushed down (X and its
+# * CORE 12/13 (middleware TN-13.0-U6.1 src/middlewared/middlewared/plugins/pool.py:2805):
+#   the first ``id``/``name`` ``=`` term is pushed down (X and its
 #   children nested, ``flat`` not applied), else every dataset; only ``extra.flat`` is passed on, so
 #   ``properties`` and ``retrieve_children`` are ignored: every property, always children.
-# * SCALE 24.10 (``plugins/pool_/dataset.py``): a lone ``["id", "=", X]`` is pushed down; otherwise the
+# * SCALE 24.10 (middleware TS-24.10.2.2 src/middlewared/middlewared/plugins/pool_/dataset.py:178):
+#   a lone ``["id", "=", X]`` is pushed down; otherwise the
 #   read starts at the pool roots. ``retrieve_children=false`` then means the roots alone, so a
 #   ``["id", "^", "tank/x"]`` filter finds nothing. ``properties`` limits the ZFS properties; user
 #   properties (``comments`` included) always come (no ``retrieve_user_props`` yet).
-# * 25.04: the same, pushdown for a lone ``id``/``name`` ``=``/``in`` term; ``retrieve_user_props``.
-# * 25.10 and later (``plugins/pool_/dataset_query_utils.py`` ``generic_query``): nothing is pushed
-#   down, every dataset is read (a filter makes it recurse even with ``retrieve_children=false``).
+# * 25.04 (middleware TS-25.04.2.4 src/middlewared/middlewared/plugins/pool_/dataset.py:182):
+#   the same, pushdown for a lone ``id``/``name`` ``=``/``in`` term; ``retrieve_user_props``.
+# * 25.10 and later (middleware TS-25.10.1 src/middlewared/middlewared/plugins/pool_/dataset_query_utils.py:1020
+#   ``generic_query``): nothing is pushed down, every dataset is read (a filter makes it recurse even
+#   with ``retrieve_children=false``).
 #
 # The cost model (``Knobs.dataset_cost``, ``Knobs.property_cost``) charges each dataset read, and each
 # property read from it: the ZFS properties the simulator models (all of them unless the release honours

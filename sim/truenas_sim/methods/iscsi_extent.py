@@ -238,7 +238,9 @@ def register(nas: NasState) -> None:
             r["path"] = new["disk"]
         T["extent"][id_] = r
         nas.service_reload()
-        nas.service_reload()  # update reloads twice on purpose (doc §8.3)
+        # update reloads twice on purpose: middleware TS-25.04.2.4
+        # src/middlewared/middlewared/plugins/iscsi_/extents.py:179,182 ("scstadmin can have issues ...")
+        nas.service_reload()
         return _entry(nas, r)
 
     @m("iscsi.extent.delete", max_args=3, min_args=1, roles=ISCSI_W, mutating=True)

@@ -286,7 +286,8 @@ def _cascade_zvol(nas: NasState, name: str) -> bool:
     extents = [
         e
         for e in T["extent"].values()
-        # the delegate's query(path, enabled=True) (common/attachment/__init__.py get_query_filters): a
+        # the delegate's query(path, enabled=True) (middleware TS-25.04.2.4
+        # src/middlewared/middlewared/common/attachment/__init__.py:85 get_query_filters): a
         # disabled extent on the zvol survives the delete, on every release from 11.3 to 26
         if e["type"] == "DISK" and e.get("enabled", True)
         and (e["path"] == path or e["path"].startswith(path + "@"))
