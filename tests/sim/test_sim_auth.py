@@ -1,4 +1,4 @@
-"""Authentication, API-key revocation, roles, secret redaction, rate limiting (doc §3.5, §5)."""
+"""Authentication, API-key revocation, roles, secret redaction, rate limiting (truenas_sim/server.py, methods/auth.py; cited there)."""
 
 import pytest
 from simhelpers import RpcFailure

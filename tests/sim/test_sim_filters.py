@@ -1,4 +1,5 @@
-"""filter_list semantics (doc §7), unit level and over the wire."""
+"""filter_list semantics (middleware TS-25.04.2.4 src/middlewared/middlewared/utils/__init__.py:584), unit
+level and over the wire."""
 
 import pytest
 from hypothesis import given

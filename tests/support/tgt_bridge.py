@@ -12,7 +12,7 @@ dict of query results, and configures tgtd the same way, so a VM boots exactly w
 State keys (results of, in order): ``targets`` ``iscsi.target.query``, ``extents``
 ``iscsi.extent.query``, ``targetextents`` ``iscsi.targetextent.query``, ``initiators``
 ``iscsi.initiator.query``, ``auths`` ``iscsi.auth.query``, ``global`` ``iscsi.global.config``
-(shapes: /work/shared/docs/truenas-api.md section 8).
+(shapes: the entry models, middleware TS-25.04.2.4 src/middlewared/middlewared/api/v25_04_2/iscsi_*.py).
 
 TrueNAS semantics that ARE mapped
 ---------------------------------
