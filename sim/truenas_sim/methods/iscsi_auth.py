@@ -30,7 +30,7 @@ def register(nas: NasState) -> None:
             e["discovery_auth"] = r.get("discovery_auth", "NONE")
         return e
 
-    # CHAP rules as plugins/iscsi_/auth.py validate() (TN-11.3-U5 / TN-13.0-U6.1: plugins/iscsi.py) has them:
+    # CHAP rules as middleware TS-25.04.2.4 plugins/iscsi_/auth.py:172 validate(), :154 _validate_secret have them:
     # up to 24.10 only the length is checked; from 25.04 _validate_secret also refuses leading/trailing space
     # and '#' (INVALID_CHARACTERS), every error is reported, and the peer secret is titled "Peer Secret".
     def _validate_secret(verrors, sch, attr, title, secret):

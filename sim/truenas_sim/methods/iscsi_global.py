@@ -24,7 +24,7 @@ def register(nas: NasState) -> None:
         e["alua"] = g["alua"]
         if p.global_iser:
             e["iser"] = g["iser"]
-        if p.global_mode_fields:  # 26: api/v26_0_0/iscsi_global.py ISCSIGlobalEntry
+        if p.global_mode_fields:  # middleware TS-26.0.0-BETA.3 api/v26_0_0/iscsi_global.py:21
             e["direct_config"] = None
             e["mode"] = 0
         return e

@@ -23,7 +23,7 @@ def register(nas: NasState) -> None:
 
     def _ini_entry(r):
         e = {"id": r["id"], "initiators": list(r["initiators"])}
-        if p.initiator_tag:  # 11.3: plugins/iscsi.py iscsi_initiator_create Int('tag', default=0)
+        if p.initiator_tag:  # middleware TN-11.3-U5 plugins/iscsi.py:971 Int('tag', default=0)
             e["tag"] = r["tag"]
         if p.initiator_auth_network:
             e["auth_network"] = list(r.get("auth_network", []))

@@ -43,7 +43,7 @@ def register(nas: NasState) -> None:
                 continue
             for r in T["portal"].values():
                 if p.portal_port_per_ip:
-                    # CORE (TN-13.0 plugins/iscsi.py portal validate): the (ip, port) pair, on .listen
+                    # CORE (middleware TN-13.0-U6.1 src/middlewared/middlewared/plugins/iscsi.py:125): (ip, port), on .listen
                     port = li.get("port", 3260)
                     if r["id"] != old_id and any(x["ip"] == ip and x.get("port", 3260) == port
                                                  for x in r["listen"]):

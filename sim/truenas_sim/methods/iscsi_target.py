@@ -63,7 +63,7 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
                 "Value error, Only lowercase alphanumeric charactersplus dot (.), "
                 "dash (-), and colon (:) are allowed.",
             )
-        elif p.core:  # TN-11.3-U5 / TN-13.0-U6.1 plugins/iscsi.py __validate
+        elif p.core:  # middleware TN-13.0-U6.1 src/middlewared/middlewared/plugins/iscsi.py:1263
             verrors.add(
                 f"{sch}.name",
                 "Lowercase alphanumeric characters plus dot (.), dash (-), and colon (:) are allowed.",

@@ -53,9 +53,9 @@ def _specs(p) -> tuple[dict, dict]:
     for f in ("quota_warning", "quota_critical", "refquota_warning", "refquota_critical", "snapdir"):
         create[f] = opt("any", None)
     if p.core:
-        create.pop("snapdev")  # Inheritable(Str('snapdev')) is SCALE-only (24.10 plugins/pool_/dataset.py)
+        create.pop("snapdev")  # SCALE-only: middleware TS-24.10.2.2 plugins/pool_/dataset.py:452
     if p.name == "13":
-        create["xattr"] = opt("any", None)  # TN-13.0 plugins/pool.py Str('xattr'); gone on SCALE
+        create["xattr"] = opt("any", None)  # middleware TN-13.0-U6.1 plugins/pool.py:2943; not on SCALE
     if p.name == "11.3":
         # TN-11.3-U5 plugins/pool.py pool_dataset_create: no managedby, checksum, special_small_block_size,
         # acltype or encryption fields yet (all arrived in 12)
@@ -128,8 +128,8 @@ def _check_name(nas: NasState, sch: str, data: dict, verrors: ValidationErrors) 
     elif not _valid_ds_name(name):
         verrors.add(f"{sch}.name", "Invalid dataset name")
     elif len(name) > p.dataset_name_max and p.name in ("24.10", "25.04"):
-        # only TS-24.10/25.04 plugins/pool_/dataset.py check it; CORE leaves it to ZFS and 25.10+ defines
-        # ZFS_MAX_DATASET_NAME_LEN in api/v25_10_1/pool_dataset.py without using it
+        # only middleware TS-24.10.2.2 / TS-25.04.2.4 plugins/pool_/dataset.py:539,547 check it; CORE leaves it to ZFS
+        # and TS-25.10.1 defines ZFS_MAX_DATASET_NAME_LEN (api/v25_10_1/pool_dataset.py:42) without using it
         verrors.add(f"{sch}.name", f"Dataset name length should be less than or equal to {p.dataset_name_max}")
     elif name in nas.datasets:
         verrors.add(f"{sch}.name", "Path already exists")
@@ -148,7 +148,7 @@ def _check_name(nas: NasState, sch: str, data: dict, verrors: ValidationErrors) 
                             verrors.add(f"{sch}.name", f"{cur}: parent may not be a ZFS volume")
                             break
             elif p.name in ("25.10", "26"):
-                # TS-25.10.1 plugins/pool_/dataset.py: "zpool (x) does not exist." / "Parent dataset (x) ..."
+                # middleware TS-25.10.1 plugins/pool_/dataset.py:211: "zpool (x) does not exist." / "Parent dataset (x)"
                 what = "zpool" if "/" not in parent else "Parent dataset"
                 verrors.add(f"{sch}.name", f"{what} ({parent}) does not exist.")
             else:
@@ -362,7 +362,7 @@ def delete(nas: NasState, ctx, id_, options=None):
 
 # ---------------------------------------------------------------------------------------------- promote
 def promote(nas: NasState, ctx, id_):
-    """``zfs promote`` (public on 11.3 .. 26; MW-25.04 plugins/pool_/dataset.py ``promote``): the clone
+    """``zfs promote`` (public on 11.3 .. 26; middleware TS-25.04.2.4 plugins/pool_/dataset.py:1062): the clone
     takes over its origin snapshot and every older snapshot of the origin dataset; the origin dataset
     becomes a clone of the moved snapshot; clones of moved snapshots follow the new names."""
     if id_ not in nas.datasets:
