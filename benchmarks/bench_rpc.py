@@ -16,7 +16,7 @@ import argparse
 import time
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 API_KEY = "1-" + "b" * 64
 

@@ -52,8 +52,8 @@ sys.path.insert(0, str(ROOT))
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.backend import TrueNASStorage, dataset_read_query
 from netprov.core.storage import plan_storage, state_fingerprint
-from netprov.sim.truenas import Simulator
-from netprov.sim.truenas.methods import ZFS_PROPS, ZFS_VOLUME_PROPS
+from truenas_sim import Simulator
+from truenas_sim.methods.dataset_read import ZFS_PROPS, ZFS_VOLUME_PROPS
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_storage import desired_for  # noqa: E402  (the same 1,000-machine inventory)

@@ -30,7 +30,7 @@ from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.core.inventory_load import parse_inventory
 from netprov.core.storage import DesiredStorage, desired_storage, mark_comment, plan_storage, state_fingerprint
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 from tests.unit.storage_helpers import inventory_text  # the same inventory the storage tests use
 
 def desired_for(n: int) -> DesiredStorage:

@@ -1,4 +1,4 @@
-"""Regenerate netprov/sim/truenas/sources.py and docs/truenas-sources.md from the real middleware source.
+"""Regenerate sim/truenas_sim/sources.py and docs/truenas-sources.md from the real middleware source.
 
 Needs a clone of github.com/truenas/middleware (``MW_REPO``, default: the local mirror). For every
 method the simulator serves on any profile, and every method netprov's client calls, it finds the
@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "sim"))   # truenas_sim, also without `make venv`
 
 import _mw_index  # noqa: E402
 
@@ -36,9 +37,9 @@ REFS = {
 
 
 def main() -> None:
-    from netprov.sim.truenas import nas as nas_mod
+    from truenas_sim import nas as nas_mod
     from netprov.adapters.truenas.backend import client_methods, version_tuple
-    from netprov.sim.truenas.profiles import PROFILES
+    from truenas_sim.profiles import PROFILES
 
     nas_mod.SOURCE_GATE = False
     methods: set[str] = set()
@@ -83,22 +84,27 @@ def main() -> None:
             out.append(f"        {prof!r}: {sorted(f) if f is not None else None!r},")
         out.append("    },")
     out.append("}")
-    msgs = _mw_index.sim_messages((ROOT / "netprov/sim/truenas/methods.py").read_text())
+    sim_dir = ROOT / "sim" / "truenas_sim"
+    msgs: dict[str, str] = {}
+    for path in sorted(sim_dir.rglob("*.py")):
+        for text, line in _mw_index.sim_messages(path.read_text()).items():
+            msgs.setdefault(text, f"{path.relative_to(sim_dir)}:{line}")
     out += ["",
-            "#: each validation/error message text the simulator emits (netprov/sim/truenas/methods.py line) ->",
+            "#: each validation/error message text the simulator emits (file under sim/truenas_sim/ : line) ->",
             "#: where the same text is in the middleware at each profile's ref, or None (not found verbatim:",
             "#: a pydantic/ZFS message, or one the release does not have)",
-            "RULES: dict[str, tuple[int, dict[str, tuple | None]]] = {"]
-    for text, line in sorted(msgs.items(), key=lambda x: x[1]):
+            "RULES: dict[str, tuple[str, dict[str, tuple | None]]] = {"]
+    for text, line in sorted(msgs.items(), key=lambda x: (x[1].partition(":")[0], int(x[1].partition(":")[2]))):
         row = {prof: _mw_index.grep_message(ref, text) for prof, ref in REFS.items()}
-        out.append(f"    {text!r}: ({line}, {row!r}),")
+        out.append(f"    {text!r}: ({line!r}, {row!r}),")
     out.append("}")
-    (ROOT / "netprov/sim/truenas/sources.py").write_text("\n".join(out) + "\n")
-    from netprov.sim.truenas.sources_doc import render
+    (ROOT / "sim/truenas_sim/sources.py").write_text("\n".join(out) + "\n")
     import importlib
-    import netprov.sim.truenas.sources as s
-    importlib.reload(s)
-    (ROOT / "docs/truenas-sources.md").write_text(render())
+    import truenas_sim.sources
+    import truenas_sim.sources_doc
+    importlib.reload(truenas_sim.sources)        # the tables just written
+    importlib.reload(truenas_sim.sources_doc)    # ... and a render that sees them
+    (ROOT / "docs/truenas-sources.md").write_text(truenas_sim.sources_doc.render())
     print(f"{len(table)} methods x {len(REFS)} profiles")
 
 

@@ -8,6 +8,7 @@ inside the commands that need them, so ``netprov --help`` stays fast.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -56,7 +57,8 @@ app = typer.Typer(
 )
 sim_app = typer.Typer(help="Run simulators (a TrueNAS stand-in for demos, tests and CI).", no_args_is_help=True)
 state_app = typer.Typer(help="Snapshot the actual state for offline plans.", no_args_is_help=True)
-app.add_typer(sim_app, name="sim")
+if importlib.util.find_spec("truenas_sim") is not None:  # the simulator is its own distribution (sim/)
+    app.add_typer(sim_app, name="sim")
 app.add_typer(state_app, name="state")
 
 

@@ -20,8 +20,8 @@ from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.core.inventory_load import parse_inventory
 from netprov.core.storage import desired_storage, secret_digest
 from netprov.core.units import VOLBLOCKSIZES
-from netprov.sim.truenas import Simulator
-from netprov.sim.truenas.profiles import PROFILE_ORDER, PROFILES
+from truenas_sim import Simulator
+from truenas_sim.profiles import PROFILE_ORDER, PROFILES
 
 import sys
 

@@ -101,7 +101,7 @@ class NetprovWorld:
     # ---- setup ----------------------------------------------------------------------------
     def start(self) -> NetprovWorld:
         from netprov.adapters.truenas import rpc
-        from netprov.sim import truenas as sim_mod
+        import truenas_sim as sim_mod
         from tests.support.sshd import SshServer
 
         self._rpc = rpc

@@ -237,7 +237,7 @@ class World:
                  old: dict[str, MachineSpec] | None = OLD, new: dict[str, MachineSpec] = NEW,
                  parent: str = "tank/netboot", prefix: str = "", sim=None, test_command: str | None = None,
                  subnet: int = 99, reference: bool = True) -> None:
-        from netprov.sim.truenas import Simulator
+        from truenas_sim import Simulator
 
         self.base = Path(base)
         self.profile = profile

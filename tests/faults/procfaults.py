@@ -128,7 +128,7 @@ B_ONLY = fm.machines(fm.MachineSpec("b1", "52:54:00:f3:00:01", chap_env="FM_B1")
 
 def concurrent_cell(kind: str, base: Path, latency: float = 0.2) -> fm.CellResult:
     """Two applies at once against one NAS, then a plain rerun of each."""
-    from netprov.sim.truenas import Simulator
+    from truenas_sim import Simulator
 
     t0 = time.monotonic()
     res = fm.CellResult(f"concurrent-{kind}")

@@ -7,7 +7,7 @@ import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.errors import RemoteError
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 
 @pytest.mark.parametrize("profile", ["25.04", "13"])

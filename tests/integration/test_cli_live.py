@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 from tests.support.cli_lab import create_parent, ssh_server_inventory
 from tests.support.sshd import SshServer
 

@@ -18,7 +18,7 @@ from netprov.core.inventory_load import parse_inventory
 from netprov.core.boot_render import Renderer, script_name
 from netprov.core.storage import StoragePolicy
 from netprov.engine.run import World, apply_plan, make_plan, server_roots
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 
 def _inventory(url: str, root: Path, n: int) -> str:

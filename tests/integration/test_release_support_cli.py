@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 from tests.support.cli_lab import create_parent, local_server_inventory, netprov
 
 

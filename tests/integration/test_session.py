@@ -10,7 +10,7 @@ import pytest
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.engine.session import ConnectOptions, SavedPlan, Session
 from netprov.errors import AuthError, ConvergenceError, NetprovError, StalePlanError
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 SECRET = "Chap-s3cret-01"
 

@@ -26,8 +26,8 @@ import pytest
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.backend import DATASET_PROPERTIES, TrueNASStorage, version_tuple
 from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
-from netprov.sim.truenas import Simulator
-from netprov.sim.truenas.profiles import PROFILES
+from truenas_sim import Simulator
+from truenas_sim.profiles import PROFILES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from storage_helpers import desired_from, inventory_text

@@ -17,12 +17,12 @@ from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.core.plan import Action
 from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
 from netprov.errors import StalePlanError
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from storage_helpers import SECRET, desired_from, inventory_text
 
-from netprov.sim.truenas.profiles import PROFILE_ORDER
+from truenas_sim.profiles import PROFILE_ORDER
 
 BOTH = list(PROFILE_ORDER)   # every profile: 11.3, 13, 24.10, 25.04, 25.10, 26
 PASSWORD = "Root-pw-0001"

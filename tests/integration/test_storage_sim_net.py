@@ -16,7 +16,7 @@ from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.core.plan import Action
 from netprov.core.storage import StoragePolicy, plan_storage, state_fingerprint
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from storage_helpers import desired_from, inventory_text

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "Demo-s3cret-77"

@@ -24,7 +24,7 @@ import pytest
 from netprov.adapters.known_nas import Pin, format_fingerprint, read_pins
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.errors import TLSVerifyError
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 from tests.support.cli_lab import inventory_text, netprov
 
 MACHINES = {"m1": "52:54:00:13:00:01"}

@@ -1,5 +1,6 @@
 """netprov installed as a user installs it: a wheel built with `python -m build`, in a fresh venv, run
-from a directory that is not the checkout.
+from a directory that is not the checkout. The TrueNAS simulator is not in that wheel: `netprov demo` needs
+its own wheel (sim/), installed next to it.
 
 The wheel is built once (from a copy of the checkout's files, the way a clone holds them) without
 build isolation, so no network is needed. It is installed with `--no-deps` into a venv of its own;
@@ -29,7 +30,8 @@ def _run(argv: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeo
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout's files, the way a clone holds them."""
     try:
         import build  # noqa: F401
     except ImportError:
@@ -46,6 +48,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             dest.symlink_to(os.readlink(source))
         else:
             shutil.copy2(source, dest)
+    return src
+
+
+@pytest.fixture(scope="module")
+def wheel(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    src = checkout
     out = tmp_path_factory.mktemp("dist")
     proc = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
                 cwd=src, timeout=180)
@@ -53,6 +61,18 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     wheels = list(out.glob("netprov-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0], proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def sim_wheel(checkout: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulator's own wheel (sim/: the truenas-sim distribution)."""
+    out = tmp_path_factory.mktemp("sim-dist")
+    proc = _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out),
+                 str(checkout / "sim")], cwd=checkout / "sim", timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wheels = list(out.glob("truenas_sim-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
 
 
 def ci_install_step() -> str:
@@ -100,7 +120,7 @@ def installed(wheel, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
     (purelib / "zz_netprov_test_deps.pth").write_text("".join(f"{d}\n" for d in sorted(deps)))
     work = home / "somewhere-else"
     work.mkdir()
-    return {"venv": venv, "bin": venv / "bin", "cwd": work, "home": home}
+    return {"venv": venv, "bin": venv / "bin", "cwd": work, "home": home, "pip": shims / "pip"}
 
 
 def _env(installed: dict[str, Path]) -> dict[str, str]:
@@ -114,7 +134,8 @@ def test_wheel_holds_templates_and_the_demo_inventory(wheel) -> None:
         example = zf.read("netprov/examples/example.yaml")
     for tpl in (ROOT / "netprov" / "templates").iterdir():
         assert f"netprov/templates/{tpl.name}" in names
-    assert "netprov/sim/truenas/__init__.py" in names, "the demo needs the simulator"
+    assert not any(n.startswith(("truenas_sim/", "netprov/sim/", "sim/")) for n in names), \
+        "the simulator is its own distribution (sim/), not in the netprov wheel"
     assert example == (ROOT / "inventory" / "example.yaml").read_bytes()
     assert not any(n.startswith(("tests/", "inventory/", "docs/")) for n in names)
 
@@ -127,7 +148,7 @@ def test_wheel_metadata_builds_without_deprecation_warnings(wheel) -> None:
     assert re.search(r"^License-Expression: MIT$", meta, re.M), meta[:1000]
 
 
-def test_installed_wheel_runs_version_demo_validate_from_outside_the_checkout(installed) -> None:
+def test_installed_wheel_runs_version_demo_validate_from_outside_the_checkout(installed, sim_wheel) -> None:
     env, cwd, bindir = _env(installed), installed["cwd"], installed["bin"]
     where = _run([str(bindir / "python"), "-c", "import netprov, sys; print(netprov.__file__)"], cwd=cwd, env=env)
     assert where.returncode == 0, where.stderr
@@ -137,6 +158,18 @@ def test_installed_wheel_runs_version_demo_validate_from_outside_the_checkout(in
     version = _run([str(bindir / "netprov"), "--version"], cwd=cwd, env=env)
     assert (version.returncode, version.stdout.strip()) == (0, f"netprov {__version__}"), version.stderr
 
+    # the wheel alone: no simulator, so no `netprov sim`, and `netprov demo` says how to get it
+    from netprov.cli.commands.demo import SIM_MISSING
+    assert _run([str(bindir / "python"), "-c", "import truenas_sim"], cwd=cwd, env=env).returncode != 0
+    sim = _run([str(bindir / "netprov"), "sim", "truenas", "--help"], cwd=cwd, env=env)
+    assert sim.returncode != 0 and "No such command 'sim'" in sim.stdout + sim.stderr, sim.stdout + sim.stderr
+    demo = _run([str(bindir / "netprov"), "demo", "--workdir", str(cwd / "demo")], cwd=cwd, env=env, timeout=120)
+    assert demo.returncode == 1, demo.stdout + demo.stderr
+    assert demo.stderr.strip().splitlines() == [f"error: {SIM_MISSING}"], demo.stderr
+
+    # with the simulator's own wheel installed next to it, the demo runs
+    pip = _run([str(installed["pip"]), "install", str(sim_wheel)], cwd=cwd, env=env)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
     demo = _run([str(bindir / "netprov"), "demo", "--workdir", str(cwd / "demo")], cwd=cwd, env=env, timeout=120)
     out = demo.stdout + demo.stderr
     assert demo.returncode == 0, out[-4000:]

@@ -343,7 +343,7 @@ def test_converged_server_needs_no_tools(no_flock_sshd, tmp_path):
 
 def test_missing_flock_stops_apply_before_any_nas_change(no_flock_sshd, tmp_path):
     """The whole CLI: plan and apply fail in one line naming flock, and the NAS is untouched."""
-    from netprov.sim.truenas import Simulator
+    from truenas_sim import Simulator
 
     pxe = tmp_path / "pxe"
     sim = Simulator(profile="25.04").start()

@@ -8,7 +8,7 @@ import json
 import pytest
 from websockets.sync.client import connect
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 
 class RpcFailure(Exception):

@@ -1,9 +1,9 @@
-"""Authentication, API-key revocation, roles, secret redaction, rate limiting (doc §3.5, §5)."""
+"""Authentication, API-key revocation, roles, secret redaction, rate limiting (truenas_sim/server.py, methods/auth.py; cited there)."""
 
 import pytest
 from simhelpers import RpcFailure
 
-import netprov.sim.truenas.server as server_mod
+import truenas_sim.server as server_mod
 
 
 def test_login_with_api_key_and_wrong_key(sim, connect_factory):
@@ -162,7 +162,7 @@ def test_rate_limit_knob_off(sim, connect_factory):
 
 
 def test_rate_limit_cache_full_blocks_everyone(sim, connect_factory):
-    import netprov.sim.truenas.server as srv
+    import truenas_sim.server as srv
 
     sim.knobs.rate_limit_sleep = (0, 0)
     c = connect_factory(sim, login=False)

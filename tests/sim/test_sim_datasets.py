@@ -1,4 +1,4 @@
-"""pool.dataset / pool.snapshot rules (doc §8.2)."""
+"""pool.dataset / pool.snapshot rules (truenas_sim/methods/pool_dataset.py, zfs_snapshot.py; cited there)."""
 
 import pytest
 from simhelpers import GiB, RpcFailure, mk_stack, mk_zvol

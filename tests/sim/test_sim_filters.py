@@ -1,12 +1,13 @@
-"""filter_list semantics (doc §7), unit level and over the wire."""
+"""filter_list semantics (middleware TS-25.04.2.4 src/middlewared/middlewared/utils/__init__.py:584), unit
+level and over the wire."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from simhelpers import RpcFailure
 
-from netprov.sim.truenas.errors import MatchNotFound, ValidationErrors
-from netprov.sim.truenas.filters import filter_list
+from truenas_sim.errors import MatchNotFound, ValidationErrors
+from truenas_sim.filters import filter_list
 
 ROWS = [
     {

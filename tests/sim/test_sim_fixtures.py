@@ -1,4 +1,4 @@
-"""The simulator returns the same shapes (keys, JSON types) as the doc §8 samples (tests/fixtures/truenas)."""
+"""The simulator returns the same shapes (keys, JSON types) as the samples in tests/fixtures/truenas."""
 
 import json
 from pathlib import Path

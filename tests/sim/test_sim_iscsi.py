@@ -1,4 +1,4 @@
-"""iSCSI object rules (doc §8.3-§8.8)."""
+"""iSCSI object rules (truenas_sim/methods/iscsi_*.py; each message traced in docs/truenas-sources.md)."""
 
 import pytest
 from simhelpers import GiB, RpcFailure, mk_stack, mk_zvol

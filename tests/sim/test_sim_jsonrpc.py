@@ -1,4 +1,5 @@
-"""JSON-RPC 2.0 framing on /api/current (doc §3)."""
+"""JSON-RPC 2.0 framing on /api/current (middleware TS-25.04.2.4
+src/middlewared/middlewared/api/base/server/ws_handler/rpc.py)."""
 
 import json
 import time

@@ -1,4 +1,4 @@
-"""Legacy DDP-like protocol on /websocket (doc §4)."""
+"""Legacy DDP-like protocol on /websocket (middleware TS-24.10.2.2 src/middlewared/middlewared/main.py)."""
 
 import pytest
 from websockets.exceptions import ConnectionClosed

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from simhelpers import RpcFailure, mk_stack, mk_zvol
 
-from netprov.sim.truenas.profiles import PROFILE_ORDER
+from truenas_sim.profiles import PROFILE_ORDER
 
 PW = "Root-pw-0001"
 

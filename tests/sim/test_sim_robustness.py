@@ -4,9 +4,9 @@ import itertools
 
 import pytest
 
-from netprov.sim.truenas.errors import SimError
-from netprov.sim.truenas.nas import Ctx, Nas, Session
-from netprov.sim.truenas.profiles import PROFILES
+from truenas_sim.errors import SimError
+from truenas_sim.nas import Ctx, Nas, Session
+from truenas_sim.profiles import PROFILES
 
 JUNK = [None, {}, 1, "x", [], [["id", "=", 1]], {"get": True}, {"name": 5}, True, "tank", -1]
 

@@ -1,4 +1,4 @@
-"""service.* and jobs / core.bulk (doc §3.6, §8.9, §8.10)."""
+"""service.* and jobs / core.bulk (truenas_sim/methods/service.py, core.py, server.py)."""
 
 import pytest
 from simhelpers import RpcFailure, mk_zvol

@@ -9,7 +9,7 @@ import time
 import pytest
 from simhelpers import Client, GiB, mk_stack
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 
 def test_default_state(api):
@@ -123,7 +123,7 @@ def test_tls_wss(tmp_path):
 def test_serve_cli_entry_point(tmp_path):
     state = tmp_path / "state.json"
     code = (
-        "from netprov.sim.truenas import serve; "
+        "from truenas_sim import serve; "
         f"serve(listen='127.0.0.1:0', state_file={str(state)!r}, profile='25.04')"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -165,7 +165,7 @@ def test_serve_cli_entry_point(tmp_path):
 
 
 def test_profile_names_and_aliases():
-    from netprov.sim.truenas import get_profile
+    from truenas_sim import get_profile
 
     assert get_profile("13.0-U6.1").name == "13"
     assert get_profile("25.04.2").name == "25.04"

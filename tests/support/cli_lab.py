@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 
 class FailOn(Simulator):

@@ -1,6 +1,6 @@
 """Serve a (simulated) TrueNAS's iSCSI configuration from the boot lab's tgtd.
 
-netprov talks to TrueNAS (in tests: ``netprov.sim.truenas.Simulator``); the VMs of the boot lab log
+netprov talks to TrueNAS (in tests: ``truenas_sim.Simulator``); the VMs of the boot lab log
 in to a real tgtd. This bridge reads the NAS's iSCSI state, through a ``TrueNASClient`` or from a
 dict of query results, and configures tgtd the same way, so a VM boots exactly what netprov created.
 
@@ -12,7 +12,7 @@ dict of query results, and configures tgtd the same way, so a VM boots exactly w
 State keys (results of, in order): ``targets`` ``iscsi.target.query``, ``extents``
 ``iscsi.extent.query``, ``targetextents`` ``iscsi.targetextent.query``, ``initiators``
 ``iscsi.initiator.query``, ``auths`` ``iscsi.auth.query``, ``global`` ``iscsi.global.config``
-(shapes: /work/shared/docs/truenas-api.md section 8).
+(shapes: the entry models, middleware TS-25.04.2.4 src/middlewared/middlewared/api/v25_04_2/iscsi_*.py).
 
 TrueNAS semantics that ARE mapped
 ---------------------------------

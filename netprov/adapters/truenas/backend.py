@@ -87,7 +87,8 @@ DATASET_PROPERTIES = ["volsize", "volblocksize", "refreservation", "origin"]
 
 def dataset_read_query(parent: str, version: tuple[int, int]) -> tuple[list, dict]:
     """The ``pool.dataset.query`` params that read ``parent`` and every dataset under it, asking the NAS
-    for only what netprov reads. What each release does with them (middleware source, doc §8.2):
+    for only what netprov reads. What each release does with them (middleware source at each tag; the
+    citations are in truenas_sim/methods/dataset_read.py):
 
     * 24.10 and 25.04 push a lone ``["id", "=", X]`` down to ZFS, which then reads X and its subtree
       only, with just ``extra.properties`` (user properties always come). Any other filter starts the read
@@ -138,7 +139,7 @@ def version_tuple(version: str) -> tuple[int, int]:
 
 
 #: the oldest release netprov supports (FreeNAS 11.3) and the newest it knows (TrueNAS 26): the simulator has a
-#: profile for each release in between that netprov's calls depend on (netprov/sim/truenas/profiles.py)
+#: profile for each release in between that netprov's calls depend on (sim/truenas_sim/profiles.py)
 OLDEST_SUPPORTED = (11, 3)
 NEWEST_KNOWN = (26, 99)
 
@@ -161,7 +162,7 @@ def version_support(version: str) -> str | None:
 def client_methods(version: tuple[int, int], *, jsonrpc: bool | None = None) -> frozenset[str]:
     """Every method netprov may call on a NAS of ``version`` (rpc.py's login and job calls, this module's
     read and apply, the demo). tests/sim/test_sim_sources.py checks each against the middleware source table
-    (netprov/sim/truenas/sources.py) for the profile of that version, and against the calls a real run makes.
+    (sim/truenas_sim/sources.py) for the profile of that version, and against the calls a real run makes.
     ``auth.login_with_api_key`` is tried with an API key on every release; FreeNAS 11.3 answers "method not
     found" and rpc.py turns that into a clear error."""
     snap = "pool.snapshot" if version >= (25, 10) else "zfs.snapshot"
@@ -835,7 +836,10 @@ class _Run:
             res = yield _Call("iscsi.target.create", {"name": d["name"], "alias": None, "mode": "ISCSI",
                                                       "groups": groups})
             self.reg[c.address] = res["id"]
-            if len(res.get("groups") or []) != len(groups):     # groups that did not stick (doc §9.10)
+            # groups that did not stick: a quirk from the old API notes, not found in the middleware source
+            # (middleware TS-25.04.2.4 src/middlewared/middlewared/plugins/iscsi_/targets.py:134 saves every group
+            # it validated); kept as a guard
+            if len(res.get("groups") or []) != len(groups):
                 yield _Call("iscsi.target.update", res["id"], {"groups": groups})
             return
         yield from self._verify(c, "iscsi.target.query", [["id", "=", d["id"]], ["name", "=", d["verify_name"]]],

@@ -1,6 +1,7 @@
 """TrueNAS middleware API client: one persistent, authenticated websocket.
 
-Speaks both wire protocols of the middleware (see ``docs/truenas-api.md`` §3, §4):
+Speaks both wire protocols of the middleware (middleware TS-25.04.2.4 src/middlewared/middlewared/main.py:233
+``/api/<version>``, main.py:1394 ``/websocket``):
 
 * JSON-RPC 2.0 at ``/api/current`` (or a pinned ``/api/vX``), TrueNAS 25.04 and later;
 * the legacy DDP-like protocol at ``/websocket``, FreeNAS 11.3, CORE 12/13, SCALE <= 24.10
@@ -97,9 +98,11 @@ logging.getLogger("websockets").addHandler(logging.NullHandler())
 _wire_logger = logging.getLogger("netprov.truenas.wire")
 _wire_logger.setLevel(logging.INFO)
 
-#: Calls the middleware admits per connection (SoftHardSemaphore(10, 20), doc §3.5).
+#: Calls the middleware admits per connection: SoftHardSemaphore(10, 20), middleware TS-25.04.2.4
+#: src/middlewared/middlewared/api/base/server/ws_handler/rpc.py:46 (apps/websocket_app.py:56 for /websocket).
 MAX_INFLIGHT = 20
-#: The middleware closes the socket (1009) on an authenticated message over 64 KiB (doc §3.5).
+#: The middleware closes the socket (1009) on an authenticated message over 64 KiB: middleware TS-25.04.2.4
+#: src/middlewared/middlewared/utils/limits.py:19 (MsgSizeLimit.AUTHENTICATED = 65536), :34 (MESSAGE_TOO_BIG).
 MAX_MESSAGE_BYTES = 64 * 1024
 #: The largest message netprov accepts from the NAS (websockets' ``max_size``); a bigger one closes the
 #: connection with one line instead of filling memory. Measured on the simulator: the answer to
@@ -113,13 +116,19 @@ CALL_LIMIT_FACTOR = 10
 #: Said with every timeout: the NAS may have carried the call out, and netprov reads before it writes.
 RERUN_SAFE = "it may still be working on it; running the command again is safe (netprov reads the NAS first)"
 
-# Middleware errnos (truenas_api_client exc.py ErrnoMixin; doc §3.2).
+# Middleware errnos (ErrnoMixin): ENOMETHOD = 201 in middleware TN-13.0-U6.1
+# src/middlewared/middlewared/client/client.py:206; ENOTAUTHENTICATED is raised at TS-25.04.2.4
+# src/middlewared/middlewared/main.py:866, its value 207 is in truenas_api_client (a separate repository since
+# 24.10): not found in the middleware source; observed: 207 in "Not authenticated" errors.
 ENOMETHOD = 201
 ENOTAUTHENTICATED = 207
 EACCES = errno_mod.EACCES
 EBUSY = errno_mod.EBUSY
 
-# JSON-RPC error codes (doc §3.2).
+# JSON-RPC error codes: -32601/-32602 are JSON-RPC 2.0's; middleware TS-25.04.2.4
+# src/middlewared/middlewared/api/base/server/ws_handler/rpc.py:116 (INVALID_PARAMS), :313 (METHOD_NOT_FOUND),
+# :326 (TRUENAS_TOO_MANY_CONCURRENT_CALLS), :339 (TRUENAS_CALL_ERROR); the -32000/-32001 values are in
+# truenas_api_client/jsonrpc.py, not in the middleware source; observed: -32001 with every CallError.
 JSONRPC_METHOD_NOT_FOUND = -32601
 JSONRPC_INVALID_PARAMS = -32602
 JSONRPC_TOO_MANY_CALLS = -32000
@@ -757,7 +766,8 @@ class TrueNASClient:
         timeout: float | None = None,
         resource: str | None = None,
     ) -> Any:
-        """``<namespace>.query(filters, options)`` sending only the options that are set (doc §7)."""
+        """``<namespace>.query(filters, options)`` sending only the options that are set (filter_list: middleware
+        TS-25.04.2.4 src/middlewared/middlewared/utils/__init__.py:584)."""
         method = namespace if namespace.endswith(".query") else namespace + ".query"
         options: dict[str, Any] = {}
         if select:

@@ -115,9 +115,20 @@ def _create_parents(inventory: Path, url: str, creds) -> None:
                 console.info(f"(demo NAS: created dataset {st.parent}, as you would once in the TrueNAS UI)")
 
 
+#: the one line `netprov demo` prints when the simulator is not installed (it is not in the netprov wheel)
+SIM_MISSING = ("netprov demo needs the TrueNAS simulator, which is not installed: from a netprov checkout run "
+               "`make demo`, or `pip install ./sim` into this environment")
+
+
 def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> int:
     from netprov.cli.commands import plan_apply, shared, validate
-    from netprov.sim.truenas import Simulator
+    try:
+        from truenas_sim import Simulator   # its own distribution (sim/ in the repository)
+    except ModuleNotFoundError as exc:
+        if exc.name != "truenas_sim":
+            raise
+        console.error(SIM_MISSING)
+        return ExitCode.ERROR
 
     example = inventory or find_example()
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="netprov-demo-"))).absolute()

@@ -20,6 +20,6 @@ def register(sim_app: typer.Typer, app: typer.Typer, opts) -> None:
         keyfile: Annotated[Optional[Path], typer.Option(help="TLS key.")] = None,
     ) -> None:
         """Serve a simulated TrueNAS middleware API (both websocket protocols) until stopped."""
-        from netprov.sim.truenas import serve
+        from truenas_sim import serve
         serve(listen=listen, api_key=api_key, state_file=str(state) if state else None, profile=profile,
               certfile=str(certfile) if certfile else None, keyfile=str(keyfile) if keyfile else None)

@@ -1,9 +1,11 @@
 """Fixtures for the TrueNAS RPC client tests.
 
 ``stub_nas``: a tiny websocket server (real sockets, 127.0.0.1) that speaks both middleware
-protocols with the envelopes of docs/truenas-api.md §3/§4 verbatim. It is deliberately dumb: tests
+protocols with the middleware's envelopes verbatim (JSON-RPC: middleware TS-25.04.2.4
+src/middlewared/middlewared/api/base/server/ws_handler/rpc.py:115-119, :339; legacy: TS-24.10.2.2
+src/middlewared/middlewared/main.py:402). It is deliberately dumb: tests
 register method handlers on it and inspect what it saw (peak calls in flight, message sizes).
-The TrueNAS simulator (netprov.sim.truenas) is used by test_rpc_sim.py for behaviour; this stub pins
+The TrueNAS simulator (truenas_sim) is used by test_rpc_sim.py for behaviour; this stub pins
 wire shapes and failure modes precisely.
 
 ``tls_files``: a throwaway CA and a server certificate for 127.0.0.1/localhost signed by it.

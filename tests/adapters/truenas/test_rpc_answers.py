@@ -18,7 +18,7 @@ import pytest
 from netprov.adapters.truenas.rpc import MAX_ANSWER_BYTES, Credentials, TrueNASClient
 from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.errors import BadAnswerError, ConnectError
-from netprov.sim.truenas import Simulator
+from truenas_sim import Simulator
 
 API_KEY = "1-" + "b" * 64
 PATHS = {"jsonrpc": "/api/current", "legacy": "/websocket"}
@@ -33,7 +33,7 @@ def proto(request):
 def sim():
     s = Simulator(profile="25.04", api_key=API_KEY).start()
     with s.nas.lock:
-        from netprov.sim.truenas.nas import dataset_record
+        from truenas_sim.nas import dataset_record
 
         s.nas.datasets["tank/netboot"] = dataset_record("tank/netboot", "FILESYSTEM")
     yield s

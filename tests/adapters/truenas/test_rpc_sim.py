@@ -1,4 +1,4 @@
-"""TrueNASClient against the TrueNAS simulator (netprov.sim.truenas) over real sockets."""
+"""TrueNASClient against the TrueNAS simulator (truenas_sim) over real sockets."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from netprov.errors import (
     TLSVerifyError,
 )
 
-sim_mod = pytest.importorskip("netprov.sim.truenas")
+sim_mod = pytest.importorskip("truenas_sim")
 Simulator = getattr(sim_mod, "Simulator", None)
 if Simulator is None:  # the simulator package exists but is not finished yet
-    pytest.skip("netprov.sim.truenas does not export Simulator yet", allow_module_level=True)
+    pytest.skip("truenas_sim does not export Simulator yet", allow_module_level=True)
 
 API_KEY = "1-" + "a" * 64
 PASSWORD = "root-pw-9f8e7d"

@@ -16,8 +16,8 @@ import pytest
 
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.errors import CallTimeout
-from netprov.sim.truenas import Simulator
-from netprov.sim.truenas.nas import dataset_record
+from truenas_sim import Simulator
+from truenas_sim.nas import dataset_record
 
 API_KEY = "1-" + "c" * 64
 PATHS = {"jsonrpc": "/api/current", "legacy": "/websocket"}

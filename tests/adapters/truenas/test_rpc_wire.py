@@ -1,6 +1,8 @@
 """TrueNASClient against a stub server that replays the middleware's envelopes verbatim.
 
-These pin the wire shapes of docs/truenas-api.md §3.2 (JSON-RPC errors) and §4 (legacy errors),
+These pin the wire shapes of the JSON-RPC errors (middleware TS-25.04.2.4
+src/middlewared/middlewared/api/base/server/ws_handler/rpc.py:115-119, :339) and the legacy errors
+(middleware TS-24.10.2.2 src/middlewared/middlewared/main.py:402),
 TLS handling, the in-flight cap and failure modes. Behaviour against the full simulator is in
 test_rpc_sim.py.
 """
@@ -200,7 +202,7 @@ def test_login_ex_otp_required_is_auth_error(stub_nas):
     assert "one-time password" in str(ei.value)
 
 
-# ------------------------------------------------------------------ error envelopes (doc §3.2 / §4)
+# ------------------------------------------------------------------ error envelopes (JSON-RPC and legacy)
 
 
 def test_validation_error_jsonrpc_envelope_verbatim(stub_nas):

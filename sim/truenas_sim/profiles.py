@@ -1,4 +1,6 @@
-"""Per-version behaviour switches (doc §10)."""
+"""Per-version behaviour switches: one profile per release, each modelling the middleware at the git tag
+scripts/trace_truenas_sources.py lists (REFS; docs/truenas-sources.md). A switch's comment names the release
+where the behaviour starts; the method x release table is generated from the source at those tags."""
 
 from __future__ import annotations
 

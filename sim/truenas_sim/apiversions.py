@@ -1,4 +1,6 @@
-"""Older API versions served by a newer profile (doc §2 "What pinned versions do").
+"""Older API versions served by a newer profile (middleware TS-25.04.2.4 src/middlewared/middlewared/
+api/base/server/legacy_api_method.py:15 ``LegacyAPIMethod``; the versions are the api/v24_10, api/v25_04_*
+packages).
 
 On 25.04+ the legacy ``/websocket`` endpoint speaks ``v24.10`` semantics and ``/api/vX`` pins a version; the
 middleware validates arguments against the old models and converts results back to them. The simulator

@@ -1,7 +1,8 @@
 """Tiny argument-schema checker producing the middleware's messages.
 
 Two dialects: the legacy ``middlewared.schema`` messages (CORE, SCALE <= 24.10 and legacy-schema methods)
-and the 25.04+ pydantic messages (doc §8 "Typical messages").
+and the 25.04+ pydantic messages (pydantic's own texts; the models are middleware TS-25.04.2.4
+src/middlewared/middlewared/api/base/model.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 from .errors import ValidationErrors
 
 _REQUIRED = object()
-PYDANTIC_STR_MAX = 1024  # 25.04+ models cap strings at 1024 characters unless a field overrides it (doc §7)
+# 25.04+ models cap strings at 1024 characters unless a field overrides it:
+# middleware TS-25.04.2.4 src/middlewared/middlewared/api/base/model.py:24 (str_max_length=1024)
+PYDANTIC_STR_MAX = 1024
 
 
 @dataclass

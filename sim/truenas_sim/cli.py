@@ -1,7 +1,9 @@
-"""Blocking entry point used by ``netprov sim truenas``."""
+"""Blocking entry point: the ``truenas-sim`` console script, and ``netprov sim truenas``."""
 
 from __future__ import annotations
 
+import argparse
+import os
 import signal
 import sys
 import threading
@@ -68,3 +70,18 @@ def serve(
         for sig, h in old.items():
             signal.signal(sig, h)
         sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``truenas-sim``: serve a simulated TrueNAS middleware API until SIGINT/SIGTERM."""
+    ap = argparse.ArgumentParser(prog="truenas-sim", description=main.__doc__.split(": ", 1)[1])
+    ap.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT to listen on (default: %(default)s)")
+    ap.add_argument("--api-key", default=os.environ.get("TRUENAS_SIM_API_KEY"),
+                    help="the API key to accept (default: $TRUENAS_SIM_API_KEY, else generated and printed)")
+    ap.add_argument("--state", help="JSON state file: loaded at start, saved after each change")
+    ap.add_argument("--profile", default="25.04", help="release to behave as (default: %(default)s)")
+    ap.add_argument("--certfile", help="TLS certificate (serve wss://)")
+    ap.add_argument("--keyfile", help="TLS key")
+    a = ap.parse_args(argv)
+    serve(listen=a.listen, api_key=a.api_key, state_file=a.state, profile=a.profile,
+          certfile=a.certfile, keyfile=a.keyfile)

@@ -1,4 +1,11 @@
-"""Websocket front-end of the simulator: both wire protocols, auth gating, limits, knobs (doc §2-§5)."""
+"""Websocket front-end of the simulator: both wire protocols, auth gating, limits, knobs.
+
+Where the real ones are (middleware TS-25.04.2.4 src/middlewared/middlewared/): routes ``/api/<version>``
+main.py:233 and ``/websocket`` main.py:1394; JSON-RPC handler api/base/server/ws_handler/rpc.py (10 calls in
+flight per connection, 20 queued: SoftHardSemaphore(10, 20) rpc.py:46); message size limits
+utils/limits.py:17-19 (8 KiB before auth, 64 KiB after; close code MESSAGE_TOO_BIG :34); unauthenticated
+rate limit utils/rate_limit/cache.py:15 (max_calls 20).
+"""
 
 from __future__ import annotations
 
@@ -40,11 +47,11 @@ from .errors import (
     fake_trace,
 )
 from .apiversions import api_version_for
-from .methods import JobRequest
-from .nas import Ctx, Nas, Session, zvol_path
+from .nas import VOLBLOCKSIZES, Ctx, JobRequest, Nas, Session, dataset_record, zvol_path
 from .profiles import get_profile
+from .schema import check_arity
 
-log = logging.getLogger("netprov.sim.truenas")
+log = logging.getLogger("truenas_sim")
 
 MAX_IN_FLIGHT = 20  # admitted (executing + waiting) per connection
 MAX_EXECUTING = 10
@@ -769,8 +776,6 @@ class Simulator:
 
     def add_snapshot(self, snapshot: str, volsize: int = 8 * 2**30, volblocksize: str | None = None) -> dict:
         """Seed a golden image: zvol ``<dataset>`` (created with its ancestors if missing) + ``@snapshot``."""
-        from .nas import VOLBLOCKSIZES, dataset_record
-
         ds, _, snap = snapshot.partition("@")
         if not snap:
             raise ValueError("snapshot must look like pool/path/zvol@name")
@@ -1025,8 +1030,6 @@ class Simulator:
                 await asyncio.sleep(random.uniform(*self.knobs.auth_failure_sleep))
         if spec.job:
             nas.authorize(ctx, method)
-            from .schema import check_arity
-
             check_arity(self.profile.pydantic, method, params, spec.max_args, spec.min_args)
             with nas.lock:
                 jr = spec.func(ctx, *params)

@@ -1,4 +1,9 @@
-"""Middleware exception classes as the simulator raises them (shapes from doc §3.2 / §4)."""
+"""Middleware exception classes as the simulator raises them.
+
+Shapes: CallError / ValidationError(s) / InstanceNotFound as in middleware TS-25.04.2.4
+src/middlewared/middlewared/service_exception.py:16,27,51,116; JSON-RPC error envelopes as
+api/base/server/ws_handler/rpc.py:115-119 (validation: -32602 "Invalid params") and :339 (-32001 call error).
+"""
 
 from __future__ import annotations
 
@@ -71,7 +76,8 @@ def ValidationError(attribute, errmsg, errno=_errno.EINVAL) -> ValidationErrors:
 
 
 def InstanceNotFound(verbose: str, id_) -> ValidationErrors:
-    # Doc §3.2: -32602 with extra [[null, "<Verbose> <id> does not exist", 2]]
+    # middleware TS-25.04.2.4 src/middlewared/middlewared/service/crud_service.py:326 (InstanceNotFound,
+    # service_exception.py:116: errno ENOENT), sent as -32602 (api/base/server/ws_handler/rpc.py:116)
     return ValidationErrors([(None, f"{verbose} {id_} does not exist", _errno.ENOENT)], single=True)
 
 

@@ -1,4 +1,6 @@
-"""`filter_list` semantics of the middleware (doc §7)."""
+"""`filter_list` semantics of the middleware: middleware TS-25.04.2.4
+src/middlewared/middlewared/utils/__init__.py:584 (``filters.filter_list``; operators ``filterop`` :381,
+``select`` :505, ``order_by`` :565, ``get`` :578)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,10 @@
-"""The simulated NAS: persistent state plus every API method (doc §8).
+"""The simulated NAS's state: datasets, snapshots, the iSCSI tables, services, sessions, keys and jobs, the
+method registry and the synchronous call path (authorisation, arity, id type, secret redaction).
 
-All methods are plain synchronous functions running on the simulator's event-loop thread while holding
-``Nas.lock``; the protocol layer (``server.py``) only does framing, auth gating, limits and knobs.
+The methods themselves are in ``methods/`` (one module per API namespace) and are registered on a
+:class:`NasState` by ``nas.Nas``. They are plain synchronous functions running on the simulator's event-loop
+thread while holding ``lock``; the protocol layer (``server.py``) only does framing, auth gating, limits and
+knobs.
 """
 
 from __future__ import annotations
@@ -9,24 +12,21 @@ from __future__ import annotations
 import collections
 import copy
 import errno
-import hashlib
-import ipaddress
 import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import schema as S
+from .apiversions import adapt_args, adapt_result
 from .errors import (
     ESERVICESTARTFAILURE,
     CallError,
-    InstanceNotFound,
     MethodNotFound,
     NotAuthorized,
-    ValidationError,
     ValidationErrors,
 )
 from .filters import filter_list
@@ -189,12 +189,29 @@ class MethodSpec:
     max_args: int = 99
 
 
-#: False only while scripts/trace_truenas_sources.py lists every method the simulator can serve
-SOURCE_GATE = True
+@dataclass
+class JobRequest:
+    """Returned by job methods; the server creates the job, answers with its id and runs ``run``."""
+
+    method: str
+    arguments: list
+    run: Callable[[], Any]
+    description: str | None = None
+    bulk: tuple | None = None  # (method, params_list) for core.bulk: the server runs the inner calls
+
+
+class Tables:
+    """``nas.tables`` looked up at each access (``reset``/``load`` replace the dict): ``T["extent"]``."""
+
+    def __init__(self, nas: NasState):
+        self._nas = nas
+
+    def __getitem__(self, k: str) -> dict[int, dict]:
+        return self._nas.tables[k]
 
 
 # ------------------------------------------------------------------------------------------------ NAS
-class Nas:
+class NasState:
     def __init__(self, profile: Profile, seed: int = 1234):
         self.p = profile
         self.lock = threading.RLock()
@@ -211,7 +228,6 @@ class Nas:
         self.next_job_id = 1
         self.methods: dict[str, MethodSpec] = {}
         self.reset()
-        self._register()
 
     # ------------------------------------------------------------------ state
     def reset(self):
@@ -328,8 +344,6 @@ class Nas:
 
     def call(self, ctx: Ctx, method: str, params: list):
         """Run a (non-job) method synchronously. Raises SimError subclasses."""
-        from .apiversions import adapt_args, adapt_result
-
         spec = self.authorize(ctx, method)
         params = adapt_args(ctx.api_version, method, params)
         S.check_arity(self.p.pydantic, method, params, spec.max_args, spec.min_args)
@@ -374,9 +388,6 @@ class Nas:
 
             result = [red(r) for r in result] if isinstance(result, list) else red(result)
         return copy.deepcopy(result)
-
-    def pyd(self) -> bool:
-        return self.p.pydantic
 
     def query(self, rows, filters, options, schema):
         return filter_list(rows, filters, options, schema=schema, strict=self.p.pydantic)
@@ -436,9 +447,6 @@ class Nas:
         self.sessions.clear()
 
     # ------------------------------------------------------------------ datasets
-    def ds_exists(self, name):
-        return name in self.datasets
-
     @staticmethod
     def _own_used(d) -> int:
         if d["type"] == "VOLUME":
@@ -627,24 +635,6 @@ class Nas:
             builders.append(("managedby", lambda: P(mb, mb, mb, "LOCAL")))
         return {k: fn() for k, fn in builders if wanted is None or k in wanted}
 
-    def visible_datasets(self):
-        return [n for n in self.datasets]
-
-    # ------------------------------------------------------------------ registration of all methods
-    def _register(self):
-        from . import methods
-
-        methods.register(self)
-        if SOURCE_GATE:
-            # serve only what the real release has: sources.py (generated from the middleware source at the
-            # profile's tag) says None where a method is not in that release
-            from .sources import SOURCES
-
-            for name in list(self.methods):
-                row = SOURCES.get(name)
-                if row is not None and self.p.name in row and row[self.p.name] is None:
-                    del self.methods[name]
-
     # ------------------------------------------------------------------ jobs
     def new_job(self, method: str, arguments: list, ctx: Ctx, description=None) -> dict:
         jid = self.next_job_id
@@ -683,32 +673,3 @@ class Nas:
         job.update(changes)
         if self.wants_event("core.get_jobs"):
             self.on_event("core.get_jobs", "changed", job["id"], copy.deepcopy(job))
-
-
-# helpers used by methods.py ------------------------------------------------------------------------
-def verbose_not_found(verbose: str, id_):
-    return InstanceNotFound(verbose, id_)
-
-
-def secret_ok(ctx: Ctx) -> bool:
-    return ctx.session.full_admin or ctx.session.has("SHARING_ISCSI_AUTH_WRITE")
-
-
-__all__ = [
-    "REDACTED",
-    "CallError",
-    "Ctx",
-    "MethodSpec",
-    "Nas",
-    "Session",
-    "ValidationError",
-    "ValidationErrors",
-    "errno",
-    "field",
-    "hashlib",
-    "ipaddress",
-    "sanitize_extent",
-    "zfs_human",
-    "zvol_name",
-    "zvol_path",
-]

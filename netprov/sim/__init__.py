@@ -1,1 +1,0 @@
-"""Simulators that stand in for external systems (TrueNAS middleware, ...) in tests and demos."""
