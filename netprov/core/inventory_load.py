@@ -7,6 +7,7 @@ All problems are collected before raising, so a user fixes an inventory in one p
 from __future__ import annotations
 
 import gc
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,8 @@ def known_keys(loc: tuple) -> list[str]:
 def unknown_key_message(loc: tuple) -> str:
     """"unknown key", with the closest known key when one is close (a typo), else the known keys."""
     import difflib
+    if not loc:
+        return "unknown key (check the spelling; see `netprov schema`)"
     known = known_keys(loc[:-1])
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     if close:
@@ -133,7 +136,7 @@ def _clean_message(err: dict) -> str:
 def _clean_message_text(err: dict) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        return unknown_key_message(_pydantic_loc(tuple(err["loc"])))
+        return unknown_key_message(_pydantic_loc(tuple(err["loc"]), err["type"]))
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if msg.startswith("Assertion failed, "):
@@ -145,9 +148,23 @@ def _clean_message_text(err: dict) -> str:
     return msg
 
 
-def _pydantic_loc(loc: tuple) -> tuple:
-    """Drop pydantic's union/validator tags from a location (e.g. 'function-before[...]')."""
-    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p and "]" in p) and "(" not in p))
+_PYDANTIC_TAG = re.compile(r"[a-z][a-z0-9_-]*\[.*\]", re.S)
+
+
+def _pydantic_loc(loc: tuple, error_type: str = "") -> tuple:
+    """Drop pydantic's union/validator tags from a location (e.g. 'function-before[...]', 'list[str]').
+
+    A tag is a lower-case name followed by brackets; a user's key such as ``[]`` is not one, and the last
+    part of an unknown-key error is always the user's key (``x[y]`` included).
+    """
+    *path, last = loc or ("",)
+    kept = tuple(p for p in path if not (isinstance(p, str) and _PYDANTIC_TAG.fullmatch(p) and "(" not in p))
+    if not loc:
+        return ()
+    if error_type == "extra_forbidden" or not (isinstance(last, str) and _PYDANTIC_TAG.fullmatch(last)
+                                                and "(" not in last):
+        return (*kept, last)
+    return kept
 
 
 def parse_inventory(text: str, filename: str = "<inventory>") -> LoadedInventory:
@@ -180,7 +197,7 @@ def _parse_inventory(text: str, filename: str) -> LoadedInventory:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = _pydantic_loc(tuple(err["loc"]))
+            loc = _pydantic_loc(tuple(err["loc"]), err["type"])
             line, col = locate(loc, key=err["type"] == "extra_forbidden")
             problems.append(Problem(filename, line, col, _fmt_loc(loc), _clean_message(err)))
         # Report cross-entry problems (duplicates, references) in the same pass, using

@@ -72,3 +72,13 @@ def test_transport_local_needs_no_ssh_and_ssh_transport_needs_it() -> None:
     with pytest.raises(InventoryError) as info:
         parse_inventory(missing, "inv.yaml")
     assert "say how to reach it: ssh:" in str(info.value)
+
+
+@pytest.mark.parametrize("key, where", [("[]", "1:1: []: unknown key"), ("x[y]", "machines.a.x[y]: unknown key")])
+def test_a_key_that_looks_like_a_pydantic_tag_is_named(key: str, where: str) -> None:
+    """Keys with brackets are the user's, not pydantic's union tags: found by the fuzz test as a traceback
+    (``{'[]': null}`` left an empty location)."""
+    text = f"'{key}': null\n" if key == "[]" else f"version: 1\nmachines:\n  a:\n    mac: 52:54:00:00:00:01\n    '{key}': 1\n"
+    with pytest.raises(InventoryError) as exc:
+        parse_inventory(text, "inv.yaml")
+    assert where in str(exc.value)
