@@ -150,14 +150,15 @@ def pxe_settings(name: str, server, loaded, settings):
 @contextlib.contextmanager
 def open_world(ctx: Context, *, offline: bool, state: Path | None):
     """Connect to every NAS and PXE server the inventory names (or load offline state)."""
-    from netprov.engine.run import STATE_FORMAT, World
+    from netprov.engine.run import World, offline_world
     if offline or state is not None:
+        from netprov.adapters.snapshot import STATE_FORMAT
         snapshot: dict = {}
         if state is not None:
             snapshot = _read_json(state, "state file")
             if snapshot.get("format") != STATE_FORMAT:
                 raise NetprovError(f"{state} is not a netprov state file (format {STATE_FORMAT})")
-        yield World(offline_state=snapshot)
+        yield offline_world(ctx.ws.loaded, snapshot)
         return
     from netprov.adapters.pxe.boot_host import PxeHost
     from netprov.adapters.truenas.rpc import TrueNASClient
@@ -405,7 +406,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
         if refused:
             raise NetprovError(f"{len(refused)} change(s) refused; nothing was changed: "
                                + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
-        missing = missing_secrets(run)
+        missing = missing_secrets(run.plan)
         if missing:
             raise NetprovError("CHAP secrets are not available for: " + ", ".join(missing[:5])
                                + " (set the secret_env variables / secret_file files); nothing was changed")
@@ -432,7 +433,7 @@ def run_apply(source: Path, opts, *, auto_approve: bool, target, allow_destroy: 
         result = ApplyResult()
         try:
             with ProgressReporter(totals, opts.quiet) as reporter:
-                apply_plan(run, world, reporter=reporter, parallel=ctx.settings.parallel,
+                apply_plan(run.plan, world, desired=run.desired, reporter=reporter, parallel=ctx.settings.parallel,
                            should_stop=lambda: stop["flag"], result=result)
         except BaseException as exc:
             report_apply(result, verbose=opts.verbose, broken=exc)

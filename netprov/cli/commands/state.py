@@ -28,9 +28,10 @@ def register(state_app: typer.Typer, opts) -> None:
         """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
         from netprov.cli.commands.plan_apply import _load, open_world
         from netprov.adapters.local import write_atomic
+        from netprov.adapters.snapshot import STATE_FORMAT
         from netprov.core.bootfiles import Root
+        from netprov.core.fileplan import manifest_to_json
         from netprov.core.storage import desired_storage
-        from netprov.engine.run import STATE_FORMAT, manifest_to_json
         ctx = _load(inventory, opts, insecure=insecure, ca_file=ca_file, accept_new_host_key=accept_new_host_key)
         snapshot: dict = {"format": STATE_FORMAT, "storage": {}, "pxe": {}}
         with open_world(ctx, offline=False, state=None) as world:

@@ -27,9 +27,9 @@ def run(opts, inventory: Path, *, as_json: bool, target, flags: dict) -> int:
     policy = _policy(target, False, False, ctx)
     with open_world(ctx, offline=False, state=None) as world:
         run_plan = make_run_plan(ctx, world, policy, inventory)
-    machines = [m for m in run_plan.loaded.machines if target is None or m.name in target]
+    machines = [m for m in ctx.ws.loaded.machines if target is None or m.name in target]
     changes = [c for c in run_plan.plan.changes if target is None or c.machine is None or c.machine in target]
-    status = summarise(changes, machines, {k: v[:2] for k, v in run_plan.storage.items()})
+    status = summarise(changes, machines, {k: (run_plan.desired[k], run_plan.actual[k]) for k in run_plan.actual})
     if as_json:
         sys.stdout.write(json.dumps(status.to_json(), indent=2, sort_keys=True) + "\n")
     else:
