@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from netprov.core.fileplan import FilePayload
+from netprov.core.fileplan import is_advisory
 from netprov.core.plan import Action, Change, Plan
 
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
@@ -30,16 +30,11 @@ def summary_line(plan: Plan) -> str:
                 f"{total['delete']} to delete.")
     per = ", ".join(f"{system}: {c['create']}+ {c['update'] + c['replace']}~ {c['delete']}-"
                     for system, c in sorted(counts.items()))
-    refused = len([c for c in plan.changes if c.refused and c.is_change and not _advisory(c)])
-    advisory = len([c for c in plan.changes if c.refused and c.is_change and _advisory(c)])
+    refused = len([c for c in plan.changes if c.refused and c.is_change and not is_advisory(c)])
+    advisory = len([c for c in plan.changes if c.refused and c.is_change and is_advisory(c)])
     tail = (f" {refused} refused (see above)." if refused else "") + (
         f" {advisory} left out (see above)." if advisory else "")
     return f"{head} [{per}]{tail}" if per else head
-
-
-def _advisory(c: Change) -> bool:
-    """Refused but left out without stopping apply (a missing iPXE binary source)."""
-    return isinstance(c.payload, FilePayload) and c.payload.advisory
 
 
 SUMMARY_OVER = 20   # more machines created than this: one line per created machine unless --full

@@ -63,6 +63,7 @@ __all__ = [
     "file_address",
     "for_targets",
     "has_header",
+    "is_advisory",
     "manifest_fingerprint",
     "manifest_from_json",
     "manifest_to_json",
@@ -165,6 +166,11 @@ def _files(changes: Iterable[Change]) -> list[Change]:
     return [c for c in changes if isinstance(c.payload, FilePayload)]
 
 
+def is_advisory(c: Change) -> bool:
+    """Refused, but left out without stopping apply: a missing iPXE binary source."""
+    return isinstance(c.payload, FilePayload) and c.payload.advisory
+
+
 def activation_of(changes: Iterable[Change]) -> Activation:
     """The activation a server's changes end with (NONE when they have none)."""
     for c in changes:
@@ -176,7 +182,7 @@ def activation_of(changes: Iterable[Change]) -> Activation:
 def check_ready(remote: RemoteManifest, changes: Iterable[Change]) -> None:
     """Refuse (PushError) changes for a server the read found not ready for an apply, so that apply
     stops before any change anywhere."""
-    if remote.preflight and any(c.is_change for c in changes):
+    if remote.preflight and any(c.is_change and not c.refused for c in changes):
         raise PushError(f"PXE server {remote.server} is not ready for netprov: "
                         + "; ".join(remote.preflight) + " (nothing was changed)")
 

@@ -1,7 +1,9 @@
 """One plan and one apply over both halves: storage on the NAS, boot files on the PXE servers.
 
 The engine does no printing and opens no connection itself: it is handed a
-``World`` (per-system ports, or offline state) and a ``Reporter`` for progress.
+``World`` (one port per system: live adapters, or snapshot ports offline) and a
+``Reporter`` for progress. Ports read facts; the core planners plan; ports carry out
+the ``Plan``'s changes.
 
 Order (style.md §3): zvol -> extent -> target/auth/initiator -> mapping (storage,
 non-destructive changes), then boot files and dnsmasq, and only then storage deletes,
@@ -193,15 +195,11 @@ def leave_alone(changes: Sequence[Change], machines: Iterable[Any]) -> tuple[Cha
     return fp.without_machines(changes, {getattr(m, "name", m) for m in machines})
 
 
-def _advisory(c: Change) -> bool:
-    return isinstance(c.payload, fp.FilePayload) and c.payload.advisory
-
-
 def blocking_refusals(plan: Plan, *, secrets_optional: bool = False) -> list[Change]:
     """Refused changes that stop an apply. Advisory ones (a missing iPXE binary source) never do;
     with ``secrets_optional`` (plan time, CI dry-runs) neither do those refused only because a
     CHAP secret isn't available here (the planner marks them ``needs_secret``)."""
-    return [c for c in plan.changes if c.refused and c.is_change and not _advisory(c)
+    return [c for c in plan.changes if c.refused and c.is_change and not fp.is_advisory(c)
             and not (secrets_optional and c.data.get("needs_secret"))]
 
 

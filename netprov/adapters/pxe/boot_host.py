@@ -8,10 +8,12 @@ write → validate → move (style §2.3):
    lines, plus the sha256 of each binary source and any unfinished activation.
    The same round trip checks what apply will need (commands such as ``flock``,
    ``sha256sum``, ``tar`` and the test/restart binaries; a writable lock directory
-   and roots) and that no root has a symlink on its path (refused at once):
-   ``plan`` refuses a plan with changes on a server that is not ready, so apply
-   stops before any change anywhere.
-2. ``apply(plan)``:
+   and roots) and that no root has a symlink on its path (refused at once); the
+   manifest's ``preflight`` says what is missing, and a plan with changes for a
+   server that is not ready is refused (``fileplan.check_ready``), so apply stops
+   before any change anywhere. ``read(desired)`` adds the binaries' sources and,
+   when files differ or go away, a second round trip for their old text (diffs).
+2. ``apply(changes)``: this server's part of a plan (files and activation):
    a. lock (one channel that holds ``flock -n`` on ``lock_path`` for the whole apply;
       a second apply fails at once with a clear message; the lock dies with the
       connection or a few missed heartbeats after it went silent) and remove stale
