@@ -46,9 +46,9 @@ def view_only(inv: Path) -> str:
     from netprov.adapters.local import load_workspace
     from netprov.core.boot_render import Renderer
     from netprov.core.storage import StoragePolicy
-    from netprov.engine.run import World, make_plan
+    from netprov.engine.run import make_plan, offline_world
     ws = load_workspace(inv)
-    plan = make_plan(ws.loaded, Renderer(ws.templates), ws.secrets, World(offline_state={}),
+    plan = make_plan(ws.loaded, Renderer(ws.templates), ws.secrets, offline_world(ws.loaded, {}),
                      policy=StoragePolicy(stamp="20260101T000000Z")).plan
     from rich.console import Console
     out = []

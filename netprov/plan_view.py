@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+from netprov.core.fileplan import is_advisory
 from netprov.core.plan import Action, Change, Plan
 
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.REPLACE: "-/+", Action.DELETE: "-", Action.NOOP: " "}
@@ -29,15 +30,11 @@ def summary_line(plan: Plan) -> str:
                 f"{total['delete']} to delete.")
     per = ", ".join(f"{system}: {c['create']}+ {c['update'] + c['replace']}~ {c['delete']}-"
                     for system, c in sorted(counts.items()))
-    refused = len([c for c in plan.changes if c.refused and c.is_change and not c.data.get("advisory")])
-    advisory = len([c for c in plan.changes if c.refused and c.is_change and c.data.get("advisory")])
+    refused = len([c for c in plan.changes if c.refused and c.is_change and not is_advisory(c)])
+    advisory = len([c for c in plan.changes if c.refused and c.is_change and is_advisory(c)])
     tail = (f" {refused} refused (see above)." if refused else "") + (
         f" {advisory} left out (see above)." if advisory else "")
     return f"{head} [{per}]{tail}" if per else head
-
-
-def _fields(d: dict[str, Any] | None) -> dict[str, Any]:
-    return d or {}
 
 
 SUMMARY_OVER = 20   # more machines created than this: one line per created machine unless --full
@@ -53,7 +50,7 @@ def value_text(v: Any) -> str:
 
 def _mac_of(c: Change) -> str | None:
     """The MAC a per-MAC boot script is named for (``pxe.tftp[52-54-00-00-00-01.ipxe]``), else None."""
-    m = _MAC_FILE.search(c.address)
+    m = _MAC_FILE.search(str(c.address))
     return m.group(1).replace("-", ":") if m else None
 
 
@@ -66,7 +63,7 @@ def change_lines(c: Change, *, verbose: bool = False) -> list[str]:
     lines = [f"{SYMBOL[c.action]} {c.address}  ({c.action.value}: {c.reason})"]
     if c.refused:
         lines.append(f"    ! refused: {c.refused}")
-    before, after = _fields(c.before), _fields(c.after)
+    before, after = (side or {} for side in c.sides)   # a file's come from its payload
     keys = sorted(set(before) | set(after))
     if c.diff and not verbose:
         keys = [k for k in keys if k != "sha256"]  # the diff says it better

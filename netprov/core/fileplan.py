@@ -2,14 +2,17 @@
 
 PURE: no I/O. ``plan_files(desired, remote)`` compares the renderer's ``BootFile``
 values with a ``RemoteManifest`` (what the server holds, read by the PXE adapter
-in one SSH round trip) and returns a ``FilePlan`` value: one ``FileChange`` per
-file (CREATE/UPDATE/DELETE/NOOP/CONFLICT, each with a reason), masked unified
-diffs, and the activation the server needs afterwards (restart / SIGHUP / none).
+in one SSH round trip) and returns the server's part of the plan: one ``Change``
+(``kind="file"``, a ``FilePayload``) per file, each with a reason and a masked unified
+diff, then the activation the server needs afterwards (``kind="activation"``, an
+``ActivationPayload``: restart or SIGHUP) when it needs one. A file netprov will not
+touch is a *refused* change that says why; a missing iPXE binary source is refused
+too but only advisory (``FilePayload.advisory``): the rest of the plan still applies.
 
 Ownership: a file is netprov's when ``HEADER_MARKER`` is within its first three
 lines, or (for binaries, which cannot carry a header) when it is listed in the
 root's ownership record ``.netprov-owned``. Anything else is never overwritten
-nor deleted: a desired path that collides with it is a CONFLICT.
+nor deleted: a desired path that collides with it is refused.
 
 Paths: every relative path goes through ``confine`` (lexical rules) before it is
 planned; the adapter joins it under its root with the same function.
@@ -22,6 +25,7 @@ names them: ``hosts/<machine>.conf``, and ``<mac>.ipxe`` through the host line f
 name that MAC (their old text, or the desired text when the hash matches). A MAC script no
 host file names belongs to no machine netprov can tell. ``for_targets`` keeps what a
 ``--target`` run may do; ``without_machines`` holds back machines whose storage failed.
+Both take and return a server's changes.
 """
 
 from __future__ import annotations
@@ -29,30 +33,40 @@ from __future__ import annotations
 import difflib
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any
 
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
+from netprov.core.manifest import (Activation, RemoteEntry, RemoteManifest, manifest_fingerprint,
+                                   manifest_from_json, manifest_to_json)
+from netprov.core.plan import Action, Address, Change, Payload
 from netprov.core.secrets import mask_secrets
-from netprov.errors import PathConfinementError
+from netprov.errors import PathConfinementError, PushError
 
 __all__ = [
     "OWNED_RECORD",
     "TEMP_PREFIX",
     "ANY",
-    "Action",
     "Activation",
-    "FileChange",
-    "FilePlan",
+    "ActivationPayload",
+    "FilePayload",
     "Reason",
     "RemoteEntry",
     "RemoteManifest",
+    "activation_of",
+    "check_ready",
     "check_relpath",
     "confine",
     "effective_mode",
+    "file_address",
     "for_targets",
     "has_header",
+    "is_advisory",
+    "manifest_fingerprint",
+    "manifest_from_json",
+    "manifest_to_json",
     "mask_secrets",
     "plan_files",
     "text_wanted",
@@ -67,14 +81,6 @@ TEMP_PREFIX = ".netprov."
 
 #: Which activation each root's files need when they change (deletes have no BootFile).
 ROOT_KIND = {Root.DNSMASQ: Kind.CONFIG, Root.HOSTS: Kind.HOSTS, Root.TFTP: Kind.SCRIPT, Root.HTTP: Kind.SCRIPT}
-
-
-class Action(str, Enum):
-    CREATE = "create"
-    UPDATE = "update"
-    DELETE = "delete"
-    NOOP = "noop"
-    CONFLICT = "conflict"
 
 
 class Reason(str, Enum):
@@ -92,16 +98,93 @@ class Reason(str, Enum):
     OTHER_MACHINE = "on the server this file also belongs to a machine that is not targeted"
 
 
-class Activation(str, Enum):
-    """What dnsmasq needs after the files changed. Ordered: NONE < SIGHUP < RESTART."""
+# ---------------------------------------------------------------------------- payloads
 
-    NONE = "none"
-    SIGHUP = "sighup"
-    RESTART = "restart"
+
+def _oct(mode: int | None) -> str | None:
+    return None if mode is None else f"{mode:04o}"
+
+
+@dataclass(frozen=True)
+class FilePayload(Payload):
+    """What the executor needs to write or delete one boot file (``kind="file"``).
+
+    ``before_*`` is what the server holds (None: absent), ``after_*`` what it will hold. The
+    desired ``file`` (its content may hold a CHAP secret) travels with the change for the
+    executor only: it is neither shown (``repr``), compared, nor written to JSON."""
+
+    root: Root
+    path: str
+    kind: Kind
+    before_sha256: str | None = None
+    before_mode: int | None = None
+    after_sha256: str | None = None
+    after_mode: int | None = None
+    secret: bool = False
+    also: tuple[str, ...] = ()       # other machines the server's host files tie this file to
+    advisory: bool = False           # refused, but not blocking: a missing iPXE binary source
+    file: BootFile | None = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"root": self.root.value, "path": self.path, "kind": self.kind.value,
+                "before_sha256": self.before_sha256, "before_mode": _oct(self.before_mode),
+                "after_sha256": self.after_sha256, "after_mode": _oct(self.after_mode),
+                "secret": self.secret, "also": list(self.also), "advisory": self.advisory}
+
+    def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        if action is Action.NOOP:
+            return None, None
+        before = None if self.before_sha256 is None else {"sha256": self.before_sha256,
+                                                          "mode": _oct(self.before_mode)}
+        after = None if action is Action.DELETE else {"sha256": self.after_sha256, "mode": _oct(self.after_mode)}
+        return before, after
 
     @property
-    def rank(self) -> int:
-        return {"none": 0, "sighup": 1, "restart": 2}[self.value]
+    def content_changes(self) -> bool:
+        """A create, or an update of the content (not only the mode)."""
+        return self.before_sha256 is None or self.before_sha256 != self.after_sha256
+
+
+@dataclass(frozen=True)
+class ActivationPayload(Payload):
+    """What dnsmasq needs once the server's files changed (``kind="activation"``): ``restart`` or
+    ``sighup``. ``pending`` is what an earlier, unfinished apply left to do (kept when the plan is
+    narrowed to some machines)."""
+
+    activation: Activation
+    pending: Activation = Activation.NONE
+
+    def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        return None, {"activation": self.activation.value}
+
+
+def file_address(root: Root, path: str) -> Address:
+    return Address(f"pxe.{Root(root).value}", path)
+
+
+def _files(changes: Iterable[Change]) -> list[Change]:
+    return [c for c in changes if isinstance(c.payload, FilePayload)]
+
+
+def is_advisory(c: Change) -> bool:
+    """Refused, but left out without stopping apply: a missing iPXE binary source."""
+    return isinstance(c.payload, FilePayload) and c.payload.advisory
+
+
+def activation_of(changes: Iterable[Change]) -> Activation:
+    """The activation a server's changes end with (NONE when they have none)."""
+    for c in changes:
+        if isinstance(c.payload, ActivationPayload):
+            return c.payload.activation
+    return Activation.NONE
+
+
+def check_ready(remote: RemoteManifest, changes: Iterable[Change]) -> None:
+    """Refuse (PushError) changes for a server the read found not ready for an apply, so that apply
+    stops before any change anywhere."""
+    if remote.preflight and any(c.is_change and not c.refused for c in changes):
+        raise PushError(f"PXE server {remote.server} is not ready for netprov: "
+                        + "; ".join(remote.preflight) + " (nothing was changed)")
 
 
 # ---------------------------------------------------------------------------- paths
@@ -164,134 +247,7 @@ def has_header(text: bytes | str) -> bool:
     return any(HEADER_MARKER in line for line in text.split("\n", 3)[:3])
 
 
-# ---------------------------------------------------------------------------- masking
-# The one masking function lives in netprov.core.secrets (re-exported here for callers).
-
-
-# ---------------------------------------------------------------------------- manifest
-
-
-@dataclass(frozen=True)
-class RemoteEntry:
-    """One path under a root on the server, as the read round trip saw it."""
-
-    root: Root
-    path: str                       # relative to the root, POSIX
-    type: str                       # "file" | "dir" | "symlink" | "other"
-    sha256: str | None = None       # regular files only
-    managed: bool = False           # header within first 3 lines, or listed in OWNED_RECORD
-    mode: int | None = None
-    size: int | None = None
-
-
-@dataclass(frozen=True)
-class RemoteManifest:
-    """What one PXE server holds under its roots (and the binary sources it was asked about).
-
-    ``entries`` maps (root, path) → RemoteEntry for every file, directory and
-    symlink under each existing root (netprov's own temporaries excluded; they
-    are listed in ``stale``). ``sources`` maps each binary source path asked about
-    to its sha256, or None when it is missing/unreadable. ``old_text`` holds old
-    contents fetched for diffs (optional; see ``text_wanted``). ``pending`` is an
-    activation a previous apply committed but could not finish.
-    """
-
-    server: str
-    roots: Mapping[Root, str] = field(default_factory=dict)
-    entries: Mapping[tuple[Root, str], RemoteEntry] = field(default_factory=dict)
-    missing_roots: frozenset[Root] = frozenset()
-    bad_roots: frozenset[Root] = frozenset()
-    sources: Mapping[str, str | None] = field(default_factory=dict)
-    owned: Mapping[Root, frozenset[str]] = field(default_factory=dict)
-    old_text: Mapping[tuple[Root, str], bytes] = field(default_factory=dict)
-    stale: tuple[tuple[Root, str], ...] = ()
-    pending: Activation = Activation.NONE
-
-    def with_old_text(self, texts: Mapping[tuple[Root, str], bytes]) -> RemoteManifest:
-        merged = dict(self.old_text)
-        merged.update(texts)
-        return replace(self, old_text=merged)
-
-    def get(self, root: Root, path: str) -> RemoteEntry | None:
-        return self.entries.get((root, path))
-
-
 # ---------------------------------------------------------------------------- plan
-
-
-@dataclass(frozen=True)
-class FileChange:
-    """One file's planned change. ``diff`` is a masked unified diff (None for binaries, or
-    when the old text was not fetched); ``before_*`` is what the server holds."""
-
-    action: Action
-    root: Root
-    path: str
-    kind: Kind
-    reason: Reason
-    before_sha256: str | None = None
-    after_sha256: str | None = None
-    before_mode: int | None = None
-    after_mode: int | None = None
-    secret: bool = False
-    diff: str | None = None
-    file: BootFile | None = field(default=None, repr=False, compare=False)
-    machine: str | None = None      # the machine the file belongs to (None: shared, or unknown)
-    shared: bool = False            # one of the server's shared files (config, boot script, binaries)
-    also: tuple[str, ...] = ()      # other machines the server's host files tie this file to
-    detail: str = ""                # more about the reason (which machines)
-
-    @property
-    def address(self) -> str:
-        return f"pxe.{self.root.value}[{self.path}]"
-
-    @property
-    def writes(self) -> bool:
-        return self.action in (Action.CREATE, Action.UPDATE)
-
-    @property
-    def content_changes(self) -> bool:
-        return self.action == Action.CREATE or (
-            self.action == Action.UPDATE and self.reason != Reason.MODE)
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    server: str
-    changes: tuple[FileChange, ...]
-    activation: Activation
-    activation_reason: str = ""
-    roots: Mapping[Root, str] = field(default_factory=dict, compare=False)
-    manifest: RemoteManifest | None = field(default=None, repr=False, compare=False)
-    #: Set by ``for_targets``: the targeted machines this plan changes something for on this server.
-    targets: tuple[str, ...] | None = None
-
-    @property
-    def pending(self) -> tuple[FileChange, ...]:
-        """Changes apply will carry out (CREATE/UPDATE/DELETE)."""
-        return tuple(c for c in self.changes if c.action in (Action.CREATE, Action.UPDATE, Action.DELETE))
-
-    @property
-    def conflicts(self) -> tuple[FileChange, ...]:
-        return tuple(c for c in self.changes if c.action == Action.CONFLICT)
-
-    @property
-    def has_changes(self) -> bool:
-        return bool(self.pending) or self.activation != Activation.NONE
-
-    def counts(self) -> dict[str, int]:
-        out = {a.value: 0 for a in Action}
-        for c in self.changes:
-            out[c.action.value] += 1
-        return out
-
-    def summary(self) -> str:
-        n = self.counts()
-        s = (f"{self.server}: {n['create']} to create, {n['update']} to update, "
-             f"{n['delete']} to delete, {n['conflict']} in conflict")
-        if self.activation != Activation.NONE:
-            s += f"; then {self.activation.value} dnsmasq"
-        return s
 
 
 def _is_text(f: BootFile) -> bool:
@@ -322,25 +278,23 @@ def _parents(path: str) -> list[str]:
 
 
 def text_wanted(desired: Iterable[BootFile], remote: RemoteManifest) -> list[tuple[Root, str]]:
-    """(root, path) of managed text files whose old content a diff needs and the manifest
-    lacks: hash differs from desired, or the file is to be deleted. Empty ⇒ no second
+    """(root, path) of managed files whose old content a diff needs and the manifest lacks: a text
+    file whose hash differs from the desired one, or a file to be deleted. Empty ⇒ no second
     round trip is needed."""
-    plan = plan_files(list(desired), remote, _diffs=False)
+    wanted = {(Root(f.root), f.path): f for f in desired}
     want = []
-    for c in plan.changes:
-        if (c.root, c.path) in remote.old_text:
+    for key, e in sorted(remote.entries.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
+        if key in remote.old_text or e.type != "file" or not e.managed or key[0] in remote.bad_roots:
             continue
-        e = remote.get(c.root, c.path)
-        if e is None or e.type != "file" or not e.managed:
-            continue
-        if c.action == Action.DELETE or (c.action == Action.UPDATE and c.reason != Reason.MODE
-                                         and c.file is not None and _is_text(c.file)):
-            want.append((c.root, c.path))
+        f = wanted.get(key)
+        if f is None or (_is_text(f) and f.sha256 != e.sha256):
+            want.append(key)
     return want
 
 
-def plan_files(desired: list[BootFile], remote: RemoteManifest, *, _diffs: bool = True) -> FilePlan:
-    """Compare desired boot files with what the server holds. Pure.
+def plan_files(desired: Sequence[BootFile], remote: RemoteManifest, *, diffs: bool = True) -> tuple[Change, ...]:
+    """Compare desired boot files with what the server holds: the server's changes, files in
+    (root, path) order, then its activation if it needs one. Pure.
 
     Raises PathConfinementError for a desired path that fails ``check_relpath``
     and ValueError for two desired files at the same (root, path) or for files of
@@ -358,46 +312,109 @@ def plan_files(desired: list[BootFile], remote: RemoteManifest, *, _diffs: bool 
             raise ValueError(f"{f.address} is a binary without a source")
         seen[key] = f
 
+    system = f"pxe:{remote.server}"
     tied = script_owners(seen, remote)
-    changes: list[FileChange] = []
-    for (root, path), f in sorted(seen.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
-        c = _plan_one(root, path, f, remote, _diffs)
+    changes: list[Change] = []
+    for (root, path), f in seen.items():
         also = tuple(sorted(tied.get(path, set()) - {f.machine})) if f.machine and root in _SCRIPT_ROOTS else ()
-        changes.append(replace(c, machine=f.machine, shared=f.machine is None, also=also))
+        changes.append(_plan_one(system, root, path, f, remote, diffs, also))
 
     # Managed files on the server that are no longer desired → DELETE.
-    for (root, path), e in sorted(remote.entries.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
+    for (root, path), e in remote.entries.items():
         if (root, path) in seen or e.type != "file" or not e.managed:
             continue
         diff = None
-        if _diffs and (root, path) in remote.old_text:
+        if diffs and (root, path) in remote.old_text:
             diff = _unified(remote.old_text[(root, path)], None, f"{root.value}/{path}", ())
         owners = _owners_of(root, path, tied)
-        changes.append(FileChange(Action.DELETE, root, path, ROOT_KIND[root], Reason.NOT_DESIRED,
-                                  before_sha256=e.sha256, before_mode=e.mode, diff=diff,
-                                  machine=owners[0] if owners else None, also=tuple(owners[1:]) if owners else (),
-                                  shared=owners is None))
+        payload = FilePayload(root, path, ROOT_KIND[root], e.sha256, e.mode,
+                              also=tuple(owners[1:]) if owners else ())
+        changes.append(Change(system, "file", file_address(root, path), Action.DELETE, Reason.NOT_DESIRED.value,
+                              machine=owners[0] if owners else None, diff=diff, shared=owners is None,
+                              payload=payload))
 
-    changes.sort(key=lambda c: (c.root.value, c.path))
-    activation, why = _activation(changes, remote.pending)
-    return FilePlan(remote.server, tuple(changes), activation, why, dict(remote.roots), remote)
+    changes.sort(key=lambda c: (c.payload.root.value, c.payload.path))
+    return _with_activation(system, changes, remote.pending)
 
 
-def _activation(changes: Iterable[FileChange], pending: Activation) -> tuple[Activation, str]:
-    """What dnsmasq needs after ``changes`` (plus what a previous apply left pending), and why."""
+def _plan_one(system: str, root: Root, path: str, f: BootFile, remote: RemoteManifest, diffs: bool,
+              also: tuple[str, ...]) -> Change:
+    kind = Kind(f.kind)
+    mode = effective_mode(f)
+    after_sha = remote.sources.get(f.source) if kind == Kind.BINARY else f.sha256
+    payload = FilePayload(root, path, kind, after_sha256=after_sha, after_mode=mode, secret=f.secret,
+                          also=also, file=f)
+    address = file_address(root, path)
+    who: dict[str, Any] = {"machine": f.machine, "shared": f.machine is None}
+
+    def refused(reason: Reason, e: RemoteEntry | None = None) -> Change:
+        return _refused(system, reason, replace(payload, before_sha256=e.sha256 if e else None,
+                                                before_mode=e.mode if e else None), **who)
+
+    if root in remote.bad_roots:
+        return refused(Reason.ROOT_NOT_DIR)
+    if kind == Kind.BINARY and remote.sources.get(f.source) is None:
+        return refused(Reason.SOURCE_MISSING)
+    for parent in _parents(path):
+        pe = remote.get(root, parent)
+        if pe is not None and pe.type != "dir":
+            return refused(Reason.PARENT_NOT_DIR, pe)
+    label = f"{root.value}/{path}"
+    e = remote.get(root, path)
+    if e is None:
+        diff = _unified(None, f.content, label, f.secrets) if diffs and _is_text(f) else None
+        return Change(system, "file", address, Action.CREATE, Reason.ABSENT.value, diff=diff, payload=payload, **who)
+    if e.type != "file":
+        return refused(Reason.NOT_REGULAR, e)
+    if not e.managed:
+        return refused(Reason.UNMANAGED, e)
+    payload = replace(payload, before_sha256=e.sha256, before_mode=e.mode)
+    same_content = e.sha256 == after_sha
+    same_mode = e.mode == mode
+    if same_content and same_mode:
+        return Change(system, "file", address, Action.NOOP, Reason.UNCHANGED.value, payload=payload, **who)
+    reason = Reason.MODE if same_content else (Reason.CONTENT if same_mode else Reason.CONTENT_AND_MODE)
+    diff = None
+    if diffs and not same_content and _is_text(f) and (root, path) in remote.old_text:
+        diff = _unified(remote.old_text[(root, path)], f.content, label, f.secrets)
+    return Change(system, "file", address, Action.UPDATE, reason.value, diff=diff, payload=payload, **who)
+
+
+def _refused(system: str, reason: Reason, payload: FilePayload, *, machine: str | None, shared: bool,
+             detail: str = "") -> Change:
+    """A file netprov will not write: a create or update that says why. A missing iPXE binary source only
+    hurts the machines of that architecture: it is advisory (left out, while everything else applies)."""
+    advisory = reason is Reason.SOURCE_MISSING
+    why = (f"{reason.value}: machines needing {payload.path} can't boot until it is in the TFTP root"
+           if advisory else reason.value + (f": {detail}" if detail else ""))
+    action = Action.UPDATE if payload.before_sha256 is not None else Action.CREATE
+    return Change(system, "file", file_address(payload.root, payload.path), action, why, machine=machine,
+                  refused=why, shared=shared, payload=replace(payload, advisory=advisory))
+
+
+def _with_activation(system: str, changes: list[Change], pending: Activation) -> tuple[Change, ...]:
+    """``changes`` (files only) followed by the activation dnsmasq needs after them, if any: a restart
+    when its config changed, a SIGHUP when a host line file did, or what a previous apply left pending."""
     activation, why = Activation.NONE, ""
     for c in changes:
-        if c.action not in (Action.CREATE, Action.UPDATE, Action.DELETE):
+        if not c.is_change or c.refused or not (c.action is Action.DELETE or c.payload.content_changes):
             continue
-        if c.kind == Kind.CONFIG and (c.content_changes or c.action == Action.DELETE):
+        if c.payload.kind == Kind.CONFIG:
             activation, why = Activation.RESTART, f"{c.address} changed (dnsmasq reads config only at start)"
             break
-        if c.kind == Kind.HOSTS and (c.content_changes or c.action == Action.DELETE) \
-                and activation == Activation.NONE:
+        if c.payload.kind == Kind.HOSTS and activation == Activation.NONE:
             activation, why = Activation.SIGHUP, f"{c.address} changed (dhcp-hostsdir is re-read on SIGHUP)"
     if pending.rank > activation.rank:
         activation, why = pending, "a previous apply changed files but did not finish activating dnsmasq"
-    return activation, why
+    if activation is Activation.NONE:
+        return tuple(changes)
+    server = system.split(":", 1)[1]
+    return (*changes, Change(system, "activation", Address("dnsmasq", server), Action.UPDATE, why, shared=True,
+                             payload=ActivationPayload(activation, pending)))
+
+
+def _pending_of(changes: Iterable[Change]) -> Activation:
+    return next((c.payload.pending for c in changes if isinstance(c.payload, ActivationPayload)), Activation.NONE)
 
 
 # ---------------------------------------------------------------------------- machines
@@ -448,9 +465,9 @@ def _owners_of(root: Root, path: str, tied: Mapping[str, set[str]]) -> list[str]
 ANY = "*"
 
 
-def for_targets(plan: FilePlan, targets: Iterable[str],
-                enough: Mapping[tuple[Root, str], Iterable[str | None]] | None = None) -> FilePlan:
-    """The part of ``plan`` a ``--target`` run carries out. Pure.
+def for_targets(changes: Sequence[Change], targets: Iterable[str],
+                enough: Mapping[tuple[Root, str], Iterable[str | None]] | None = None) -> tuple[Change, ...]:
+    """The part of one server's ``changes`` a ``--target`` run carries out. Pure.
 
     Kept: the changes of files that belong to a targeted machine (its host line file, its
     script, and, for a machine whose MAC changed or that left the inventory, the files the
@@ -461,85 +478,50 @@ def for_targets(plan: FilePlan, targets: Iterable[str],
     serves the targeted machines: ``enough`` maps a shared file to those contents (sha256,
     None for "absent", ``ANY``), e.g. a config without the ARM64 lines when only an
     untargeted machine is ARM64. A targeted machine's file that the server's host files
-    also tie to a machine that is not targeted becomes a conflict (apply refuses it).
-    The activation follows from what is kept.
+    also tie to a machine that is not targeted is refused. The activation follows from
+    what is kept; a kept shared change's reason says which targeted machines it is for.
     """
     enough = enough or {}
     wanted = frozenset(targets)
-    served = tuple(sorted({c.machine for c in plan.changes
-                           if c.file is not None and c.machine is not None and c.machine in wanted}))
-    kept: list[FileChange] = []
-    for c in plan.changes:
+    files = _files(changes)
+    served = {c.machine for c in files if c.payload.file is not None and c.machine in wanted}
+    kept: list[Change] = []
+    for c in files:
+        p: FilePayload = c.payload
         if c.shared:
-            ok = set(enough.get((c.root, c.path), ()))
+            ok = set(enough.get((p.root, p.path), ()))
             if not served or c.action == Action.DELETE or ANY in ok \
-                    or (c.before_sha256 in ok and c.before_mode == c.after_mode):
+                    or (p.before_sha256 in ok and p.before_mode == p.after_mode):
                 continue
             kept.append(c)
             continue
         if c.machine is None or c.machine not in wanted:
             continue
-        others = [m for m in c.also if m not in wanted]
+        others = [m for m in p.also if m not in wanted]
         if others and c.action == Action.DELETE:
             continue
-        if others and c.action in (Action.CREATE, Action.UPDATE):
-            c = replace(c, action=Action.CONFLICT, reason=Reason.OTHER_MACHINE,
-                        detail=(f"the server's host line file of {', '.join(others)} names this MAC; target "
-                                f"{', '.join(others)} too, or apply without --target"))
+        if others and c.is_change and not c.refused:
+            names = ", ".join(others)
+            c = _refused(c.system, Reason.OTHER_MACHINE, p, machine=c.machine, shared=False,
+                         detail=(f"the server's host line file of {names} names this MAC; target "
+                                 f"{names} too, or apply without --target"))
         kept.append(c)
-    pending = plan.manifest.pending if plan.manifest is not None and (served or kept) else Activation.NONE
-    activation, why = _activation(kept, pending)
-    involved = tuple(sorted(set(served) | {c.machine for c in kept if c.machine is not None}))
-    return replace(plan, changes=tuple(kept), activation=activation, activation_reason=why, targets=involved)
+    if not changes:
+        return ()
+    system = changes[0].system
+    out = _with_activation(system, kept, _pending_of(changes) if served or kept else Activation.NONE)
+    involved = ", ".join(sorted(served | {c.machine for c in kept if c.machine is not None}))
+    server = system.split(":", 1)[1]
+    return tuple(replace(c, reason=f"{c.reason}; shared by every machine on {server}, planned for targeted "
+                                   f"{involved}") if c.shared else c for c in out)
 
 
-def without_machines(plan: FilePlan, machines: Iterable[str]) -> FilePlan:
-    """``plan`` with the files of ``machines`` left exactly as the server holds them (neither
-    written nor deleted, including files the server's host files tie to them). Pure."""
+def without_machines(changes: Sequence[Change], machines: Iterable[str]) -> tuple[Change, ...]:
+    """One server's ``changes`` with the files of ``machines`` left exactly as the server holds them
+    (neither written nor deleted, including files the server's host files tie to them); the
+    activation follows from what is left. Pure."""
     held = frozenset(machines)
-    if not held:
-        return plan
-    kept = tuple(c for c in plan.changes if c.machine not in held and not held.intersection(c.also))
-    pending = plan.manifest.pending if plan.manifest is not None else Activation.NONE
-    activation, why = _activation(kept, pending)
-    return replace(plan, changes=kept, activation=activation, activation_reason=why)
-
-
-def _plan_one(root: Root, path: str, f: BootFile, remote: RemoteManifest, diffs: bool) -> FileChange:
-    kind = Kind(f.kind)
-    mode = effective_mode(f)
-    after_sha = remote.sources.get(f.source) if kind == Kind.BINARY else f.sha256
-    base = {"root": root, "path": path, "kind": kind, "after_sha256": after_sha, "after_mode": mode,
-                "secret": f.secret, "file": f}
-
-    def conflict(reason: Reason, e: RemoteEntry | None = None) -> FileChange:
-        return FileChange(Action.CONFLICT, reason=reason, before_sha256=e.sha256 if e else None,
-                          before_mode=e.mode if e else None, **base)
-
-    if root in remote.bad_roots:
-        return conflict(Reason.ROOT_NOT_DIR)
-    if kind == Kind.BINARY and remote.sources.get(f.source) is None:
-        return conflict(Reason.SOURCE_MISSING)
-    for parent in _parents(path):
-        pe = remote.get(root, parent)
-        if pe is not None and pe.type != "dir":
-            return conflict(Reason.PARENT_NOT_DIR, pe)
-    label = f"{root.value}/{path}"
-    e = remote.get(root, path)
-    if e is None:
-        diff = _unified(None, f.content, label, f.secrets) if diffs and _is_text(f) else None
-        return FileChange(Action.CREATE, reason=Reason.ABSENT, diff=diff, **base)
-    if e.type != "file":
-        return conflict(Reason.NOT_REGULAR, e)
-    if not e.managed:
-        return conflict(Reason.UNMANAGED, e)
-    same_content = e.sha256 == after_sha
-    same_mode = e.mode == mode
-    before = {"before_sha256": e.sha256, "before_mode": e.mode}
-    if same_content and same_mode:
-        return FileChange(Action.NOOP, reason=Reason.UNCHANGED, **before, **base)
-    reason = Reason.MODE if same_content else (Reason.CONTENT if same_mode else Reason.CONTENT_AND_MODE)
-    diff = None
-    if diffs and not same_content and _is_text(f) and (root, path) in remote.old_text:
-        diff = _unified(remote.old_text[(root, path)], f.content, label, f.secrets)
-    return FileChange(Action.UPDATE, reason=reason, diff=diff, **before, **base)
+    if not held or not changes:
+        return tuple(changes)
+    kept = [c for c in _files(changes) if c.machine not in held and not held.intersection(c.payload.also)]
+    return _with_activation(changes[0].system, kept, _pending_of(changes))

@@ -67,6 +67,11 @@ class Payload:
     def to_json(self) -> dict[str, Any]:
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
+    def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
+        """``(before, after)`` as views show them when this payload is their one source (the change's
+        own ``before``/``after`` then stay None); None when the change carries them itself."""
+        return None
+
 
 class Action(str, Enum):
     CREATE = "create"
@@ -79,8 +84,9 @@ class Action(str, Enum):
 @dataclass(frozen=True)
 class Change:
     system: str                      # "storage:gaghiel" | "pxe:pihole"
-    kind: str                        # zvol | extent | target | targetextent | initiator | auth | portal | service | file
-    address: str                     # stable, human-readable: "zvol[tank/netboot/israfel]"
+    kind: str                        # zvol | extent | target | targetextent | initiator | auth | portal | service
+                                     # | file | activation
+    address: Address                 # stable, human-readable: "zvol[tank/netboot/israfel]"
     action: Action
     reason: str
     before: dict[str, Any] | None = None
@@ -93,13 +99,25 @@ class Change:
     data: dict[str, Any] = field(default_factory=dict, compare=False)  # executor-only details (no secrets); going away
     payload: Payload | None = None   # what the executor needs, typed per kind (no secrets)
 
+    def __post_init__(self) -> None:
+        if self.payload is not None and self.payload.sides(self.action) is not None \
+                and (self.before is not None or self.after is not None):
+            raise ValueError(f"{self.address}: before/after come from the payload; they travel once")
+
     @property
     def is_change(self) -> bool:
         return self.action is not Action.NOOP
 
+    @property
+    def sides(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """``(before, after)`` as plans and views show them: from the payload when it is their source."""
+        derived = self.payload.sides(self.action) if self.payload is not None else None
+        return derived if derived is not None else (self.before, self.after)
+
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("data", "payload")}
         out["address"] = str(self.address)
+        out["before"], out["after"] = self.sides
         out["action"] = self.action.value
         out["cascade"] = [str(a) for a in self.cascade]
         if self.payload is not None:

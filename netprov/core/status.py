@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from netprov.core.plan import Action, Change
+from netprov.core.plan import Action, Address, Change
 
 #: What each plan action means for a NAS object / a boot file.
 #: (A replace is drift the planner can only fix by re-making the object: drift too.)
@@ -94,7 +94,7 @@ def _object(c: Change) -> ObjectStatus:
     detail = "" if c.action is Action.NOOP else c.reason
     if c.cascade and c.action is not Action.NOOP:
         detail += f" (with it: {', '.join(c.cascade)})"
-    return ObjectStatus(kind=c.kind, address=c.address, state=table[c.action], detail=detail, refused=c.refused)
+    return ObjectStatus(kind=c.kind, address=str(c.address), state=table[c.action], detail=detail, refused=c.refused)
 
 
 def target_sessions(sessions: Iterable[Mapping[str, Any]], basename: str, target: str,
@@ -139,7 +139,7 @@ def summarise(changes: Iterable[Change], machines: Iterable[Any], storage: Mappi
             dm = desired.machines.get(name)
             basename = (actual.global_ or {}).get("basename") or desired.basename
             target = dm.target if dm is not None else next(
-                (c.address[len("target["):-1] for c in own if c.kind == "target"), name)
+                (Address.parse(str(c.address)).name for c in own if c.kind == "target"), name)
             sessions = target_sessions(actual.sessions, basename, target, dm.initiator_iqn if dm else "")
         out.append(MachineStatus(
             name=name, storage=st_name, pxe_server=m.pxe_server if m is not None else None, in_inventory=m is not None,

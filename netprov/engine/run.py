@@ -1,7 +1,9 @@
 """One plan and one apply over both halves: storage on the NAS, boot files on the PXE servers.
 
 The engine does no printing and opens no connection itself: it is handed a
-``World`` (per-system ports, or offline state) and a ``Reporter`` for progress.
+``World`` (one port per system: live adapters, or snapshot ports offline) and a
+``Reporter`` for progress. Ports read facts; the core planners plan; ports carry out
+the ``Plan``'s changes.
 
 Order (style.md §3): zvol -> extent -> target/auth/initiator -> mapping (storage,
 non-destructive changes), then boot files and dnsmasq, and only then storage deletes,
@@ -12,24 +14,25 @@ points at a resource when it is removed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from netprov.core import fileplan as fp
 from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.core.inventory import Arch, LoadedInventory
-from netprov.core.plan import Action, Change, Plan, fingerprint
+from netprov.core.plan import Action, Change, Plan
 from netprov.core.boot_render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
                                   plan_storage, state_fingerprint)
 from netprov.errors import NetprovError
 
-STATE_FORMAT = 1
 logger = logging.getLogger(__name__)
 
 
 class StoragePort(Protocol):
+    """A NAS: ``read`` its actual state (facts), ``apply`` a plan's storage changes."""
+
     def read(self, desired: DesiredStorage) -> ActualStorage: ...
     def fingerprint(self, actual: ActualStorage) -> str: ...
     def apply(self, changes: list[Change], *, expected_fingerprint: str | None, desired: DesiredStorage | None = None,
@@ -37,10 +40,12 @@ class StoragePort(Protocol):
 
 
 class BootHostPort(Protocol):
-    def plan(self, desired: list[BootFile], *, diffs: bool = True) -> fp.FilePlan: ...
-    def read_manifest(self, roots: Any = None, *, sources: Any = ()) -> fp.RemoteManifest: ...
-    def apply(self, plan: fp.FilePlan, progress: Any = None, *,
-              allow_conflicts: bool = False) -> Any: ...  # raises StalePlanError
+    """A PXE server: ``read`` what it holds (facts for ``fileplan.plan_files``), ``apply`` a plan's
+    changes of that server (it re-checks each changing file's "before" hash inside its lock and
+    raises StalePlanError on a mismatch)."""
+
+    def read(self, desired: Sequence[BootFile]) -> fp.RemoteManifest: ...
+    def apply(self, changes: Iterable[Change], progress: Any = None) -> Any: ...
 
 
 class Reporter(Protocol):
@@ -54,26 +59,23 @@ class NullReporter:
 
 @dataclass
 class World:
-    """Where actual state comes from: live ports, or an offline snapshot (``state``)."""
+    """Where actual state comes from and changes go: one port per system. ``offline`` is set by whoever
+    builds a world of snapshot ports (``netprov.adapters.snapshot``); plans made in it say so."""
 
     storage: Mapping[str, StoragePort] = field(default_factory=dict)
     pxe: Mapping[str, BootHostPort] = field(default_factory=dict)
-    offline_state: Mapping[str, Any] | None = None   # from `netprov state pull`, or {} for an empty world
-
-    @property
-    def offline(self) -> bool:
-        return self.offline_state is not None
+    offline: bool = False
 
 
-@dataclass
-class RunPlan:
-    """A plan plus what apply needs to carry it out (not serialised)."""
+@dataclass(frozen=True)
+class Planned:
+    """A plan, and what it was made from that is not in it (never serialised): the desired storage
+    (apply's executor needs its CHAP secrets) and the actual storage (``netprov status`` shows its
+    sessions). Apply carries out ``plan``'s changes; nothing is planned again."""
 
     plan: Plan
-    storage: dict[str, tuple[DesiredStorage, ActualStorage, list[Change]]]
-    files: dict[str, fp.FilePlan]
-    desired_files: dict[str, list[BootFile]]
-    loaded: LoadedInventory
+    desired: Mapping[str, DesiredStorage]
+    actual: Mapping[str, ActualStorage]
 
 
 @dataclass
@@ -91,57 +93,6 @@ class ApplyResult:
         return not self.failed and not self.interrupted
 
 
-# --- state snapshots ------------------------------------------------------------------
-
-def manifest_to_json(m: fp.RemoteManifest) -> dict[str, Any]:
-    return {
-        "server": m.server,
-        "roots": {r.value: d for r, d in sorted(m.roots.items(), key=lambda kv: kv[0].value)},
-        "entries": [
-            {"root": e.root.value, "path": e.path, "type": e.type, "sha256": e.sha256, "managed": e.managed,
-             "mode": e.mode, "size": e.size}
-            for (_, _), e in sorted(m.entries.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))],
-        "missing_roots": sorted(r.value for r in m.missing_roots),
-        "bad_roots": sorted(r.value for r in m.bad_roots),
-        "sources": dict(sorted(m.sources.items())),
-        "owned": {r.value: sorted(v) for r, v in sorted(m.owned.items(), key=lambda kv: kv[0].value)},
-        "pending": m.pending.value,
-        # The host line files' text (MAC, address, name; no secrets): a --target plan from this
-        # snapshot can tell whose old-MAC script a file is.
-        "host_files": {p: text.decode("utf-8", "replace") for (r, p), text in sorted(m.old_text.items(),
-                                                                                     key=lambda kv: kv[0][1])
-                       if r is Root.HOSTS},
-    }
-
-
-def manifest_from_json(d: Mapping[str, Any]) -> fp.RemoteManifest:
-    entries = {}
-    for e in d.get("entries", []):
-        entry = fp.RemoteEntry(Root(e["root"]), e["path"], e["type"], e.get("sha256"), bool(e.get("managed")),
-                               e.get("mode"), e.get("size"))
-        entries[(entry.root, entry.path)] = entry
-    return fp.RemoteManifest(
-        server=d["server"], roots={Root(k): v for k, v in d.get("roots", {}).items()}, entries=entries,
-        missing_roots=frozenset(Root(r) for r in d.get("missing_roots", [])),
-        bad_roots=frozenset(Root(r) for r in d.get("bad_roots", [])),
-        sources=dict(d.get("sources", {})),
-        owned={Root(k): frozenset(v) for k, v in d.get("owned", {}).items()},
-        pending=fp.Activation(d.get("pending", "none")),
-        old_text={(Root.HOSTS, p): text.encode() for p, text in (d.get("host_files") or {}).items()})
-
-
-def manifest_fingerprint(m: fp.RemoteManifest) -> str:
-    data = manifest_to_json(m)
-    data.pop("sources", None)
-    data.pop("host_files", None)   # fetched only when needed; the entries' hashes cover them
-    return fingerprint(data)
-
-
-def empty_actual(desired: DesiredStorage) -> ActualStorage:
-    """A fresh NAS as the offline planner assumes it: the parent dataset, nothing else, iSCSI off."""
-    return ActualStorage(parent=desired.parent, service={"enable": False, "state": "STOPPED"})
-
-
 def server_roots(loaded: LoadedInventory, server: str) -> dict[Root, str]:
     s = loaded.inventory.pxe_servers[server]
     roots = {Root.TFTP: s.tftp_root, Root.DNSMASQ: s.dnsmasq_dir, Root.HOSTS: s.effective_hosts_dir}
@@ -150,60 +101,53 @@ def server_roots(loaded: LoadedInventory, server: str) -> dict[Root, str]:
     return roots
 
 
+def offline_world(loaded: LoadedInventory, state: Mapping[str, Any]) -> World:
+    """A world of snapshot ports: ``state`` from ``netprov state pull`` (``{}``: an empty world)."""
+    from netprov.adapters.snapshot import snapshot_ports
+    nas, hosts = snapshot_ports(state, loaded.inventory.storage,
+                                {name: server_roots(loaded, name) for name in loaded.inventory.pxe_servers})
+    return World(storage=nas, pxe=hosts, offline=True)
+
+
 # --- plan ----------------------------------------------------------------------------
 
 def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str, str | None], world: World, *,
               policy: StoragePolicy, inventory_name: str = "", inventory_sha256: str = "",
-              reporter: Reporter | None = None) -> RunPlan:
-    """Read actual state (or take the offline snapshot) and plan both halves. No writes."""
+              reporter: Reporter | None = None) -> Planned:
+    """Read every system through its port and plan both halves (the core planners). No writes."""
     reporter = reporter or NullReporter()
     inv = loaded.inventory
     changes: list[Change] = []
     fingerprints: dict[str, str] = {}
-    storage_parts: dict[str, tuple[DesiredStorage, ActualStorage, list[Change]]] = {}
-    state = world.offline_state or {}
+    desired: dict[str, DesiredStorage] = {}
+    actual: dict[str, ActualStorage] = {}
     deferred_deletes: list[Change] = []
 
     for name in sorted(inv.storage):
-        desired = desired_storage(loaded, name, secrets)
+        desired[name] = desired_storage(loaded, name, secrets)
         system = f"storage:{name}"
         reporter.event(system, "read")
-        if world.offline:
-            snap = (state.get("storage") or {}).get(name)
-            actual = ActualStorage.from_json(snap) if snap else empty_actual(desired)
-        else:
-            actual = world.storage[name].read(desired)
-        fingerprints[system] = state_fingerprint(actual)
-        planned = plan_storage(desired, actual, policy)
-        storage_parts[name] = (desired, actual, planned)
-        for c in planned:
+        actual[name] = world.storage[name].read(desired[name])
+        fingerprints[system] = state_fingerprint(actual[name])
+        for c in plan_storage(desired[name], actual[name], policy):
             (deferred_deletes if c.action is Action.DELETE else changes).append(c)
 
-    all_files = renderer.render(loaded, secrets)
     by_server: dict[str, list[BootFile]] = {}
-    for f in all_files:
+    for f in renderer.render(loaded, secrets):
         by_server.setdefault(f.server, []).append(f)
-    file_plans: dict[str, fp.FilePlan] = {}
     for server in sorted(inv.pxe_servers):
         system = f"pxe:{server}"
-        desired_files = by_server.get(server, [])
         reporter.event(system, "read")
-        if world.offline:
-            snap = (state.get("pxe") or {}).get(server)
-            manifest = manifest_from_json(snap) if snap else fp.RemoteManifest(
-                server=server, roots=server_roots(loaded, server),
-                sources={f.source: "unknown" for f in desired_files if f.source})
-            fplan = fp.plan_files(desired_files, manifest)
-        else:
-            fplan = world.pxe[server].plan(desired_files)
+        manifest = world.pxe[server].read(by_server.get(server, []))
+        planned = fp.plan_files(by_server.get(server, []), manifest)
+        fp.check_ready(manifest, planned)
         if policy.machines is not None:
             # --target: only the targeted machines' files (old MAC scripts and removed machines' files
             # included), plus the shared files they boot through; everything else as the server holds it.
-            fplan = fp.for_targets(fplan, policy.machines,
-                                   shared_enough(loaded, renderer, server, policy.machines))
-        file_plans[server] = fplan
-        fingerprints[system] = manifest_fingerprint(fplan.manifest) if fplan.manifest else ""
-        changes += file_changes(system, fplan)
+            planned = fp.for_targets(planned, policy.machines,
+                                     shared_enough(loaded, renderer, server, policy.machines))
+        fingerprints[system] = fp.manifest_fingerprint(manifest)
+        changes += planned
 
     changes += deferred_deletes
     plan = Plan(changes=tuple(changes), fingerprints=fingerprints, inventory=inventory_name,
@@ -211,7 +155,7 @@ def make_plan(loaded: LoadedInventory, renderer: Renderer, secrets: Mapping[str,
                 options={"allow_destroy": policy.allow_destroy, "adopt": policy.adopt,
                          "targets": sorted(policy.machines) if policy.machines is not None else None,
                          "offline": world.offline, "snapshot": policy.snapshot, "snapshot_stamp": policy.stamp})
-    return RunPlan(plan, storage_parts, file_plans, by_server, loaded)
+    return Planned(plan, desired, actual)
 
 
 def shared_enough(loaded: LoadedInventory, renderer: Renderer, server: str,
@@ -242,92 +186,41 @@ def shared_enough(loaded: LoadedInventory, renderer: Renderer, server: str,
     return out
 
 
-def leave_alone(fplan: fp.FilePlan, machines) -> fp.FilePlan:
-    """``fplan`` without touching the files of ``machines`` (names, or Machine values): as the
-    server holds them, neither written nor deleted, including the old-MAC script the server's
+def leave_alone(changes: Sequence[Change], machines: Iterable[Any]) -> tuple[Change, ...]:
+    """One server's ``changes`` without touching the files of ``machines`` (names, or Machine values):
+    as the server holds them, neither written nor deleted, including the old-MAC script the server's
     host file still names. Used after a storage failure (never point a machine at a disk that
     isn't there). ``--target`` uses ``fileplan.for_targets``.
     """
-    return fp.without_machines(fplan, {getattr(m, "name", m) for m in machines})
-
-
-def _shared_reason(fplan: fp.FilePlan, reason: str) -> str:
-    """Under --target, why a shared change is in the plan at all."""
-    if fplan.targets is None:
-        return reason
-    return f"{reason}; shared by every machine on {fplan.server}, planned for targeted {', '.join(fplan.targets)}"
-
-
-def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
-    """FilePlan -> plan Changes (conflicts become refused changes; activation a final change)."""
-    out = []
-    action_map = {fp.Action.CREATE: Action.CREATE, fp.Action.UPDATE: Action.UPDATE,
-                  fp.Action.DELETE: Action.DELETE, fp.Action.NOOP: Action.NOOP}
-    for c in fplan.changes:
-        before = None if c.before_sha256 is None else {"sha256": c.before_sha256, "mode": _oct(c.before_mode)}
-        after = None if c.action is fp.Action.DELETE else {"sha256": c.after_sha256, "mode": _oct(c.after_mode)}
-        if c.action is fp.Action.CONFLICT:
-            # A missing iPXE binary source only hurts the machines of that architecture: it is
-            # reported (advisory) and left out, while everything else is applied.
-            advisory = c.reason is fp.Reason.SOURCE_MISSING
-            reason = (f"{c.reason.value}: machines needing {c.path} can't boot until it is in the TFTP root"
-                      if advisory else c.reason.value + (f": {c.detail}" if c.detail else ""))
-            out.append(Change(system, "file", c.address, Action.UPDATE if before else Action.CREATE,
-                              _shared_reason(fplan, reason) if c.shared else reason, before, after,
-                              machine=c.machine, refused=reason, diff=None, shared=c.shared,
-                              data={"advisory": True} if advisory else {}))
-            continue
-        action = action_map[c.action]
-        reason = c.reason.value + (f": {c.detail}" if c.detail else "")
-        out.append(Change(system, "file", c.address, action, _shared_reason(fplan, reason) if c.shared else reason,
-                          before if action is not Action.NOOP else None,
-                          after if action is not Action.NOOP else None, machine=c.machine, diff=c.diff,
-                          shared=c.shared))
-    if fplan.activation is not fp.Activation.NONE:
-        out.append(Change(system, "service", f"dnsmasq[{fplan.server}]", Action.UPDATE,
-                          _shared_reason(fplan, fplan.activation_reason), None,
-                          {"activation": fplan.activation.value}, shared=True))
-    return out
-
-
-def _machine_of(run: RunPlan, address: str) -> str | None:
-    for c in run.plan.changes:
-        if c.address == address:
-            return c.machine
-    return None
-
-
-def _oct(mode: int | None) -> str | None:
-    return None if mode is None else f"{mode:04o}"
+    return fp.without_machines(changes, {getattr(m, "name", m) for m in machines})
 
 
 def blocking_refusals(plan: Plan, *, secrets_optional: bool = False) -> list[Change]:
     """Refused changes that stop an apply. Advisory ones (a missing iPXE binary source) never do;
     with ``secrets_optional`` (plan time, CI dry-runs) neither do those refused only because a
     CHAP secret isn't available here (the planner marks them ``needs_secret``)."""
-    return [c for c in plan.changes if c.refused and c.is_change and not c.data.get("advisory")
+    return [c for c in plan.changes if c.refused and c.is_change and not fp.is_advisory(c)
             and not (secrets_optional and c.data.get("needs_secret"))]
 
 
-def missing_secrets(run: RunPlan) -> list[str]:
+def missing_secrets(plan: Plan) -> list[str]:
     """Files about to be written that would carry a placeholder instead of a CHAP secret."""
-    out = []
-    for server, fplan in run.files.items():
-        for c in fplan.pending:
-            if c.file is not None and MISSING_SECRET.encode() in c.file.content:
-                out.append(c.address)
-    return out
+    return [str(c.address) for c in plan.changes
+            if c.is_change and not c.refused and isinstance(c.payload, fp.FilePayload) and c.payload.file is not None
+            and MISSING_SECRET.encode() in c.payload.file.content]
 
 
 # --- apply ---------------------------------------------------------------------------
 
-def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, parallel: int = 8,
-               should_stop: Callable[[], bool] = lambda: False,
+def apply_plan(plan: Plan, world: World, *, desired: Mapping[str, DesiredStorage], reporter: Reporter | None = None,
+               parallel: int = 8, should_stop: Callable[[], bool] = lambda: False,
                result: ApplyResult | None = None) -> ApplyResult:
-    """Carry out ``run`` (made from live state). Re-checks each system's fingerprint first.
+    """Carry out ``plan`` (made from live state) through ``world``'s ports; ``desired`` is the desired
+    storage it was planned from (``Planned.desired``). Each system re-checks its state first.
 
-    Stops cleanly between steps when ``should_stop()`` turns true (Ctrl-C), and the
-    result lists exactly what was done, what failed and what was not attempted.
+    Phases: storage creates/updates, then boot files and dnsmasq, then storage deletes. Stops
+    cleanly between steps when ``should_stop()`` turns true (Ctrl-C), and the result lists exactly
+    what was done, what failed and what was not attempted.
 
     Every outcome is recorded in the result *before* the reporter hears of it, and a reporter
     that raises loses nothing (its error is logged at debug level). A ``NetprovError`` raised out
@@ -335,125 +228,142 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
     that system, not raised: what was made before it stays in ``result.done``. Pass ``result`` to
     keep hold of the record even if something else (a bug, a second Ctrl-C) escapes.
     """
-    if world.offline:
+    if plan.options.get("offline"):
         raise NetprovError("an offline plan cannot be applied: plan against the live systems")
-    reporter = reporter or NullReporter()
-    result = result if result is not None else ApplyResult()
-    refused = blocking_refusals(run.plan)
+    refused = blocking_refusals(plan)
     if refused:
         raise NetprovError(f"{len(refused)} change(s) are refused; fix them or pass the flag they name: "
                            + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
-
-    def report(system: str, event: str, change: Any = None, error: str | None = None) -> None:
-        try:
-            reporter.event(system, event, change, error)
-        except Exception:  # noqa: BLE001 - showing progress must never decide an outcome
-            logger.debug("progress reporter failed on %s %s", system, event, exc_info=True)
-
-    def storage_progress(system: str):
-        def cb(event: str, change: Change, error: str | None = None) -> None:
-            if event == "done":
-                result.done.append(change.address)
-            elif event == "failed":
-                result.failed.append((change.address, error or "failed"))
-            elif event == "skipped":
-                result.skipped.append(change.address)
-            report(system, event, change, error)
-        return cb
-
-    def not_recorded(addresses: list[str]) -> list[str]:
-        seen = set(result.done) | {a for a, _ in result.failed} | set(result.skipped)
-        return [a for a in addresses if a not in seen]
-
-    def stop_everything(why: str) -> ApplyResult:
-        """A port raised in phase 1: nothing more is attempted anywhere (no file points at a disk
-        whose creation may have failed, no delete runs); everything not done is 'not attempted'."""
-        rest = [c.address for c in run.plan.pending]
-        result.skipped += not_recorded(rest)
-        result.stopped = why
-        return result
-
-    # Phase 1: storage creates/updates (the fingerprint check happens here, before any write).
-    for name, (desired, actual, changes) in sorted(run.storage.items()):
-        system = f"storage:{name}"
-        # NOOPs travel along: they carry the ids of existing objects the changes refer to.
-        todo = [c for c in changes if c.action is not Action.DELETE]
-        expected = run.plan.fingerprints[system]
-        if should_stop():
-            result.interrupted = True
-            result.skipped += [c.address for c in todo if c.is_change]
-            continue
-        report(system, "phase", None, "create/update")
-        try:
-            world.storage[name].apply(todo, expected_fingerprint=expected, desired=desired,
-                                      progress=storage_progress(system), parallel=parallel,
-                                      should_stop=should_stop)
-        except NetprovError as exc:
-            result.failed.append((system, str(exc)))
-            report(system, "error", None, str(exc))
-            return stop_everything(system)
-
-    if should_stop():
-        result.interrupted = True
-    # Phase 2: boot files (each server checks its own fingerprint inside one lock). A machine whose
-    # storage chain failed keeps its old files: its script must not point at a disk that isn't there.
-    failed_machines = {m for m in (_machine_of(run, a) for a, _ in result.failed) if m}
-    for server, fplan in sorted(run.files.items()):
-        system = f"pxe:{server}"
-        if failed_machines:
-            held = [m for m in run.loaded.machines if m.pxe_server == server and m.name in failed_machines]
-            if held:
-                fplan = leave_alone(fplan, held)
-                result.skipped += [f"{server}: files of {m.name} (its storage failed)" for m in held]
-        if not fplan.has_changes:
-            continue
-        if should_stop():
-            result.interrupted = True
-            result.skipped += [c.address for c in fplan.pending]
-            continue
-        host = world.pxe[server]
-        # The host re-checks every changing file's "before" hash inside its lock, in the
-        # same round trip as the upload, and raises StalePlanError on a mismatch.
-        report(system, "phase", None, "push")
-
-        def cb(event: str, change: Any = None, _system: str = system) -> None:
-            report(_system, event, None, getattr(change, "address", None))
-        try:
-            # Blocking conflicts were refused above; what is left (a missing binary source) is advisory.
-            host.apply(fplan, cb, allow_conflicts=True)
-        except NetprovError as exc:
-            result.failed.append((system, str(exc)))
-            result.skipped += [c.address for c in fplan.pending]
-            report(system, "error", None, str(exc))
-            continue
-        result.done += [c.address for c in fplan.pending]
-        if fplan.activation is not fp.Activation.NONE:
-            result.done.append(f"dnsmasq[{server}] {fplan.activation.value}")
-
-    # Phase 3: storage deletes, in reverse dependency order (the planner already ordered them).
-    for name, (desired, actual, changes) in sorted(run.storage.items()):
-        system = f"storage:{name}"
-        todo = [c for c in changes if c.action is Action.DELETE]
-        if not todo:
-            continue
-        if should_stop() or any(a.startswith("pxe:") for a, _ in result.failed):
-            result.interrupted = result.interrupted or should_stop()
-            result.skipped += [c.address for c in todo]
-            continue
-        report(system, "phase", None, "delete")
-        # Phase 1 changed this NAS on purpose, so its fingerprint no longer matches the plan's; the
-        # deletes still verify each object by id and name/mark against apply's own fresh read.
-        try:
-            world.storage[name].apply(todo + [c for c in changes if c.action is Action.NOOP],
-                                      expected_fingerprint=None, desired=desired,
-                                      progress=storage_progress(system), parallel=parallel,
-                                      should_stop=should_stop)
-        except NetprovError as exc:
-            result.failed.append((system, str(exc)))
-            result.skipped += not_recorded([c.address for c in todo])
-            report(system, "error", None, str(exc))
+    run = _Apply(plan, world, desired, reporter or NullReporter(), parallel, should_stop,
+                 result if result is not None else ApplyResult())
+    if not run.storage_phase(deletes=False):
+        return run.result
+    run.files_phase()
+    run.storage_phase(deletes=True)
     # A Ctrl-C during the last phase stops its remaining steps (the port skips them): say so, as the
     # earlier phases do, so the CLI reports an interrupted apply (exit 130), not a failed one.
     if should_stop():
-        result.interrupted = True
-    return result
+        run.result.interrupted = True
+    return run.result
+
+
+def _systems(plan: Plan, prefix: str) -> list[tuple[str, str, list[Change]]]:
+    """(system, name, its changes in plan order) of every system of one half the plan read."""
+    return [(system, system.split(":", 1)[1], [c for c in plan.changes if c.system == system])
+            for system in sorted(s for s in plan.fingerprints if s.startswith(prefix))]
+
+
+@dataclass
+class _Apply:
+    """One apply's state: the plan, the ports, and the record every phase adds to."""
+
+    plan: Plan
+    world: World
+    desired: Mapping[str, DesiredStorage]
+    reporter: Reporter
+    parallel: int
+    should_stop: Callable[[], bool]
+    result: ApplyResult
+
+    def report(self, system: str, event: str, change: Any = None, error: str | None = None) -> None:
+        try:
+            self.reporter.event(system, event, change, error)
+        except Exception:  # noqa: BLE001 - showing progress must never decide an outcome
+            logger.debug("progress reporter failed on %s %s", system, event, exc_info=True)
+
+    def storage_progress(self, system: str) -> Callable[..., None]:
+        def cb(event: str, change: Change, error: str | None = None) -> None:
+            if event == "done":
+                self.result.done.append(str(change.address))
+            elif event == "failed":
+                self.result.failed.append((str(change.address), error or "failed"))
+            elif event == "skipped":
+                self.result.skipped.append(str(change.address))
+            self.report(system, event, change, error)
+        return cb
+
+    def not_recorded(self, addresses: list[str]) -> list[str]:
+        r = self.result
+        seen = set(r.done) | {a for a, _ in r.failed} | set(r.skipped)
+        return [a for a in addresses if a not in seen]
+
+    def storage_phase(self, *, deletes: bool) -> bool:
+        """Phase 1 (``deletes=False``): creates and updates, each NAS checking its fingerprint before any
+        write; a port that raises stops everything (returns False). Phase 3: deletes, in reverse
+        dependency order (the planner ordered them), unless a PXE server failed or Ctrl-C came."""
+        r = self.result
+        for system, name, changes in _systems(self.plan, "storage:"):
+            # NOOPs travel along: they carry the ids of existing objects the changes refer to.
+            todo = [c for c in changes if (c.action is Action.DELETE) == deletes]
+            if deletes:
+                if not todo:
+                    continue
+                if self.should_stop() or any(a.startswith("pxe:") for a, _ in r.failed):
+                    r.interrupted = r.interrupted or self.should_stop()
+                    r.skipped += [str(c.address) for c in todo]
+                    continue
+                todo += [c for c in changes if c.action is Action.NOOP]
+            elif self.should_stop():
+                r.interrupted = True
+                r.skipped += [str(c.address) for c in todo if c.is_change]
+                continue
+            self.report(system, "phase", None, "delete" if deletes else "create/update")
+            # Phase 1 changed this NAS on purpose, so its fingerprint no longer matches the plan's; the
+            # deletes still verify each object by id and name/mark against apply's own fresh read.
+            try:
+                self.world.storage[name].apply(
+                    todo, expected_fingerprint=None if deletes else self.plan.fingerprints[system],
+                    desired=self.desired.get(name), progress=self.storage_progress(system),
+                    parallel=self.parallel, should_stop=self.should_stop)
+            except NetprovError as exc:
+                r.failed.append((system, str(exc)))
+                self.report(system, "error", None, str(exc))
+                if deletes:
+                    r.skipped += self.not_recorded([str(c.address) for c in todo if c.is_change])
+                    continue
+                # Nothing more is attempted anywhere (no file points at a disk whose creation may have
+                # failed, no delete runs); everything not done is 'not attempted'.
+                r.skipped += self.not_recorded([str(c.address) for c in self.plan.pending])
+                r.stopped = system
+                return False
+        return True
+
+    def files_phase(self) -> None:
+        """Phase 2: boot files (each server checks its own files inside one lock). A machine whose
+        storage chain failed keeps its old files: its script must not point at a disk that isn't there."""
+        r = self.result
+        if self.should_stop():
+            r.interrupted = True
+        failed = {str(c.address): c.machine for c in self.plan.changes if c.machine}
+        failed_machines = {failed[a] for a, _ in r.failed if a in failed}
+        for system, server, changes in _systems(self.plan, "pxe:"):
+            held = sorted(failed_machines & {c.machine for c in changes} if failed_machines else ())
+            if held:
+                changes = list(leave_alone(changes, held))
+                r.skipped += [f"{server}: files of {m} (its storage failed)" for m in held]
+            todo = [c for c in changes if c.is_change and not c.refused]
+            if not todo:
+                continue
+            files = [str(c.address) for c in todo if isinstance(c.payload, fp.FilePayload)]
+            if self.should_stop():
+                r.interrupted = True
+                r.skipped += files
+                continue
+            # The host re-checks every changing file's "before" hash inside its lock, in the
+            # same round trip as the upload, and raises StalePlanError on a mismatch.
+            self.report(system, "phase", None, "push")
+
+            def cb(event: str, change: Any = None, _system: str = system) -> None:
+                self.report(_system, event, None, str(change.address) if change is not None else None)
+            try:
+                # Refused changes stay as the server holds them (only advisory ones are left by now).
+                self.world.pxe[server].apply([c for c in changes if not c.refused], cb)
+            except NetprovError as exc:
+                r.failed.append((system, str(exc)))
+                r.skipped += files
+                self.report(system, "error", None, str(exc))
+                continue
+            r.done += files
+            activation = fp.activation_of(changes)
+            if activation is not fp.Activation.NONE:
+                r.done.append(f"dnsmasq[{server}] {activation.value}")

@@ -30,8 +30,10 @@ from netprov.core.boot_render import Renderer
 from netprov.core.bootfiles import BootFile, Root
 from netprov.core.plan import FORMAT_VERSION, Change, Plan
 from netprov.core.storage import StoragePolicy, desired_storage
-from netprov.engine.run import (STATE_FORMAT, ApplyResult, Reporter, RunPlan, World, apply_plan,
-                                blocking_refusals, make_plan, manifest_to_json, missing_secrets, server_roots)
+from netprov.adapters.snapshot import STATE_FORMAT
+from netprov.core.manifest import manifest_to_json
+from netprov.engine.run import (ApplyResult, Planned, Reporter, World, apply_plan, blocking_refusals, make_plan,
+                                missing_secrets, offline_world, server_roots)
 from netprov.errors import ConvergenceError, NetprovError, StalePlanError
 
 __all__ = ["ApplyResult", "ConnectOptions", "SavedPlan", "Session", "storage_credentials", "trust_command"]
@@ -300,7 +302,7 @@ class Session:
         """Connect to every NAS and PXE server the inventory names, closed on exit. ``offline``: contact
         nothing, plan against an empty world; ``state``: against a snapshot from :meth:`snapshot`."""
         if offline or state is not None:
-            yield World(offline_state=read_state(state) if state is not None else {})
+            yield offline_world(self.loaded, read_state(state) if state is not None else {})
             return
         with contextlib.ExitStack() as stack:
             storage = {name: self._connect_storage(name, options, stack)
@@ -341,7 +343,7 @@ class Session:
 
     # --- plan, apply, verify ------------------------------------------------------------------
 
-    def plan(self, world: World, policy: StoragePolicy, reporter: Reporter | None = None) -> RunPlan:
+    def plan(self, world: World, policy: StoragePolicy, reporter: Reporter | None = None) -> Planned:
         """Read the world (or its snapshot) and plan both halves. Changes nothing."""
         return make_plan(self.loaded, self.renderer, self.workspace.secrets, world, policy=policy,
                          inventory_name=str(self.path), inventory_sha256=self.inventory_sha256, reporter=reporter)
@@ -352,24 +354,25 @@ class Session:
         a CHAP secret isn't available here, as a plan in CI sees them)."""
         return blocking_refusals(plan, secrets_optional=secrets_optional)
 
-    def check_applicable(self, run: RunPlan) -> None:
+    def check_applicable(self, run: Planned) -> None:
         """Raise unless every change can be made: none refused, every CHAP secret a file needs at hand."""
         refused = self.refusals(run.plan)
         if refused:
             raise NetprovError(f"{len(refused)} change(s) refused; nothing was changed: "
                                + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
-        missing = missing_secrets(run)
+        missing = missing_secrets(run.plan)
         if missing:
             raise NetprovError("CHAP secrets are not available for: " + ", ".join(missing[:5])
                                + " (set the secret_env variables / secret_file files); nothing was changed")
 
-    def apply(self, run: RunPlan, world: World, *, reporter: Reporter | None = None, parallel: int = 8,
+    def apply(self, run: Planned, world: World, *, reporter: Reporter | None = None, parallel: int = 8,
               should_stop: Callable[[], bool] = lambda: False, result: ApplyResult | None = None) -> ApplyResult:
         """Carry out ``run`` (see ``engine.run.apply_plan``); ``result`` records it even if something escapes."""
         self.check_applicable(run)
-        return apply_plan(run, world, reporter=reporter, parallel=parallel, should_stop=should_stop, result=result)
+        return apply_plan(run.plan, world, desired=run.desired, reporter=reporter, parallel=parallel,
+                          should_stop=should_stop, result=result)
 
-    def verify(self, world: World, policy: StoragePolicy, result: ApplyResult) -> RunPlan:
+    def verify(self, world: World, policy: StoragePolicy, result: ApplyResult) -> Planned:
         """Plan again after ``result``'s apply: raise ``ConvergenceError`` (holding the fresh plan) if
         any change is left. If the check itself fails, the error says the changes were made."""
         try:
@@ -398,9 +401,9 @@ class Session:
             snapshot["pxe"][name] = manifest_to_json(manifest.with_old_text(host.fetch_text(hosts)))
         return snapshot
 
-    def status(self, run: RunPlan, target: list[str] | None = None):
+    def status(self, run: Planned, target: list[str] | None = None):
         """The plan regrouped per machine (``netprov.core.status``), limited to ``target``."""
         from netprov.core.status import summarise
-        machines = [m for m in run.loaded.machines if target is None or m.name in target]
+        machines = [m for m in self.loaded.machines if target is None or m.name in target]
         changes = [c for c in run.plan.changes if target is None or c.machine is None or c.machine in target]
-        return summarise(changes, machines, {k: v[:2] for k, v in run.storage.items()})
+        return summarise(changes, machines, {k: (run.desired[k], run.actual[k]) for k in run.actual})

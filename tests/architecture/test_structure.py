@@ -26,8 +26,6 @@ NETPROV_LIMIT, SIM_LIMIT = 100, 150
 PENDING = {
     ("netprov/core/storage.py", "_Planner.plan_machine"),     # one planner per kind (storage branch)
     ("netprov/core/storage.py", "_Index.__init__"),           # ownership/index in its own module (storage branch)
-    ("netprov/engine/run.py", "apply_plan"),                  # the engine session (session branch)
-    ("netprov/adapters/pxe/boot_host.py", "_build_ops"),      # one plan model for files (files branch)
 }
 
 

@@ -71,6 +71,10 @@ def _plan(loaded, w):
     return make_plan(loaded, Renderer(), {}, w, policy=StoragePolicy())
 
 
+def _apply(planned, w):
+    return apply_plan(planned.plan, w, desired=planned.desired)
+
+
 def test_interrupt_stops_between_steps_then_converges(world) -> None:
     sim, build, root = world
     loaded, w = build(4)
@@ -82,7 +86,7 @@ def test_interrupt_stops_between_steps_then_converges(world) -> None:
             events.append(event)
 
     stopper = Stopper()
-    result = apply_plan(run, w, reporter=stopper, parallel=1,
+    result = apply_plan(run.plan, w, desired=run.desired, reporter=stopper, parallel=1,
                         should_stop=lambda: events.count("done") >= 3)
     assert result.interrupted
     assert 3 <= len(result.done) < len(run.plan.pending)
@@ -90,7 +94,7 @@ def test_interrupt_stops_between_steps_then_converges(world) -> None:
     assert not (root / "tftp").exists(), "boot files must not be pushed after an interrupt"
     again = _plan(loaded, w)
     assert again.plan.has_changes
-    finished = apply_plan(again, w)
+    finished = apply_plan(again.plan, w, desired=again.desired)
     assert finished.ok, finished.failed
     assert not _plan(loaded, w).plan.has_changes
 
@@ -101,29 +105,29 @@ def test_failed_storage_chain_holds_back_that_machines_files(world) -> None:
     run = _plan(loaded, w)
     # Fail one storage call early in the apply (after its 10-call read): one machine's chain.
     sim.knobs.fail_call = (12, 22, "injected failure")
-    result = apply_plan(run, w, parallel=1)
+    result = apply_plan(run.plan, w, desired=run.desired, parallel=1)
     assert result.failed, "the injected failure must surface"
-    failed_machines = {c.machine for c in run.plan.changes if c.address in {a for a, _ in result.failed}}
+    failed_machines = {c.machine for c in run.plan.changes if str(c.address) in {a for a, _ in result.failed}}
     assert len(failed_machines) == 1
     (bad,) = failed_machines
     for m in loaded.machines:
         script = root / "tftp" / script_name(m.mac)
         assert script.exists() == (m.name != bad), m.name
     sim.knobs.fail_call = None
-    fixed = apply_plan(_plan(loaded, w), w)
+    fixed = _apply(_plan(loaded, w), w)
     assert fixed.ok and (root / "tftp" / script_name(loaded.machine(bad).mac)).exists()
 
 
 def test_orphans_are_deleted_after_the_files_with_one_read_per_phase(world) -> None:
     sim, build, root = world
     loaded, w = build(3)
-    assert apply_plan(_plan(loaded, w), w).ok
+    assert _apply(_plan(loaded, w), w).ok
     smaller, w2 = build(2)                       # m2 left the inventory
     run = make_plan(smaller, Renderer(), {}, w2, policy=StoragePolicy(allow_destroy=True))
     kinds = [c.kind for c in run.plan.changes if c.is_change]
     assert "file" in kinds and kinds.index("file") < kinds.index("zvol"), kinds  # files stop pointing first
     sim.reset_counters()
-    result = apply_plan(run, w2)
+    result = apply_plan(run.plan, w2, desired=run.desired)
     assert result.ok, result.failed
     # Phase 1 (creates/updates) and phase 3 (deletes) each re-read the NAS once, no more.
     # (iscsi.global.config is read only by the whole-NAS read; per-object verifications query other kinds)

@@ -15,13 +15,36 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from netprov.adapters.pxe.boot_host import PxeHost, PxeSettings
-from netprov.core.bootfiles import Root
+from netprov.core.bootfiles import BootFile, Root
+from netprov.core.fileplan import check_ready, plan_files
+from netprov.core.plan import Change
 from tests.support import cleanup, kill_pid
 from tests.support.dnsmasq import Dnsmasq, basic_conf
 from tests.support.netns import Lab
 from tests.support.sshd import SshServer
 
 SERVER = "pxe1"
+
+
+def plan_on(host: PxeHost, files: list[BootFile]) -> tuple[Change, ...]:
+    """What the engine does for one server: read it, plan with the core planner, refuse a server that
+    is not ready for an apply."""
+    manifest = host.read(files)
+    changes = plan_files(files, manifest)
+    check_ready(manifest, changes)
+    return changes
+
+
+def file_changes(changes) -> list[Change]:
+    return [c for c in changes if c.kind == "file"]
+
+
+def by_path(changes) -> dict[str, Change]:
+    return {c.payload.path: c for c in file_changes(changes)}
+
+
+def has_changes(changes) -> bool:
+    return any(c.is_change for c in changes)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from netprov.core.bootfiles import BootFile, Kind, Root
-from netprov.core.fileplan import Activation
+from netprov.core.fileplan import Activation, activation_of
 from netprov.errors import PushError
+from tests.pxe.conftest import plan_on
 from tests.support.dhcp_client import discover
 
 SERVER = "pxe1"
@@ -37,7 +38,7 @@ def offer(env, mac=MAC, **kw):
 
 def push(env, files):
     with env.host() as h:
-        plan = h.plan(files)
+        plan = plan_on(h, files)
         return plan, h.apply(plan)
 
 
@@ -45,14 +46,14 @@ def test_hosts_change_uses_sighup_and_is_visible(dhcp_env):
     env = dhcp_env
     base = conf("dhcp-boot=first.0")
     plan, rep = push(env, [base, hostfile(f"{MAC},{env.lab.subnet}.42")])
-    assert plan.activation == Activation.RESTART          # first push brings the drop-in
+    assert activation_of(plan) == Activation.RESTART          # first push brings the drop-in
     pid = env.dm.pid
     assert offer(env).yiaddr == f"{env.lab.subnet}.42"
 
     marker = "read " + str(Path(env.roots[Root.HOSTS], "nodes"))
     seen = env.dm.log_count(marker)
     plan, rep = push(env, [base, hostfile(f"{MAC},{env.lab.subnet}.43\n{MAC2},{env.lab.subnet}.44")])
-    assert plan.activation == Activation.SIGHUP and rep.activation == Activation.SIGHUP
+    assert activation_of(plan) == Activation.SIGHUP and rep.activation == Activation.SIGHUP
     assert env.dm.pid == pid, "a hosts-only change must not restart dnsmasq"
     # inotify may read the renamed file too; the SIGHUP adds one more read on top.
     assert env.dm.wait_log_count(marker, seen + 1)
@@ -67,7 +68,7 @@ def test_config_change_restarts_and_is_visible(dhcp_env):
     pid1 = env.dm.pid
     assert offer(env).bootfile == "first.0"
     plan, _rep = push(env, [conf("dhcp-boot=second.0")])
-    assert plan.activation == Activation.RESTART
+    assert activation_of(plan) == Activation.RESTART
     assert env.dm.pid and env.dm.pid != pid1
     assert offer(env).bootfile == "second.0"
 
@@ -101,7 +102,7 @@ def test_failed_restart_rolls_back_and_dhcp_keeps_running(dhcp_env):
     assert not list(Path(env.roots[Root.DNSMASQ]).glob(".netprov.*"))
     # The plan still shows the change (nothing half-applied), and the lock is free again.
     with env.host() as h:
-        assert h.plan([bad]).activation == Activation.RESTART
+        assert activation_of(plan_on(h, [bad])) == Activation.RESTART
 
 
 def test_dot_files_in_hostsdir_are_ignored_by_dnsmasq(dhcp_env):

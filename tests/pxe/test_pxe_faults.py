@@ -23,7 +23,7 @@ from netprov.adapters.pxe.boot_host import PxeHost, PxeSettings
 from netprov.adapters.pxe.ssh import SshConnection, connect
 from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.errors import NetprovError, PathConfinementError, PushError
-from tests.pxe.conftest import SERVER, make_roots
+from tests.pxe.conftest import SERVER, has_changes, make_roots, plan_on
 from tests.support.cli_lab import create_parent, ssh_server_inventory
 from tests.support.sshd import SshServer
 
@@ -135,10 +135,10 @@ def test_connection_cut_during_plan_read_is_one_line(own_sshd, tmp_path, marker)
     """Issue 10 item 7: a cut during plan's file read was `ValueError: subsection not found`."""
     settings = own_settings(own_sshd, tmp_path)
     with PxeHost(settings) as h:
-        h.apply(h.plan([script("a.ipxe", "echo one")]))
+        h.apply(plan_on(h, [script("a.ipxe", "echo one")]))
     host, conn = cutting_host(own_sshd, settings, marker)
     with host, pytest.raises(PushError) as ei:
-        host.plan([script("a.ipxe", "echo two")])      # differs: the old text is fetched for the diff
+        plan_on(host, [script("a.ipxe", "echo two")])      # differs: the old text is fetched for the diff
     assert conn.cuts, "the server side was not killed"
     msg = str(ei.value)
     assert "\n" not in msg and "nothing was changed" in msg and "reading files on pxe1" in msg
@@ -152,7 +152,7 @@ def test_connection_cut_while_taking_the_lock_says_so(own_sshd, tmp_path):
     settings = own_settings(own_sshd, tmp_path)
     host, conn = cutting_host(own_sshd, settings, "NETPROV-LOCK-OK")
     with host:
-        plan = host.plan([script("a.ipxe")])
+        plan = plan_on(host, [script("a.ipxe")])
         with pytest.raises(PushError) as ei:
             host.apply(plan)
     msg = str(ei.value)
@@ -182,7 +182,7 @@ def test_commit_finished_although_the_connection_died(own_sshd, tmp_path):
             time.sleep(0.05)
     t = threading.Thread(target=cutter, daemon=True)
     with PxeHost(settings) as h:
-        plan = h.plan([conf("netprov.conf", "dhcp-boot=a.0"), script("a.ipxe")])
+        plan = plan_on(h, [conf("netprov.conf", "dhcp-boot=a.0"), script("a.ipxe")])
         t.start()
         report = h.apply(plan)
     t.join(30)
@@ -190,7 +190,7 @@ def test_commit_finished_although_the_connection_died(own_sshd, tmp_path):
     assert "finished the commit" in report.output and "restarted" in report.output
     assert Path(settings.roots[Root.DNSMASQ], "netprov.conf").exists()
     with PxeHost(settings) as h:
-        assert not h.plan([conf("netprov.conf", "dhcp-boot=a.0"), script("a.ipxe")]).has_changes
+        assert not has_changes(plan_on(h, [conf("netprov.conf", "dhcp-boot=a.0"), script("a.ipxe")]))
 
 
 def test_commit_past_its_deadline_is_reported_as_still_running(own_sshd, tmp_path):
@@ -202,7 +202,7 @@ def test_commit_past_its_deadline_is_reported_as_still_running(own_sshd, tmp_pat
     try:
         with PxeHost(settings) as h:
             with pytest.raises(PushError) as ei:
-                h.apply(h.plan([conf("netprov.conf", "dhcp-boot=a.0")]))
+                h.apply(plan_on(h, [conf("netprov.conf", "dhcp-boot=a.0")]))
         msg = str(ei.value)
         assert "no answer within 1 s" in msg and "still running" in msg and "run netprov plan" in msg
     finally:
@@ -214,7 +214,7 @@ def test_commit_past_its_deadline_is_reported_as_still_running(own_sshd, tmp_pat
             break
         time.sleep(0.05)
     with PxeHost(replace(settings, command_timeout=20)) as h:
-        assert not h.plan([conf("netprov.conf", "dhcp-boot=a.0")]).has_changes
+        assert not has_changes(plan_on(h, [conf("netprov.conf", "dhcp-boot=a.0")]))
 
 
 def test_lost_commit_that_never_started_says_live_files_are_unchanged(settings, tmp_path):
@@ -224,9 +224,9 @@ def test_lost_commit_that_never_started_says_live_files_are_unchanged(settings, 
     from netprov.core.fileplan import Activation
 
     with PxeHost(settings) as h:
-        h.apply(h.plan([script("a.ipxe", "echo one")]))          # an earlier apply's outcome is on file
-        plan = h.plan([script("a.ipxe", "echo two")])
-        ops = _build_ops(plan, settings.roots, "feedbeef")
+        h.apply(plan_on(h, [script("a.ipxe", "echo one")]))          # an earlier apply's outcome is on file
+        plan = plan_on(h, [script("a.ipxe", "echo two")])
+        ops = _build_ops(plan, None, settings.roots, "feedbeef")
         with pytest.raises(PushError) as ei:
             h._after_lost_commit(ops, Activation.NONE, "the connection dropped")
     msg = str(ei.value)
@@ -237,7 +237,7 @@ def test_lost_commit_that_never_started_says_live_files_are_unchanged(settings, 
 def test_truncated_commit_script_changes_nothing(tmp_path):
     """The commit script is one compound command: cut anywhere in transit, sh runs none of it."""
     from netprov.adapters.pxe.boot_host import _build_ops, _commit_script
-    from netprov.core.fileplan import RemoteManifest, plan_files
+    from netprov.core.fileplan import RemoteManifest, activation_of, plan_files
 
     roots = make_roots(tmp_path / "srv")
     for d in roots.values():
@@ -245,10 +245,10 @@ def test_truncated_commit_script_changes_nothing(tmp_path):
     s = PxeSettings(host="h", server=SERVER, roots=roots, lock_path=str(tmp_path / "lock"),
                     restart_command="true", reload_command="true")
     plan = plan_files([script("a.ipxe"), script("b.ipxe")], RemoteManifest(SERVER, roots))
-    ops = _build_ops(plan, roots, "cafe0001")
+    ops = _build_ops(plan, RemoteManifest(SERVER, roots), roots, "cafe0001")
     for o in ops.writes:
         Path(o.tmp).write_bytes(o.content or b"")
-    text = _commit_script(ops, plan.activation, s, "root")
+    text = _commit_script(ops, activation_of(plan), s, "root")
     for cut in range(0, len(text) - 2, max(1, len(text) // 40)):
         res = subprocess.run(["sh", "-s"], input=text[:cut], text=True, capture_output=True, check=False)
         assert "NETPROV" not in res.stdout
@@ -299,7 +299,7 @@ def test_garbled_read_answer_is_one_line(no_flock_sshd, tmp_path):
     Path(settings.roots[Root.TFTP], "boot.ipxe").write_bytes(HDR)
     Path(settings.roots[Root.TFTP], "GARBLE").write_bytes(b"")
     with PxeHost(settings) as h, pytest.raises(PushError) as ei:
-        h.plan([script("boot.ipxe")])
+        plan_on(h, [script("boot.ipxe")])
     assert "garbled" in str(ei.value) and "\n" not in str(ei.value)
 
 
@@ -308,7 +308,7 @@ def test_missing_flock_is_a_plan_time_error(no_flock_sshd, tmp_path):
     settings = own_settings(no_flock_sshd, tmp_path)
     with PxeHost(settings) as h:
         with pytest.raises(PushError) as ei:
-            h.plan([script("a.ipxe")])
+            plan_on(h, [script("a.ipxe")])
         assert "missing command(s): flock" in str(ei.value) and "nothing was changed" in str(ei.value)
         assert h.preflight
     assert not Path(settings.roots[Root.TFTP], "a.ipxe").exists()
@@ -328,7 +328,7 @@ def test_unwritable_root_is_a_plan_time_error(sshd, tmp_path):
                                **sshd.settings_kwargs())
         with PxeHost(settings) as h:
             with pytest.raises(PushError, match=f"cannot write to tftp_root {locked}/tftp"):
-                h.plan([script("a.ipxe"), conf("netprov.conf", "dhcp-boot=a.0")])
+                plan_on(h, [script("a.ipxe"), conf("netprov.conf", "dhcp-boot=a.0")])
         assert not Path(roots[Root.DNSMASQ]).exists()
     finally:
         subprocess.run(["chattr", "-i", str(locked)], check=False)
@@ -338,7 +338,7 @@ def test_converged_server_needs_no_tools(no_flock_sshd, tmp_path):
     """Nothing to change: the plan is fine even where apply could not run (read-only use)."""
     settings = own_settings(no_flock_sshd, tmp_path)
     with PxeHost(settings) as h:
-        assert not h.plan([]).has_changes
+        assert not has_changes(plan_on(h, []))
 
 
 def test_missing_flock_stops_apply_before_any_nas_change(no_flock_sshd, tmp_path):
@@ -387,7 +387,7 @@ def test_symlinked_root_is_refused(host, settings, tmp_path, where):
         roots = settings.roots | {Root.TFTP: str(link / "tftp")}
     h = PxeHost(replace(settings, roots=roots))
     with h, pytest.raises(PathConfinementError) as ei:
-        h.plan([script("boot.ipxe"), script("a.ipxe"), conf("netprov.conf", "dhcp-boot=a.0")])
+        plan_on(h, [script("boot.ipxe"), script("a.ipxe"), conf("netprov.conf", "dhcp-boot=a.0")])
     msg = str(ei.value)
     assert "tftp_root" in msg and "symlink" in msg and str(outside) in msg and "nothing was changed" in msg
     assert sorted(p.name for p in outside.rglob("*")) == ["passwd"]
@@ -406,7 +406,7 @@ def test_failed_restart_output_never_shows_chap_secrets(settings, roots, tmp_pat
         body = f"set username alpha\nset password {secret}\nset reverse-password {secret}\nsanboot iscsi:x"
         return [script("s.ipxe", body, secret=True, secrets=(secret,)), conf("netprov.conf", f"# {secret[:3]}")]
     with PxeHost(settings) as h:
-        h.apply(h.plan(files(old)))
+        h.apply(plan_on(h, files(old)))
     live = Path(roots[Root.TFTP], "s.ipxe")
     counter = tmp_path / "restarts"
     again = "exit 0" if second_restart == "works" else "exit 3"
@@ -415,7 +415,7 @@ def test_failed_restart_output_never_shows_chap_secrets(settings, roots, tmp_pat
     broken = replace(settings, restart_command=restart)
     with PxeHost(broken) as h:
         with pytest.raises(PushError) as ei:
-            h.apply(h.plan(files(new)))
+            h.apply(plan_on(h, files(new)))
     msg = str(ei.value)
     assert ("DHCP IS DOWN" in msg) == (second_restart == "fails")
     assert ("rolled back" in msg) == (second_restart == "works")
@@ -438,7 +438,7 @@ def test_frozen_server_read_hits_its_deadline(own_sshd, tmp_path):
 
     def plan() -> None:
         try:
-            host.plan([script("a.ipxe")])
+            plan_on(host, [script("a.ipxe")])
         except Exception as exc:  # noqa: BLE001 - inspected below
             result["exc"] = exc
     t = threading.Thread(target=plan, daemon=True)
@@ -470,6 +470,11 @@ import json, subprocess, sys, time
 sys.path.insert(0, sys.argv[2])
 from netprov.adapters.pxe.boot_host import PxeHost, PxeSettings
 from netprov.core.bootfiles import BootFile, Kind, Root
+from netprov.core.fileplan import plan_files
+def plan_on(h, fs):
+    return plan_files(fs, h.read(fs))
+def has_changes(cs):
+    return any(c.is_change for c in cs)
 a = json.loads(sys.argv[1])
 roots = {Root(k): v for k, v in a["roots"].items()}
 s = PxeSettings(server="pxe1", roots=roots, **a["settings"])
@@ -479,9 +484,9 @@ def files(v):
             for i in range(8)] + [BootFile("pxe1", Root.DNSMASQ, "netprov.conf",
                                            b"# Managed by netprov\n# " + v.encode() + b"\n", Kind.CONFIG)]
 with PxeHost(s) as h:
-    h.apply(h.plan(files("v1")))
+    h.apply(plan_on(h, files("v1")))
 h = PxeHost(s)
-plan = h.plan(files("v2"))
+plan = plan_on(h, files("v2"))
 done = []
 def cut(event, change):
     if event == a["cut_at"] and not done:
@@ -506,8 +511,8 @@ if a.get("recover_host"):
     for attempt in range(40):                 # bounded: a lock nobody lets go fails the test
         try:
             with PxeHost(s2) as h2:
-                h2.apply(h2.plan(files("v2")))
-                out["converged"] = not h2.plan(files("v2")).has_changes
+                h2.apply(plan_on(h2, files("v2")))
+                out["converged"] = not has_changes(plan_on(h2, files("v2")))
             break
         except Exception as exc:
             out["retries"].append(str(exc)[:200])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 
 import pytest
@@ -12,11 +13,11 @@ from hypothesis import strategies as st
 from netprov.adapters.pxe.boot_host import parse_manifest
 from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.core.fileplan import (
-    Action,
     Activation,
     Reason,
     RemoteEntry,
     RemoteManifest,
+    activation_of,
     check_relpath,
     confine,
     has_header,
@@ -24,6 +25,7 @@ from netprov.core.fileplan import (
     plan_files,
     text_wanted,
 )
+from netprov.core.plan import Action
 from netprov.errors import PathConfinementError
 
 S = "pxe1"
@@ -48,7 +50,7 @@ def manifest(*entries, **kw) -> RemoteManifest:
 
 
 def by_path(plan):
-    return {c.path: c for c in plan.changes}
+    return {c.payload.path: c for c in plan if c.kind == "file"}
 
 
 def test_create_update_noop_delete():
@@ -68,7 +70,7 @@ def test_mode_only_update_and_secret_mode():
     f = bf("s.ipxe", secret=True)
     p = by_path(plan_files([f], manifest(entry("s.ipxe", f.content, mode=0o644))))
     assert p["s.ipxe"].action == Action.UPDATE and p["s.ipxe"].reason == Reason.MODE
-    assert p["s.ipxe"].after_mode == 0o640
+    assert p["s.ipxe"].payload.after_mode == 0o640 and p["s.ipxe"].sides[1]["mode"] == "0640"
     p = by_path(plan_files([f], manifest(entry("s.ipxe", f.content, mode=0o640))))
     assert p["s.ipxe"].action == Action.NOOP
 
@@ -79,9 +81,10 @@ def test_unmanaged_file_is_conflict_and_never_deleted():
                  entry("other.txt", b"not ours\n", managed=False))
     plan = plan_files([f], m)
     p = by_path(plan)
-    assert p["boot.ipxe"].action == Action.CONFLICT and p["boot.ipxe"].reason == Reason.UNMANAGED
+    assert p["boot.ipxe"].refused == Reason.UNMANAGED and p["boot.ipxe"].reason == Reason.UNMANAGED
+    assert p["boot.ipxe"].action == Action.UPDATE and not p["boot.ipxe"].payload.advisory
     assert "other.txt" not in p
-    assert plan.conflicts and not plan.pending
+    assert [c for c in plan if c.refused] and not [c for c in plan if c.is_change and not c.refused]
 
 
 def test_header_must_be_within_first_three_lines():
@@ -93,14 +96,14 @@ def test_not_regular_and_parent_symlink_are_conflicts():
     m = manifest(RemoteEntry(Root.TFTP, "link.ipxe", "symlink"), RemoteEntry(Root.TFTP, "sub", "symlink"))
     p = by_path(plan_files([bf("link.ipxe"), bf("sub/x.ipxe")], m))
     assert p["link.ipxe"].reason == Reason.NOT_REGULAR
-    assert p["sub/x.ipxe"].action == Action.CONFLICT and p["sub/x.ipxe"].reason == Reason.PARENT_NOT_DIR
+    assert p["sub/x.ipxe"].refused and p["sub/x.ipxe"].reason == Reason.PARENT_NOT_DIR
 
 
 def test_binary_source_missing_is_reported_in_plan():
     f = bf("undionly.kpxe", b"", kind=Kind.BINARY, source="/usr/lib/ipxe/undionly.kpxe")
     p = by_path(plan_files([f], manifest(sources={"/usr/lib/ipxe/undionly.kpxe": None})))
-    assert p["undionly.kpxe"].action == Action.CONFLICT
-    assert p["undionly.kpxe"].reason == Reason.SOURCE_MISSING
+    assert p["undionly.kpxe"].refused and p["undionly.kpxe"].payload.advisory
+    assert p["undionly.kpxe"].reason.startswith(Reason.SOURCE_MISSING.value)
 
 
 def test_binary_compares_with_source_hash():
@@ -127,19 +130,20 @@ def test_activation(changes, expected):
     old = b"# Managed by netprov\nold\n"
     m = manifest(*[entry(f.path, old if k in changes else f.content, f.root)
                    for k, f in (("conf", conf), ("hosts", hosts), ("script", script))])
-    assert plan_files([conf, hosts, script], m).activation == expected
+    assert activation_of(plan_files([conf, hosts, script], m)) == expected
 
 
 def test_deleting_a_managed_config_needs_restart_and_hosts_needs_sighup():
     m = manifest(entry("old.conf", b"# Managed by netprov\n", Root.DNSMASQ))
-    assert plan_files([], m).activation == Activation.RESTART
+    assert activation_of(plan_files([], m)) == Activation.RESTART
     m = manifest(entry("n1", b"# Managed by netprov\n", Root.HOSTS))
-    assert plan_files([], m).activation == Activation.SIGHUP
+    assert activation_of(plan_files([], m)) == Activation.SIGHUP
 
 
 def test_pending_activation_from_an_interrupted_apply():
     p = plan_files([], manifest(pending=Activation.RESTART))
-    assert p.activation == Activation.RESTART and p.has_changes and not p.pending
+    assert activation_of(p) == Activation.RESTART and [c.kind for c in p] == ["activation"]
+    assert p[0].payload.pending == Activation.RESTART and str(p[0].address) == "dnsmasq[pxe1]"
 
 
 def test_diff_masks_secrets_and_password_lines():
@@ -242,3 +246,22 @@ def test_parse_manifest():
     assert (Root.TFTP, ".netprov.ab12.3.tmp") in m.stale and m.get(Root.TFTP, ".netprov-owned") is None
     assert Root.HOSTS in m.missing_roots and m.pending == Activation.RESTART
     assert m.sources == {"/src/a": h, "/src/missing": None}
+
+
+def test_file_payload_carries_the_content_for_the_executor_only():
+    f = bf("n1.ipxe", HDR + b"set password hunter2\n", secret=True, secrets=("hunter2",))
+    c = by_path(plan_files([f], manifest()))["n1.ipxe"]
+    assert c.payload.file is f                                  # the executor writes exactly this
+    shown = json.dumps(c.to_json()) + repr(c)
+    assert "hunter2" not in shown and "password" in c.diff      # the diff is masked, the content never shown
+    assert c.to_json()["payload"] == {
+        "root": "tftp", "path": "n1.ipxe", "kind": "script", "before_sha256": None, "before_mode": None,
+        "after_sha256": f.sha256, "after_mode": "0640", "secret": True, "also": [], "advisory": False}
+    assert (c.to_json()["before"], c.to_json()["after"]) == (None, {"sha256": f.sha256, "mode": "0640"})
+
+
+def test_before_and_after_travel_once():
+    from dataclasses import replace
+    c = by_path(plan_files([bf("a.ipxe")], manifest()))["a.ipxe"]
+    with pytest.raises(ValueError, match="travel once"):
+        replace(c, after={"sha256": "forged", "mode": "0644"})

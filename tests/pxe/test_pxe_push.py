@@ -12,8 +12,10 @@ import pytest
 from netprov.adapters.pxe.boot_host import PxeHost, PxeSettings
 from netprov.adapters.pxe.ssh import connect
 from netprov.core.bootfiles import BootFile, Kind, Root
-from netprov.core.fileplan import Action, Activation, Reason, plan_files
+from netprov.core.fileplan import Activation, Reason, activation_of, plan_files
+from netprov.core.plan import Action
 from netprov.errors import AuthError, HostKeyError, PathConfinementError, PushError, StalePlanError
+from tests.pxe.conftest import by_path, file_changes, has_changes, plan_on
 
 SERVER = "pxe1"  # same as conftest.SERVER
 
@@ -47,10 +49,10 @@ def test_push_lands_files_and_second_push_is_one_round_trip(host, roots, tmp_pat
     files = [script("boot.ipxe"), secret, conf("netprov.conf", "dhcp-boot=undionly.kpxe"),
              hosts("node01", "52:54:00:00:00:01,10.99.0.5"),
              BootFile(SERVER, Root.TFTP, "undionly.kpxe", kind=Kind.BINARY, source="/bin/true")]
-    plan = host.plan(files)
-    assert [c.action for c in plan.changes] == [Action.CREATE] * 5
-    assert plan.activation == Activation.RESTART
-    assert "hunter2" not in "".join(c.diff or "" for c in plan.changes)
+    plan = plan_on(host, files)
+    assert [c.action for c in file_changes(plan)] == [Action.CREATE] * 5
+    assert activation_of(plan) == Activation.RESTART
+    assert "hunter2" not in "".join(c.diff or "" for c in file_changes(plan))
     report = host.apply(plan)
     assert len(report.created) == 5 and report.validated and report.activation == Activation.RESTART
 
@@ -66,23 +68,23 @@ def test_push_lands_files_and_second_push_is_one_round_trip(host, roots, tmp_pat
 
     # Unchanged: one read round trip, nothing uploaded, no activation.
     before = host.round_trips
-    plan2 = host.plan(files)
+    plan2 = plan_on(host, files)
     assert host.round_trips - before == 1
-    assert all(c.action == Action.NOOP for c in plan2.changes) and not plan2.has_changes
+    assert all(c.action == Action.NOOP for c in file_changes(plan2)) and not has_changes(plan2)
     report2 = host.apply(plan2)
     assert host.round_trips - before == 1
     assert report2.bytes_uploaded == 0 and not report2.changed
 
 
 def test_update_diff_fetch_and_delete(host, roots, tmp_path):
-    host.apply(host.plan([script("a.ipxe", "echo one"), script("b.ipxe"), hosts("n1", "52:54:00:00:00:01,ignore")]))
+    host.apply(plan_on(host, [script("a.ipxe", "echo one"), script("b.ipxe"), hosts("n1", "52:54:00:00:00:01,ignore")]))
     rt = host.round_trips
-    plan = host.plan([script("a.ipxe", "echo two")])      # b.ipxe and n1 removed
+    plan = plan_on(host, [script("a.ipxe", "echo two")])      # b.ipxe and n1 removed
     assert host.round_trips - rt == 2                      # read + one fetch of old texts
-    ch = {c.path: c for c in plan.changes}
+    ch = {c.payload.path: c for c in file_changes(plan)}
     assert ch["a.ipxe"].action == Action.UPDATE and "-echo one" in ch["a.ipxe"].diff
     assert ch["b.ipxe"].action == Action.DELETE and ch["n1"].action == Action.DELETE
-    assert plan.activation == Activation.SIGHUP
+    assert activation_of(plan) == Activation.SIGHUP
     host.apply(plan)
     assert (Path(roots[Root.TFTP]) / "a.ipxe").read_bytes().endswith(b"echo two\n")
     assert not (Path(roots[Root.TFTP]) / "b.ipxe").exists()
@@ -94,9 +96,9 @@ def test_unmanaged_file_is_conflict_and_untouched(host, roots):
     tftp.mkdir(parents=True)
     (tftp / "boot.ipxe").write_bytes(b"#!ipxe\nhand made\n")
     (tftp / "other.ipxe").write_bytes(b"#!ipxe\nnot ours\n")
-    plan = host.plan([script("boot.ipxe"), script("new.ipxe")])
-    c = {c.path: c for c in plan.changes}
-    assert c["boot.ipxe"].action == Action.CONFLICT and c["boot.ipxe"].reason == Reason.UNMANAGED
+    plan = plan_on(host, [script("boot.ipxe"), script("new.ipxe")])
+    c = {c.payload.path: c for c in file_changes(plan)}
+    assert c["boot.ipxe"].refused == Reason.UNMANAGED and c["boot.ipxe"].action == Action.UPDATE
     assert "other.ipxe" not in c
     with pytest.raises(PushError, match="conflict"):
         host.apply(plan)
@@ -111,10 +113,10 @@ def test_traversal_refused_nothing_written(host, roots, tmp_path, rel):
     from dataclasses import replace
 
     with pytest.raises(PathConfinementError):
-        host.plan([script(rel)])
+        plan_on(host, [script(rel)])
     # A hand-forged plan (bypassing the planner) is refused by apply before any I/O.
     good = plan_files([script("ok.ipxe")], host.read_manifest())
-    forged = replace(good, changes=tuple(replace(c, path=rel) for c in good.changes))
+    forged = [replace(c, payload=replace(c.payload, path=rel)) for c in good]
     rt = host.round_trips
     with pytest.raises(PathConfinementError):
         host.apply(forged)
@@ -129,8 +131,8 @@ def test_symlinked_subdir_cannot_escape(host, roots, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (tftp / "nodes").symlink_to(outside)
-    plan = host.plan([script("nodes/n1.ipxe")])
-    assert plan.changes[0].reason == Reason.PARENT_NOT_DIR
+    plan = plan_on(host, [script("nodes/n1.ipxe")])
+    assert file_changes(plan)[0].reason == Reason.PARENT_NOT_DIR
     # Even with a manifest that missed the symlink (race), the server-side check refuses.
     from netprov.core.fileplan import RemoteManifest
     blind = plan_files([script("nodes/n1.ipxe")], RemoteManifest(SERVER, roots))
@@ -146,11 +148,11 @@ def test_lock_held_is_a_clear_error(host, settings, roots):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(PushError, match="another netprov apply holds the lock"):
-            host.apply(host.plan([script("a.ipxe")]))
+            host.apply(plan_on(host, [script("a.ipxe")]))
         assert not Path(roots[Root.TFTP], "a.ipxe").exists()
     finally:
         os.close(fd)
-    host.apply(host.plan([script("a.ipxe")]))
+    host.apply(plan_on(host, [script("a.ipxe")]))
     assert Path(roots[Root.TFTP], "a.ipxe").exists()
 
 
@@ -162,11 +164,11 @@ def test_two_applies_never_interleave(settings, roots):
     def during(event, change):
         if event == "validate":
             try:
-                second.apply(second.plan([script("b.ipxe")]))
+                second.apply(plan_on(second, [script("b.ipxe")]))
             except PushError as exc:
                 errors.append(str(exc))
     with PxeHost(settings) as first:
-        first.apply(first.plan([script("a.ipxe")]), progress=during)
+        first.apply(plan_on(first, [script("a.ipxe")]), progress=during)
     second.close()
     assert errors and "holds the lock" in errors[0]
     assert Path(roots[Root.TFTP], "a.ipxe").exists() and not Path(roots[Root.TFTP], "b.ipxe").exists()
@@ -175,7 +177,7 @@ def test_two_applies_never_interleave(settings, roots):
 def test_connection_killed_mid_upload_leaves_old_files(settings, roots):
     files = [script(f"n{i}.ipxe", f"echo v1 {i}") for i in range(5)]
     with PxeHost(settings) as h:
-        h.apply(h.plan(files))
+        h.apply(plan_on(h, files))
     before = snapshot(roots[Root.TFTP])
     new = [script(f"n{i}.ipxe", f"echo v2 {i}") for i in range(5)] + [script("extra.ipxe")]
     h = PxeHost(settings)
@@ -186,20 +188,20 @@ def test_connection_killed_mid_upload_leaves_old_files(settings, roots):
             uploads.append(change)
             h.conn.transport.close()          # the connection dies after the first file
     with pytest.raises(PushError, match="lost while uploading"):
-        h.apply(h.plan(new), progress=killer)
+        h.apply(plan_on(h, new), progress=killer)
     assert uploads  # killed after the first file was handed to the stream
     after = {k: v for k, v in snapshot(roots[Root.TFTP]).items() if "/.netprov." not in k}
     assert after == before                               # live files untouched, nothing new is live
     # The next apply cleans up leftovers and converges.
     with PxeHost(settings) as h2:
-        h2.apply(h2.plan(new))
-        assert not h2.plan(new).has_changes
+        h2.apply(plan_on(h2, new))
+        assert not has_changes(plan_on(h2, new))
     assert not list(Path(roots[Root.TFTP]).glob(".netprov.*"))
 
 
 def test_stale_plan_is_refused(host, roots):
-    host.apply(host.plan([script("a.ipxe", "echo 1")]))
-    plan = host.plan([script("a.ipxe", "echo 2")])
+    host.apply(plan_on(host, [script("a.ipxe", "echo 1")]))
+    plan = plan_on(host, [script("a.ipxe", "echo 2")])
     Path(roots[Root.TFTP], "a.ipxe").write_bytes(HDR + b"changed behind our back\n")
     with pytest.raises(StalePlanError):
         host.apply(plan)
@@ -207,24 +209,25 @@ def test_stale_plan_is_refused(host, roots):
 
 
 def test_validation_failure_keeps_old_files(host, roots):
-    host.apply(host.plan([conf("netprov.conf", "dhcp-boot=a.0")]))
+    host.apply(plan_on(host, [conf("netprov.conf", "dhcp-boot=a.0")]))
     live = Path(roots[Root.DNSMASQ], "netprov.conf")
     old = live.read_bytes()
     with pytest.raises(PushError, match=r"(?s)rejected.*netprov.conf"):
-        host.apply(host.plan([conf("netprov.conf", "dhcp-boot=a.0\nno-such-option=1")]))
+        host.apply(plan_on(host, [conf("netprov.conf", "dhcp-boot=a.0\nno-such-option=1")]))
     assert live.read_bytes() == old
     assert not list(Path(roots[Root.DNSMASQ]).glob(".netprov.*"))
 
 
 def test_bad_host_line_fails_validation(host, roots):
     with pytest.raises(PushError, match="node01"):
-        host.apply(host.plan([hosts("node01", "52:54:00:00:00:01,not-an-ip,999.1.1.1,bogus=1")]))
+        host.apply(plan_on(host, [hosts("node01", "52:54:00:00:00:01,not-an-ip,999.1.1.1,bogus=1")]))
     assert not Path(roots[Root.HOSTS], "node01").exists()
 
 
 def test_missing_binary_source_is_a_plan_conflict(host):
-    plan = host.plan([BootFile(SERVER, Root.TFTP, "ipxe.efi", kind=Kind.BINARY, source="/nonexistent/ipxe.efi")])
-    assert plan.changes[0].action == Action.CONFLICT and plan.changes[0].reason == Reason.SOURCE_MISSING
+    plan = plan_on(host, [BootFile(SERVER, Root.TFTP, "ipxe.efi", kind=Kind.BINARY, source="/nonexistent/ipxe.efi")])
+    c = file_changes(plan)[0]
+    assert c.refused and c.payload.advisory and c.reason.startswith(Reason.SOURCE_MISSING.value)
 
 
 # ----------------------------------------------------------------------------- SSH trust
@@ -284,36 +287,36 @@ def test_wrong_key_is_auth_error(sshd, tmp_path):
 
 def test_deletes_only_and_binary_ownership(host, roots):
     binary = BootFile(SERVER, Root.TFTP, "ipxe.efi", kind=Kind.BINARY, source="/bin/true")
-    host.apply(host.plan([binary, script("a.ipxe")]))
+    host.apply(plan_on(host, [binary, script("a.ipxe")]))
     tftp = Path(roots[Root.TFTP])
     assert "ipxe.efi" in (tftp / ".netprov-owned").read_text()
-    assert not host.plan([binary, script("a.ipxe")]).has_changes      # headerless binary is ours: NOOP
-    plan = host.plan([])
-    assert sorted((c.path, c.action) for c in plan.changes) == [("a.ipxe", Action.DELETE),
+    assert not has_changes(plan_on(host, [binary, script("a.ipxe")]))      # headerless binary is ours: NOOP
+    plan = plan_on(host, [])
+    assert sorted((c.payload.path, c.action) for c in file_changes(plan)) == [("a.ipxe", Action.DELETE),
                                                                  ("ipxe.efi", Action.DELETE)]
     host.apply(plan)
     assert not (tftp / "a.ipxe").exists() and not (tftp / "ipxe.efi").exists()
     assert "ipxe.efi" not in (tftp / ".netprov-owned").read_text()
-    assert not host.plan([]).has_changes
+    assert not has_changes(plan_on(host, []))
 
 
 def test_restart_failing_twice_reports_dhcp_down_and_stays_pending(settings, roots):
     from dataclasses import replace
 
     with PxeHost(settings) as h:
-        h.apply(h.plan([conf("netprov.conf", "dhcp-boot=a.0")]))
+        h.apply(plan_on(h, [conf("netprov.conf", "dhcp-boot=a.0")]))
     live = Path(roots[Root.DNSMASQ], "netprov.conf")
     old = live.read_bytes()
     broken = replace(settings, restart_command="echo 'cannot start' >&2; exit 3")
     with PxeHost(broken) as h:
         with pytest.raises(PushError, match="DHCP IS DOWN"):
-            h.apply(h.plan([conf("netprov.conf", "dhcp-boot=b.0")]))
+            h.apply(plan_on(h, [conf("netprov.conf", "dhcp-boot=b.0")]))
         assert live.read_bytes() == old                              # files rolled back
-        plan = h.plan([conf("netprov.conf", "dhcp-boot=a.0")])       # = what is on disk
-        assert not plan.pending and plan.activation == Activation.RESTART   # the restart is still owed
+        plan = plan_on(h, [conf("netprov.conf", "dhcp-boot=a.0")])       # = what is on disk
+        assert not [c for c in file_changes(plan) if c.is_change] and activation_of(plan) == Activation.RESTART   # the restart is still owed
     with PxeHost(settings) as h:
         h.apply(plan)
-        assert not h.plan([conf("netprov.conf", "dhcp-boot=a.0")]).has_changes
+        assert not has_changes(plan_on(h, [conf("netprov.conf", "dhcp-boot=a.0")]))
 
 
 def test_batch_shell_fallback_without_perl(tmp_path):
@@ -350,7 +353,7 @@ def test_secret_file_gets_group_when_it_exists(settings, roots):
     except KeyError:
         pytest.skip("no 'daemon' group to stand in for 'dnsmasq'")
     with PxeHost(replace(settings, secret_group="daemon")) as h:
-        h.apply(h.plan([script("s.ipxe", "set password x", secret=True), script("p.ipxe")]))
+        h.apply(plan_on(h, [script("s.ipxe", "set password x", secret=True), script("p.ipxe")]))
     st_s = Path(roots[Root.TFTP], "s.ipxe").stat()
     assert st_s.st_gid == gid and stat.S_IMODE(st_s.st_mode) == 0o640
     assert Path(roots[Root.TFTP], "p.ipxe").stat().st_gid != gid
@@ -363,9 +366,9 @@ def test_sudo_wraps_privileged_commands_only():
     roots = {Root.DNSMASQ: "/etc/dnsmasq.d", Root.TFTP: "/srv/tftp"}
     s = PxeSettings(host="h", server=SERVER, roots=roots, sudo=True)
     plan = plan_files([conf("x.conf", "dhcp-boot=a"), script("a.ipxe")], RemoteManifest(SERVER, roots))
-    ops = _build_ops(plan, roots, "t0k3n")
+    ops = _build_ops(file_changes(plan), RemoteManifest(SERVER, roots), roots, "t0k3n")
     stage, validated = _stage_script(ops, s, "netprov")
     assert validated and "sudo -n sh -c 'dnsmasq --test --conf-file=\"$1\"' netprov-test \"$TC\"" in stage
-    commit = _commit_script(ops, plan.activation, s, "netprov")
+    commit = _commit_script(ops, activation_of(plan), s, "netprov")
     assert "sudo -n sh -c 'systemctl restart dnsmasq'" in commit
-    assert "sudo" not in _commit_script(ops, plan.activation, s, "root")
+    assert "sudo" not in _commit_script(ops, activation_of(plan), s, "root")

@@ -9,7 +9,7 @@ from netprov.core.inventory_load import parse_inventory
 from netprov.core.plan import Action
 from netprov.core.boot_render import Renderer
 from netprov.core.storage import StoragePolicy
-from netprov.engine.run import World, make_plan, server_roots
+from netprov.engine.run import make_plan, offline_world, server_roots
 
 BASE = (Path(__file__).resolve().parent.parent / "inventories" / "base.yaml").read_text()
 TWO = BASE + "  beta:\n    mac: 52:54:00:00:00:02\n"
@@ -31,7 +31,7 @@ def _state_from(text: str) -> dict:
 
 def _plan(text: str, state: dict, machines=None):
     loaded = parse_inventory(text, "inv.yaml")
-    return make_plan(loaded, Renderer(), {}, World(offline_state=state),
+    return make_plan(loaded, Renderer(), {}, offline_world(loaded, state),
                      policy=StoragePolicy(machines=frozenset(machines) if machines else None))
 
 
@@ -42,7 +42,7 @@ def test_unchanged_files_plan_nothing() -> None:
 
 def test_removed_machine_files_are_deleted() -> None:
     run = _plan(BASE, _state_from(TWO))
-    deleted = {c.address for c in run.plan.changes if c.action is Action.DELETE and c.system == "pxe:pxe"}
+    deleted = {str(c.address) for c in run.plan.changes if c.action is Action.DELETE and c.system == "pxe:pxe"}
     assert deleted == {"pxe.hosts[beta.conf]", "pxe.tftp[52-54-00-00-00-02.ipxe]"}
 
 
@@ -50,11 +50,11 @@ def test_target_leaves_other_machines_files_alone() -> None:
     changed = TWO.replace("disk: {size: 32G, sparse: true}", "disk: {size: 32G, sparse: true}\n  firmware: uefi")
     state = _state_from(BASE)            # the server holds alpha's files only; beta is new
     run = _plan(changed, state, machines={"alpha"})
-    touched = {c.address for c in run.plan.changes if c.system == "pxe:pxe" and c.is_change}
+    touched = {str(c.address) for c in run.plan.changes if c.system == "pxe:pxe" and c.is_change}
     assert not any("beta" in a or "00-00-00-02" in a for a in touched), touched
     run_all = _plan(changed, state)
     assert {"pxe.hosts[beta.conf]", "pxe.tftp[52-54-00-00-00-02.ipxe]"} <= {
-        c.address for c in run_all.plan.changes if c.is_change}
+        str(c.address) for c in run_all.plan.changes if c.is_change}
 
 
 def test_plan_orders_storage_before_files_and_storage_deletes_last() -> None:
@@ -73,7 +73,7 @@ def test_missing_binary_source_is_advisory_not_blocking() -> None:
     pxe["entries"] = [e for e in pxe["entries"] if e["path"] != "snponly-arm64.efi"]
     pxe["sources"] = {k: (None if k.endswith("snponly-arm64.efi") else v) for k, v in pxe["sources"].items()}
     run = _plan(arm, state)
-    advisory = [c for c in run.plan.changes if c.data.get("advisory")]
-    assert [c.address for c in advisory] == ["pxe.tftp[snponly-arm64.efi]"]
+    advisory = [c for c in run.plan.changes if c.payload is not None and getattr(c.payload, "advisory", False)]
+    assert [str(c.address) for c in advisory] == ["pxe.tftp[snponly-arm64.efi]"]
     assert "can't boot until it is in the TFTP root" in advisory[0].refused
     assert not blocking_refusals(run.plan)

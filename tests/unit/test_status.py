@@ -8,7 +8,7 @@ from netprov.core.inventory_load import parse_inventory
 from netprov.core.boot_render import Renderer
 from netprov.core.status import status_lines, summarise
 from netprov.core.storage import StoragePolicy, desired_storage
-from netprov.engine.run import World, make_plan
+from netprov.engine.run import make_plan, offline_world
 from tests.unit.storage_helpers import converged
 from tests.unit.test_engine_plan import TWO, _state_from
 
@@ -21,8 +21,8 @@ def _status(text: str, state_text: str = TWO, *, edit=None):
         edit(actual)
     state["storage"] = {"nas": actual.to_json()}
     loaded = parse_inventory(text, "inv.yaml")
-    run = make_plan(loaded, Renderer(), {}, World(offline_state=state), policy=StoragePolicy())
-    return summarise(run.plan.changes, loaded.machines, {k: v[:2] for k, v in run.storage.items()})
+    run = make_plan(loaded, Renderer(), {}, offline_world(loaded, state), policy=StoragePolicy())
+    return summarise(run.plan.changes, loaded.machines, {k: (run.desired[k], run.actual[k]) for k in run.actual})
 
 
 def _machine(status, name):

@@ -15,7 +15,8 @@ from netprov.core.inventory_load import parse_inventory
 from netprov.core.plan import Action
 from netprov.core.boot_render import Renderer, host_file_name, script_name
 from netprov.core.storage import StoragePolicy, desired_storage
-from netprov.engine.run import World, make_plan, manifest_from_json, manifest_to_json, server_roots
+from netprov.core.fileplan import manifest_from_json, manifest_to_json
+from netprov.engine.run import make_plan, offline_world, server_roots
 from tests.unit.storage_helpers import converged
 
 SECRET = "Targ3t-secret-01"
@@ -95,13 +96,13 @@ def state_after_apply(text: str) -> dict:
 
 def plan(text: str, state: dict, targets=None, allow_destroy: bool = False):
     loaded = load(text)
-    return make_plan(loaded, RENDERER, secrets_of(loaded), World(offline_state=state),
+    return make_plan(loaded, RENDERER, secrets_of(loaded), offline_world(loaded, state),
                      policy=StoragePolicy(allow_destroy=allow_destroy,
                                           machines=frozenset(targets) if targets is not None else None)).plan
 
 
 def changed(p) -> dict[str, object]:
-    return {c.address: c for c in p.changes if c.is_change}
+    return {str(c.address): c for c in p.changes if c.is_change}
 
 
 # --- the issue's reproduction, offline --------------------------------------------------------
@@ -127,7 +128,7 @@ def test_target_machine_whose_mac_changed_takes_its_old_script_with_it() -> None
         "pxe.hosts[sachiel.conf]": Action.UPDATE, "pxe.tftp[52-54-00-ab-cd-00.ipxe]": Action.CREATE,
         "pxe.tftp[52-54-00-ab-cd-ef.ipxe]": Action.DELETE, "dnsmasq[pxe]": Action.UPDATE}
     assert p["pxe.tftp[52-54-00-ab-cd-ef.ipxe]"].machine == "sachiel"
-    assert p["dnsmasq[pxe]"].shared and p["dnsmasq[pxe]"].after == {"activation": "sighup"}
+    assert p["dnsmasq[pxe]"].shared and p["dnsmasq[pxe]"].sides[1] == {"activation": "sighup"}
     assert "planned for targeted sachiel" in p["dnsmasq[pxe]"].reason
 
 
@@ -137,7 +138,7 @@ def test_target_removed_machine_means_its_disk_and_its_files_only() -> None:
     files = {a for a, c in p.items() if c.system == "pxe:pxe" and c.kind == "file"}
     assert files == {"pxe.hosts[ramiel.conf]", "pxe.tftp[52-54-00-aa-bb-01.ipxe]"}
     assert all(c.machine == "ramiel" for a, c in p.items() if a != "dnsmasq[pxe]")
-    assert "zvol[tank/netboot/ramiel]" in p and not any(c.shared for c in p.values() if c.kind != "service")
+    assert "zvol[tank/netboot/ramiel]" in p and not any(c.shared for c in p.values() if c.kind != "activation")
     # without --allow-destroy the disk's deletion is refused, the files' is not
     p = changed(plan(inventory(EDITED), state, {"ramiel"}))
     assert p["zvol[tank/netboot/ramiel]"].refused and not p["pxe.hosts[ramiel.conf]"].refused
@@ -145,7 +146,7 @@ def test_target_removed_machine_means_its_disk_and_its_files_only() -> None:
 
 def test_shared_objects_are_marked_and_say_why() -> None:
     p = plan(inventory(EDITED), {"format": 1}, {"sachiel"})       # a fresh NAS and an empty PXE server
-    shared = {c.address: c for c in p.changes if c.shared and c.is_change}
+    shared = {str(c.address): c for c in p.changes if c.shared and c.is_change}
     assert {"pxe.dnsmasq[netprov.conf]", "pxe.tftp[boot.ipxe]", "pxe.tftp[undionly.kpxe]",
             "portal[0.0.0.0:3260]", "service[iscsitarget]", "dnsmasq[pxe]"} <= set(shared)
     assert all("planned for targeted sachiel" in c.reason and c.machine is None for c in shared.values())
@@ -173,7 +174,7 @@ def test_shared_change_only_when_a_targeted_machine_needs_it() -> None:
     # a change of the server's own settings is every machine's: planned, shared, and says why
     p = changed(plan(inventory(x86).replace("10.0.0.200", "10.0.0.199"), state, {"a"}))
     assert set(p) == {"pxe.dnsmasq[netprov.conf]", "dnsmasq[pxe]"} and all(c.shared for c in p.values())
-    assert p["dnsmasq[pxe]"].after == {"activation": "restart"}
+    assert p["dnsmasq[pxe]"].sides[1] == {"activation": "restart"}
     assert p["pxe.dnsmasq[netprov.conf]"].reason.endswith("shared by every machine on pxe, planned for targeted a")
 
 
@@ -195,16 +196,16 @@ def test_failed_machine_keeps_its_old_mac_script() -> None:
     state = state_after_apply(inventory(DEMO))
     loaded = load(inventory(EDITED))
     files = [f for f in RENDERER.render(loaded, secrets_of(loaded))]
-    fplan = fp.plan_files(files, manifest_from_json(state["pxe"]["pxe"]))
-    held = leave_alone(fplan, ["sachiel"])
-    touched = {c.address for c in held.pending}
+    planned = fp.plan_files(files, manifest_from_json(state["pxe"]["pxe"]))
+    held = leave_alone(planned, ["sachiel"])
+    touched = {str(c.address) for c in held if c.is_change}
     assert not {"pxe.hosts[sachiel.conf]", "pxe.tftp[52-54-00-ab-cd-00.ipxe]",
                 "pxe.tftp[52-54-00-ab-cd-ef.ipxe]"} & touched
     assert "pxe.hosts[ramiel.conf]" in touched
 
 
 def test_snapshot_keeps_host_files_out_of_the_fingerprint() -> None:
-    from netprov.engine.run import manifest_fingerprint
+    from netprov.core.fileplan import manifest_fingerprint
     state = state_after_apply(inventory(DEMO))
     m = manifest_from_json(state["pxe"]["pxe"])
     assert manifest_to_json(m)["host_files"] == state["pxe"]["pxe"]["host_files"]
@@ -292,8 +293,8 @@ def test_targeted_plan_changes_only_targeted_machines_and_shared_objects(scenari
     # No file of a machine that is not targeted (one removed from the inventory, or the script of an old
     # MAC, included) is written or deleted; a file the server also ties to one is shown only as refused.
     for c in p.changes:
-        if c.is_change and c.kind == "file" and _path(c.address) not in SHARED_PATHS:
-            involved = tied_before.get(_path(c.address), set()) | tied_after.get(_path(c.address), set())
+        if c.is_change and c.kind == "file" and _path(str(c.address)) not in SHARED_PATHS:
+            involved = tied_before.get(_path(str(c.address)), set()) | tied_after.get(_path(str(c.address)), set())
             assert involved and (involved <= targets or c.refused), (c, involved)
     for c in p.changes:
         if not c.is_change:
@@ -302,16 +303,16 @@ def test_targeted_plan_changes_only_targeted_machines_and_shared_objects(scenari
             # a shared object, only when a targeted machine in the inventory needs it (or, for dnsmasq's
             # reload, when a targeted machine's host line changes); never removed
             own = [x for x in p.changes if x.system == c.system and x.is_change and not x.shared]
-            assert served or (c.address.startswith("dnsmasq[") and own), c
+            assert served or (str(c.address).startswith("dnsmasq[") and own), c
             assert c.action is not Action.DELETE and c.machine is None, c
             assert "planned for targeted" in c.reason, c
             if c.kind == "file":
-                assert _path(c.address) in SHARED_PATHS, c
+                assert _path(str(c.address)) in SHARED_PATHS, c
             continue
         # every other change is a targeted machine's, and says so
         assert c.machine in targets, c
         if c.kind == "file":
-            path = _path(c.address)
+            path = _path(str(c.address))
             involved = tied_before.get(path, set()) | tied_after.get(path, set())
             assert c.machine in involved, c
             if not involved <= targets:
@@ -320,8 +321,8 @@ def test_targeted_plan_changes_only_targeted_machines_and_shared_objects(scenari
     # plan's (a shared file no longer wanted, or ARM64 support no machine needs any more, is left for a
     # plan without --target to clean up).
     everyone = frozenset(before) | frozenset(after)
-    full = {(c.address, c.action, c.shared) for c in plan(text, state, None, allow_destroy).changes if c.is_change}
-    every = {(c.address, c.action, c.shared) for c in plan(text, state, everyone, allow_destroy).changes
+    full = {(str(c.address), c.action, c.shared) for c in plan(text, state, None, allow_destroy).changes if c.is_change}
+    every = {(str(c.address), c.action, c.shared) for c in plan(text, state, everyone, allow_destroy).changes
              if c.is_change}
     assert {x for x in every if not x[2]} == {x for x in full if not x[2]}
     assert {x for x in every if x[2] and not x[0].startswith("dnsmasq[")} <= full

@@ -8,10 +8,12 @@ write → validate → move (style §2.3):
    lines, plus the sha256 of each binary source and any unfinished activation.
    The same round trip checks what apply will need (commands such as ``flock``,
    ``sha256sum``, ``tar`` and the test/restart binaries; a writable lock directory
-   and roots) and that no root has a symlink on its path (refused at once):
-   ``plan`` refuses a plan with changes on a server that is not ready, so apply
-   stops before any change anywhere.
-2. ``apply(plan)``:
+   and roots) and that no root has a symlink on its path (refused at once); the
+   manifest's ``preflight`` says what is missing, and a plan with changes for a
+   server that is not ready is refused (``fileplan.check_ready``), so apply stops
+   before any change anywhere. ``read(desired)`` adds the binaries' sources and,
+   when files differ or go away, a second round trip for their old text (diffs).
+2. ``apply(changes)``: this server's part of a plan (files and activation):
    a. lock (one channel that holds ``flock -n`` on ``lock_path`` for the whole apply;
       a second apply fails at once with a clear message; the lock dies with the
       connection or a few missed heartbeats after it went silent) and remove stale
@@ -49,8 +51,8 @@ import shlex
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Self
 
 from netprov.adapters.pxe.ssh import SshConnection, SshDeadline, collect, connect, keepalive_interval
@@ -59,24 +61,23 @@ from netprov.core.dnsmasq import SECRET_GROUP
 from netprov.core.fileplan import (
     OWNED_RECORD,
     TEMP_PREFIX,
-    Action,
     Activation,
-    FileChange,
-    FilePlan,
+    FilePayload,
     RemoteEntry,
     RemoteManifest,
+    activation_of,
     confine,
     effective_mode,
-    plan_files,
     text_wanted,
 )
+from netprov.core.plan import Action, Change
 from netprov.core.secrets import mask_secrets
 from netprov.core.text import one_line
 from netprov.errors import ConnectError, NetprovError, PathConfinementError, PushError, StalePlanError
 
 __all__ = ["PushReport", "PxeHost", "PxeSettings", "confine"]
 
-Progress = Callable[[str, "FileChange | None"], None]
+Progress = Callable[[str, "Change | None"], None]
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class PxeHost:
         self.settings = settings
         self._conn = connection
         self.preflight: list[str] = []     # what the last read found missing for apply (see read_manifest)
+        self._last: RemoteManifest | None = None   # what the last read saw (apply's view of unchanged files)
         for r, d in settings.roots.items():
             if not isinstance(d, str) or not d.startswith("/"):
                 raise PathConfinementError(f"root {Root(r).value} = {d!r} must be an absolute path")
@@ -349,10 +351,12 @@ class PxeHost:
                             f"{one_line(mask_secrets(res.err), 500)} (nothing was changed)")
         self.preflight = _preflight(server, rootmap, res.out) + _pihole_problems(self.settings, res.out)
         try:
-            return parse_manifest(server, rootmap, res.out)
+            manifest = parse_manifest(server, rootmap, res.out)
         except (ValueError, KeyError, IndexError) as exc:
             raise PushError(f"reading files on {server}: the answer was garbled ({exc}); nothing was "
                             "changed, try again") from None
+        self._last = replace(manifest, preflight=tuple(self.preflight))
+        return self._last
 
     def fetch_text(self, paths: Iterable[tuple[Root, str]], roots: Mapping[Root, str] | None = None
                    ) -> dict[tuple[Root, str], bytes]:
@@ -388,21 +392,18 @@ class PxeHost:
             raise bad
         return texts
 
-    def plan(self, desired: list[BootFile], *, diffs: bool = True) -> FilePlan:
-        """Convenience: read (1 round trip), plan, and when diffs are wanted and files
-        differ, fetch their old text (a 2nd round trip only then). A plan with changes
-        on a server that lacks what apply needs is refused here (PushError), so apply
-        stops before any change anywhere."""
+    def read(self, desired: Sequence[BootFile], *, diffs: bool = True) -> RemoteManifest:
+        """What the server holds, for planning ``desired``: one round trip (``read_manifest``, with the
+        binaries' sources), and when diffs are wanted and files differ or go away, a second one
+        fetching their old text. ``preflight`` on the result says what the server lacks for an apply."""
         sources = [f.source for f in desired if f.kind == Kind.BINARY and f.source]
         manifest = self.read_manifest(sources=sources)
         if diffs:
             want = text_wanted(desired, manifest)
             if want:
                 manifest = manifest.with_old_text(self.fetch_text(want))
-        plan = plan_files(desired, manifest)
-        if plan.has_changes:
-            self.check_ready()
-        return plan
+                self._last = manifest
+        return manifest
 
     def check_ready(self) -> None:
         """Raise the problems the last read found with what apply needs on the server."""
@@ -411,27 +412,34 @@ class PxeHost:
                             + "; ".join(self.preflight) + " (nothing was changed)")
 
     # -- apply ----------------------------------------------------------------------------
-    def apply(self, plan: FilePlan, progress: Progress | None = None, *,
+    def apply(self, changes: Iterable[Change], progress: Progress | None = None, *,
               allow_conflicts: bool = False) -> PushReport:
-        """Carry out ``plan`` (see module docstring). Raises PushError, StalePlanError,
+        """Carry out this server's part of a plan (its file changes and activation; see module
+        docstring), against what the last read saw of the files it does not change (ownership
+        records, the config dnsmasq is tested with). Raises PushError, StalePlanError,
         PathConfinementError, ConnectError; never leaves a temporary file live."""
         t0 = time.monotonic()
         s = self.settings
         note = progress or (lambda event, change: None)
-        if plan.server != s.server_name:
-            raise PushError(f"plan is for {plan.server!r}, this host is {s.server_name!r}")
-        if plan.conflicts and not allow_conflicts:
-            raise PushError(f"{len(plan.conflicts)} file(s) on {plan.server} are in conflict and netprov "
-                            "will not touch them: " + "; ".join(
-                                f"{c.address}: {c.reason.value}" for c in plan.conflicts[:10]))
-        roots = {Root(r): posixpath.normpath(d) for r, d in (plan.roots or s.roots).items()}
-        ops = _build_ops(plan, roots, _secrets.token_hex(4))   # confines every path first
+        changes = tuple(changes)
+        strange = sorted({c.system for c in changes} - {f"pxe:{s.server_name}"})
+        if strange:
+            raise PushError(f"plan is for {', '.join(strange)}, this host is {s.server_name!r}")
+        files = [c for c in changes if isinstance(c.payload, FilePayload)]
+        conflicts = [c for c in files if c.refused]
+        if conflicts and not allow_conflicts:
+            raise PushError(f"{len(conflicts)} file(s) on {s.server_name} are in conflict and netprov "
+                            "will not touch them: " + "; ".join(f"{c.address}: {c.refused}" for c in conflicts[:10]))
+        manifest = self._last if self._last is not None else self.read_manifest()
+        roots = {Root(r): posixpath.normpath(d) for r, d in (manifest.roots or s.roots).items()}
+        activation = activation_of(changes)
+        ops = _build_ops(files, manifest, roots, _secrets.token_hex(4))   # confines every path first
         rt0 = self.round_trips
-        if not ops.changes and plan.activation == Activation.NONE:
-            return PushReport(plan.server, seconds=time.monotonic() - t0)
+        if not ops.changes and activation == Activation.NONE:
+            return PushReport(s.server_name, seconds=time.monotonic() - t0)
 
         self.check_ready()
-        secrets = tuple({x for c in plan.changes if c.file is not None for x in c.file.secrets})
+        secrets = tuple({x for c in files if c.payload.file is not None for x in c.payload.file.secrets})
         lock = self._lock(list(roots.values()), ops.token)
         note("lock", None)
         try:
@@ -440,16 +448,17 @@ class PxeHost:
             if ops.changes:
                 uploaded, validated = self._stage(ops, roots, note, secrets)
             note("commit", None)
-            output = self._commit_and_activate(ops, plan.activation, secrets)
+            output = self._commit_and_activate(ops, activation, secrets)
         finally:
+            self._last = None       # the files changed (or may have): plan again from a fresh read
             try:
                 lock.close()
             except Exception:  # noqa: BLE001, S110 - the lock dies with the channel anyway
                 pass
         note("done", None)
-        done = lambda a: tuple(c.address for c in ops.changes if c.action == a)
-        return PushReport(plan.server, done(Action.CREATE), done(Action.UPDATE), done(Action.DELETE),
-                          plan.activation, validated, self.round_trips - rt0, uploaded,
+        done = lambda a: tuple(str(c.address) for c in ops.changes if c.action == a)
+        return PushReport(s.server_name, done(Action.CREATE), done(Action.UPDATE), done(Action.DELETE),
+                          activation, validated, self.round_trips - rt0, uploaded,
                           time.monotonic() - t0, output)
 
     def _lock(self, root_dirs: list[str], token: str = "-") -> _Lock:
@@ -806,7 +815,7 @@ def parse_manifest(server: str, roots: Mapping[Root, str], text: str) -> RemoteM
 
 @dataclass
 class _Op:
-    change: FileChange | None       # None for netprov's own ownership records
+    change: Change | None           # None for netprov's own ownership records
     action: Action
     root: Root
     live: str
@@ -823,7 +832,7 @@ class _Op:
 class _Ops:
     token: str
     ops: list[_Op]
-    changes: list[FileChange]
+    changes: list[Change]
     dirs: set[str]
     rel_dirs: set[tuple[str, str]]
     script_path: str
@@ -832,121 +841,135 @@ class _Ops:
     validate: bool
 
     @property
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(x for c in self.changes if c.file is not None for x in c.file.secrets)
-
-    @property
     def writes(self) -> list[_Op]:
         return [o for o in self.ops if o.action in (Action.CREATE, Action.UPDATE)]
 
 
-def _build_ops(plan: FilePlan, roots: Mapping[Root, str], token: str) -> _Ops:
-    ops: list[_Op] = []
-    dirs: set[str] = set()
-    rel_dirs: set[tuple[str, str]] = set()
-    n = 0
+class _Names:
+    """Live, temporary and backup names of one apply (``.netprov.<token>.<n>.tmp|bak`` next to the live file)."""
 
-    def names(root_dir: str, rel: str) -> tuple[str, str, str]:
-        nonlocal n
-        n += 1
-        live = confine(root_dir, rel)
-        d = posixpath.dirname(live)
-        return live, f"{d}/{TEMP_PREFIX}{token}.{n}.tmp", f"{d}/{TEMP_PREFIX}{token}.{n}.bak"
+    def __init__(self, roots: Mapping[Root, str], token: str) -> None:
+        self.roots, self.token, self.n = roots, token, 0
 
-    def root_dir(r: Root) -> str:
-        if r not in roots:
+    def root_dir(self, r: Root) -> str:
+        if r not in self.roots:
             raise PathConfinementError(f"no directory configured for root {r.value!r}")
-        return roots[r]
+        return self.roots[r]
 
-    changes = list(plan.pending)
-    manifest = plan.manifest
-    for c in changes:
-        rd = root_dir(c.root)
-        live, tmp, bak = names(rd, c.path)
-        f = c.file
-        if c.action in (Action.CREATE, Action.UPDATE):
-            if f is None:
-                raise PushError(f"{c.address}: plan has no file content to write")
-            binary = Kind(f.kind) == Kind.BINARY
-            ops.append(_Op(c, c.action, c.root, live, tmp, bak, effective_mode(f),
-                           None if binary else f.content, f.source if binary else None, f.secret,
-                           Kind(f.kind)))
-            dirs.add(rd)
-            parent = posixpath.dirname(c.path)
-            if parent:
-                dirs.add(posixpath.dirname(live))
-                rel_dirs.add((rd, parent))
-        else:
-            ops.append(_Op(c, c.action, c.root, live, tmp, bak, 0, None, kind=c.kind))
+    def __call__(self, live: str) -> tuple[str, str, str]:
+        self.n += 1
+        d = posixpath.dirname(live)
+        return live, f"{d}/{TEMP_PREFIX}{self.token}.{self.n}.tmp", f"{d}/{TEMP_PREFIX}{self.token}.{self.n}.bak"
 
-    # Ownership records for headerless (binary) files.
-    if manifest is not None:
-        touched_roots = {c.root for c in changes}
-        for r in sorted(touched_roots, key=lambda x: x.value):
-            old = set(manifest.owned.get(r, frozenset()))
-            new = set(old)
-            for c in plan.changes:
-                if c.root != r:
-                    continue
-                if c.action == Action.DELETE:
-                    new.discard(c.path)
-                elif c.action in (Action.CREATE, Action.UPDATE, Action.NOOP) and c.kind == Kind.BINARY:
-                    new.add(c.path)
-            if new != old:
-                rd = root_dir(r)
-                n += 1
-                live = posixpath.join(rd, OWNED_RECORD)
-                tmp, bak = f"{rd}/{TEMP_PREFIX}{token}.{n}.tmp", f"{rd}/{TEMP_PREFIX}{token}.{n}.bak"
-                body = (f"# {HEADER_MARKER}: files under this root that netprov owns but that cannot "
-                        "carry its header\n" + "".join(p + "\n" for p in sorted(new))).encode()
-                # UPDATE semantics work whether or not the record exists (backup only if present).
-                ops.append(_Op(None, Action.UPDATE, r, live, tmp, bak, 0o644, body))
-                dirs.add(rd)
 
+def _build_ops(files: Sequence[Change], manifest: RemoteManifest | None, roots: Mapping[Root, str],
+               token: str) -> _Ops:
+    """The file operations of one apply: the pending file changes (refused ones left out), the ownership
+    records they alter, where the stage script goes, and the files dnsmasq's test config is built of."""
+    names = _Names(roots, token)
+    files = [c for c in files if isinstance(c.payload, FilePayload)]
+    changes = [c for c in files if c.is_change and not c.refused]
+    ops, dirs, rel_dirs = _file_ops(changes, names)
+    ops += _owned_ops(files, manifest, names, dirs)
     # The stage script goes next to the first file touched: that directory exists (DELETE) or is
     # created by the stage command's mkdir -p (CREATE/UPDATE).
     first_dir = posixpath.dirname(ops[0].live) if ops else min(roots.values())
     if ops and ops[0].action != Action.DELETE:
         dirs.add(first_dir)
     script_path = f"{first_dir}/{TEMP_PREFIX}{token}.stage.sh"
-
-    # The test config: every final drop-in + every final hostsdir file.
     validate = any(o.kind in (Kind.CONFIG, Kind.HOSTS) or o.root in (Root.DNSMASQ, Root.HOSTS)
                    for o in ops if o.change is not None)
+    conf_files, hosts_files = _test_files(ops, manifest, roots) if validate else ([], [])
+    return _Ops(token, ops, changes, dirs, rel_dirs, script_path, conf_files, hosts_files, validate)
+
+
+def _file_ops(changes: Sequence[Change], names: _Names) -> tuple[list[_Op], set[str], set[tuple[str, str]]]:
+    ops: list[_Op] = []
+    dirs: set[str] = set()
+    rel_dirs: set[tuple[str, str]] = set()
+    for c in changes:
+        p: FilePayload = c.payload
+        rd = names.root_dir(p.root)
+        live, tmp, bak = names(confine(rd, p.path))
+        if c.action in (Action.CREATE, Action.UPDATE):
+            f = p.file
+            if f is None:
+                raise PushError(f"{c.address}: plan has no file content to write")
+            binary = Kind(f.kind) == Kind.BINARY
+            ops.append(_Op(c, c.action, p.root, live, tmp, bak, effective_mode(f),
+                           None if binary else f.content, f.source if binary else None, f.secret,
+                           Kind(f.kind)))
+            dirs.add(rd)
+            parent = posixpath.dirname(p.path)
+            if parent:
+                dirs.add(posixpath.dirname(live))
+                rel_dirs.add((rd, parent))
+        else:
+            ops.append(_Op(c, c.action, p.root, live, tmp, bak, 0, None, kind=p.kind))
+    return ops, dirs, rel_dirs
+
+
+def _owned_ops(files: Sequence[Change], manifest: RemoteManifest | None, names: _Names, dirs: set[str]) -> list[_Op]:
+    """Updates of the ownership records (headerless binaries netprov owns) of the roots the changes touch."""
+    if manifest is None:
+        return []
+    ops = []
+    touched = {c.payload.root for c in files if c.is_change and not c.refused}
+    for r in sorted(touched, key=lambda x: x.value):
+        old = set(manifest.owned.get(r, frozenset()))
+        new = set(old)
+        for c in files:
+            p: FilePayload = c.payload
+            if p.root != r or c.refused:
+                continue
+            if c.action == Action.DELETE:
+                new.discard(p.path)
+            elif p.kind == Kind.BINARY:
+                new.add(p.path)
+        if new != old:
+            rd = names.root_dir(r)
+            live, tmp, bak = names(posixpath.join(rd, OWNED_RECORD))
+            body = (f"# {HEADER_MARKER}: files under this root that netprov owns but that cannot "
+                    "carry its header\n" + "".join(p + "\n" for p in sorted(new))).encode()
+            # UPDATE semantics work whether or not the record exists (backup only if present).
+            ops.append(_Op(None, Action.UPDATE, r, live, tmp, bak, 0o644, body))
+            dirs.add(rd)
+    return ops
+
+
+def _test_files(ops: list[_Op], manifest: RemoteManifest | None, roots: Mapping[Root, str]
+                ) -> tuple[list[str], list[str]]:
+    """The test config's parts: every final drop-in and every final hostsdir file (staged or live)."""
     conf_files: list[str] = []
     hosts_files: list[str] = []
-    if validate:
-        written = {o.live: o.tmp for o in ops if o.action in (Action.CREATE, Action.UPDATE)}
-        deleted = {o.live for o in ops if o.action == Action.DELETE}
-        final: dict[str, tuple[Root, bool]] = {}
-        if manifest is not None:
-            for (r, p), e in manifest.entries.items():
-                if r in (Root.DNSMASQ, Root.HOSTS) and r in roots and e.type == "file" and "/" not in p:
-                    final[posixpath.join(roots[r], p)] = (r, e.managed)
-        for o in ops:
-            if o.change is not None and o.action != Action.DELETE:
-                final[o.live] = (o.root, True)
-        for live, (r, managed) in sorted(final.items()):
-            if live in deleted:
-                continue
-            base = posixpath.basename(live)
-            if base.startswith(".") or base.endswith("~"):
-                continue
-            path = written.get(live, live)
-            kind_conf = r == Root.DNSMASQ or any(o.live == live and o.kind == Kind.CONFIG for o in ops)
-            if kind_conf:
-                if managed or base.endswith(".conf"):
-                    conf_files.append(path)
-            elif r == Root.HOSTS:
-                hosts_files.append(path)
-        for o in ops:  # CONFIG/HOSTS files living in other roots
-            if o.change is None or o.action == Action.DELETE or o.root in (Root.DNSMASQ, Root.HOSTS):
-                continue
-            if o.kind == Kind.CONFIG:
-                conf_files.append(o.tmp)
-            elif o.kind == Kind.HOSTS:
-                hosts_files.append(o.tmp)
-    return _Ops(token, ops, changes, dirs, rel_dirs, script_path, conf_files, hosts_files, validate)
+    written = {o.live: o.tmp for o in ops if o.action in (Action.CREATE, Action.UPDATE)}
+    deleted = {o.live for o in ops if o.action == Action.DELETE}
+    final: dict[str, tuple[Root, bool]] = {}
+    if manifest is not None:
+        for (r, p), e in manifest.entries.items():
+            if r in (Root.DNSMASQ, Root.HOSTS) and r in roots and e.type == "file" and "/" not in p:
+                final[posixpath.join(roots[r], p)] = (r, e.managed)
+    for o in ops:
+        if o.change is not None and o.action != Action.DELETE:
+            final[o.live] = (o.root, True)
+    for live, (r, managed) in sorted(final.items()):
+        base = posixpath.basename(live)
+        if live in deleted or base.startswith(".") or base.endswith("~"):
+            continue
+        path = written.get(live, live)
+        if r == Root.DNSMASQ or any(o.live == live and o.kind == Kind.CONFIG for o in ops):
+            if managed or base.endswith(".conf"):
+                conf_files.append(path)
+        elif r == Root.HOSTS:
+            hosts_files.append(path)
+    for o in ops:  # CONFIG/HOSTS files living in other roots
+        if o.change is None or o.action == Action.DELETE or o.root in (Root.DNSMASQ, Root.HOSTS):
+            continue
+        if o.kind == Kind.CONFIG:
+            conf_files.append(o.tmp)
+        elif o.kind == Kind.HOSTS:
+            hosts_files.append(o.tmp)
+    return conf_files, hosts_files
 
 
 def _stage_script(ops: _Ops, s: PxeSettings, user: str) -> tuple[str, bool]:
@@ -957,7 +980,7 @@ def _stage_script(ops: _Ops, s: PxeSettings, user: str) -> tuple[str, bool]:
          "fail() { cleanup; exit $1; }"]
     # 1. the plan's view of the live files must still hold (stale plan check)
     absent = [o.live for o in ops.ops if o.action == Action.CREATE and o.change is not None]
-    present = [(o.change.before_sha256, o.live) for o in ops.ops
+    present = [(o.change.payload.before_sha256, o.live) for o in ops.ops
                if o.change is not None and o.action in (Action.UPDATE, Action.DELETE)]
     for p in absent:
         L.append(f"if [ -e {q(p)} ] || [ -L {q(p)} ]; then echo NETPROV-STALE {q(p)} appeared; fail 66; fi")
