@@ -53,7 +53,7 @@ def value_text(v: Any) -> str:
 
 def _mac_of(c: Change) -> str | None:
     """The MAC a per-MAC boot script is named for (``pxe.tftp[52-54-00-00-00-01.ipxe]``), else None."""
-    m = _MAC_FILE.search(c.address)
+    m = _MAC_FILE.search(str(c.address))
     return m.group(1).replace("-", ":") if m else None
 
 

@@ -93,8 +93,8 @@ def _object(c: Change) -> ObjectStatus:
     table = FILE_STATE if c.system.startswith("pxe:") and c.kind == "file" else NAS_STATE
     detail = "" if c.action is Action.NOOP else c.reason
     if c.cascade and c.action is not Action.NOOP:
-        detail += f" (with it: {', '.join(c.cascade)})"
-    return ObjectStatus(kind=c.kind, address=c.address, state=table[c.action], detail=detail, refused=c.refused)
+        detail += f" (with it: {', '.join(map(str, c.cascade))})"
+    return ObjectStatus(kind=c.kind, address=str(c.address), state=table[c.action], detail=detail, refused=c.refused)
 
 
 def target_sessions(sessions: Iterable[Mapping[str, Any]], basename: str, target: str,
@@ -139,7 +139,7 @@ def summarise(changes: Iterable[Change], machines: Iterable[Any], storage: Mappi
             dm = desired.machines.get(name)
             basename = (actual.global_ or {}).get("basename") or desired.basename
             target = dm.target if dm is not None else next(
-                (c.address[len("target["):-1] for c in own if c.kind == "target"), name)
+                (str(c.address)[len("target["):-1] for c in own if c.kind == "target"), name)
             sessions = target_sessions(actual.sessions, basename, target, dm.initiator_iqn if dm else "")
         out.append(MachineStatus(
             name=name, storage=st_name, pxe_server=m.pxe_server if m is not None else None, in_inventory=m is not None,

@@ -23,6 +23,7 @@ from netprov.core.plan import Action, Change, Plan, fingerprint
 from netprov.core.boot_render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
                                   plan_storage, state_fingerprint)
+from netprov.core.storage.payloads import AuthCreate
 from netprov.errors import NetprovError
 
 STATE_FORMAT = 1
@@ -292,7 +293,7 @@ def file_changes(system: str, fplan: fp.FilePlan) -> list[Change]:
 
 def _machine_of(run: RunPlan, address: str) -> str | None:
     for c in run.plan.changes:
-        if c.address == address:
+        if str(c.address) == address:
             return c.machine
     return None
 
@@ -306,7 +307,7 @@ def blocking_refusals(plan: Plan, *, secrets_optional: bool = False) -> list[Cha
     with ``secrets_optional`` (plan time, CI dry-runs) neither do those refused only because a
     CHAP secret isn't available here (the planner marks them ``needs_secret``)."""
     return [c for c in plan.changes if c.refused and c.is_change and not c.data.get("advisory")
-            and not (secrets_optional and c.data.get("needs_secret"))]
+            and not (secrets_optional and isinstance(c.payload, AuthCreate) and c.payload.needs_secret)]
 
 
 def missing_secrets(run: RunPlan) -> list[str]:
@@ -353,11 +354,11 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
     def storage_progress(system: str):
         def cb(event: str, change: Change, error: str | None = None) -> None:
             if event == "done":
-                result.done.append(change.address)
+                result.done.append(str(change.address))
             elif event == "failed":
-                result.failed.append((change.address, error or "failed"))
+                result.failed.append((str(change.address), error or "failed"))
             elif event == "skipped":
-                result.skipped.append(change.address)
+                result.skipped.append(str(change.address))
             report(system, event, change, error)
         return cb
 
@@ -368,7 +369,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
     def stop_everything(why: str) -> ApplyResult:
         """A port raised in phase 1: nothing more is attempted anywhere (no file points at a disk
         whose creation may have failed, no delete runs); everything not done is 'not attempted'."""
-        rest = [c.address for c in run.plan.pending]
+        rest = [str(c.address) for c in run.plan.pending]
         result.skipped += not_recorded(rest)
         result.stopped = why
         return result
@@ -381,7 +382,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
         expected = run.plan.fingerprints[system]
         if should_stop():
             result.interrupted = True
-            result.skipped += [c.address for c in todo if c.is_change]
+            result.skipped += [str(c.address) for c in todo if c.is_change]
             continue
         report(system, "phase", None, "create/update")
         try:
@@ -438,7 +439,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
             continue
         if should_stop() or any(a.startswith("pxe:") for a, _ in result.failed):
             result.interrupted = result.interrupted or should_stop()
-            result.skipped += [c.address for c in todo]
+            result.skipped += [str(c.address) for c in todo]
             continue
         report(system, "phase", None, "delete")
         # Phase 1 changed this NAS on purpose, so its fingerprint no longer matches the plan's; the
@@ -450,7 +451,7 @@ def apply_plan(run: RunPlan, world: World, *, reporter: Reporter | None = None, 
                                       should_stop=should_stop)
         except NetprovError as exc:
             result.failed.append((system, str(exc)))
-            result.skipped += not_recorded([c.address for c in todo])
+            result.skipped += not_recorded([str(c.address) for c in todo])
             report(system, "error", None, str(exc))
     # A Ctrl-C during the last phase stops its remaining steps (the port skips them): say so, as the
     # earlier phases do, so the CLI reports an interrupted apply (exit 130), not a failed one.

@@ -103,7 +103,7 @@ def test_failed_storage_chain_holds_back_that_machines_files(world) -> None:
     sim.knobs.fail_call = (12, 22, "injected failure")
     result = apply_plan(run, w, parallel=1)
     assert result.failed, "the injected failure must surface"
-    failed_machines = {c.machine for c in run.plan.changes if c.address in {a for a, _ in result.failed}}
+    failed_machines = {c.machine for c in run.plan.changes if str(c.address) in {a for a, _ in result.failed}}
     assert len(failed_machines) == 1
     (bad,) = failed_machines
     for m in loaded.machines:

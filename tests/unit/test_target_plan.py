@@ -101,7 +101,7 @@ def plan(text: str, state: dict, targets=None, allow_destroy: bool = False):
 
 
 def changed(p) -> dict[str, object]:
-    return {c.address: c for c in p.changes if c.is_change}
+    return {str(c.address): c for c in p.changes if c.is_change}
 
 
 # --- the reproduction, offline --------------------------------------------------------
@@ -145,7 +145,7 @@ def test_target_removed_machine_means_its_disk_and_its_files_only() -> None:
 
 def test_shared_objects_are_marked_and_say_why() -> None:
     p = plan(inventory(EDITED), {"format": 1}, {"sachiel"})       # a fresh NAS and an empty PXE server
-    shared = {c.address: c for c in p.changes if c.shared and c.is_change}
+    shared = {str(c.address): c for c in p.changes if c.shared and c.is_change}
     assert {"pxe.dnsmasq[netprov.conf]", "pxe.tftp[boot.ipxe]", "pxe.tftp[undionly.kpxe]",
             "portal[0.0.0.0:3260]", "service[iscsitarget]", "dnsmasq[pxe]"} <= set(shared)
     assert all("planned for targeted sachiel" in c.reason and c.machine is None for c in shared.values())
@@ -197,7 +197,7 @@ def test_failed_machine_keeps_its_old_mac_script() -> None:
     files = [f for f in RENDERER.render(loaded, secrets_of(loaded))]
     fplan = fp.plan_files(files, manifest_from_json(state["pxe"]["pxe"]))
     held = leave_alone(fplan, ["sachiel"])
-    touched = {c.address for c in held.pending}
+    touched = {str(c.address) for c in held.pending}
     assert not {"pxe.hosts[sachiel.conf]", "pxe.tftp[52-54-00-ab-cd-00.ipxe]",
                 "pxe.tftp[52-54-00-ab-cd-ef.ipxe]"} & touched
     assert "pxe.hosts[ramiel.conf]" in touched
@@ -292,8 +292,8 @@ def test_targeted_plan_changes_only_targeted_machines_and_shared_objects(scenari
     # No file of a machine that is not targeted (one removed from the inventory, or the script of an old
     # MAC, included) is written or deleted; a file the server also ties to one is shown only as refused.
     for c in p.changes:
-        if c.is_change and c.kind == "file" and _path(c.address) not in SHARED_PATHS:
-            involved = tied_before.get(_path(c.address), set()) | tied_after.get(_path(c.address), set())
+        if c.is_change and c.kind == "file" and _path(str(c.address)) not in SHARED_PATHS:
+            involved = tied_before.get(_path(str(c.address)), set()) | tied_after.get(_path(str(c.address)), set())
             assert involved and (involved <= targets or c.refused), (c, involved)
     for c in p.changes:
         if not c.is_change:
@@ -302,16 +302,16 @@ def test_targeted_plan_changes_only_targeted_machines_and_shared_objects(scenari
             # a shared object, only when a targeted machine in the inventory needs it (or, for dnsmasq's
             # reload, when a targeted machine's host line changes); never removed
             own = [x for x in p.changes if x.system == c.system and x.is_change and not x.shared]
-            assert served or (c.address.startswith("dnsmasq[") and own), c
+            assert served or (str(c.address).startswith("dnsmasq[") and own), c
             assert c.action is not Action.DELETE and c.machine is None, c
             assert "planned for targeted" in c.reason, c
             if c.kind == "file":
-                assert _path(c.address) in SHARED_PATHS, c
+                assert _path(str(c.address)) in SHARED_PATHS, c
             continue
         # every other change is a targeted machine's, and says so
         assert c.machine in targets, c
         if c.kind == "file":
-            path = _path(c.address)
+            path = _path(str(c.address))
             involved = tied_before.get(path, set()) | tied_after.get(path, set())
             assert c.machine in involved, c
             if not involved <= targets:
@@ -320,8 +320,8 @@ def test_targeted_plan_changes_only_targeted_machines_and_shared_objects(scenari
     # plan's (a shared file no longer wanted, or ARM64 support no machine needs any more, is left for a
     # plan without --target to clean up).
     everyone = frozenset(before) | frozenset(after)
-    full = {(c.address, c.action, c.shared) for c in plan(text, state, None, allow_destroy).changes if c.is_change}
-    every = {(c.address, c.action, c.shared) for c in plan(text, state, everyone, allow_destroy).changes
+    full = {(str(c.address), c.action, c.shared) for c in plan(text, state, None, allow_destroy).changes if c.is_change}
+    every = {(str(c.address), c.action, c.shared) for c in plan(text, state, everyone, allow_destroy).changes
              if c.is_change}
     assert {x for x in every if not x[2]} == {x for x in full if not x[2]}
     assert {x for x in every if x[2] and not x[0].startswith("dnsmasq[")} <= full
