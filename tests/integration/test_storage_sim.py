@@ -162,7 +162,7 @@ def test_orphan_without_then_with_allow_destroy(nas):
     pend = nas.pending(d1)
     assert [c.kind for c in pend] == ["targetextent", "target", "auth", "initiator", "extent", "zvol"]
     assert all(c.action is Action.DELETE and "--allow-destroy" in c.refused for c in pend)
-    assert "target[m2]" in pend[-1].cascade
+    assert "target[m2]" in map(str, pend[-1].cascade)
     _, report = nas.apply(d1)
     assert not report.done and len(report.skipped) == 6
     assert nas.q("pool.dataset.query", [["id", "=", "tank/netboot/m2"]])
@@ -248,7 +248,7 @@ def test_chap_on_off_and_missing_secret(nas):
     assert nas.q("iscsi.auth.query") == [] and nas.pending(off) == []
     missing = desired_from(inv('m1: {mac: "52:54:00:00:00:01", chap: {secret_env: M1_CHAP}}'), secrets={"m1": None})
     _, report = nas.apply(missing)
-    assert not report.done and report.skipped[0][0].address == "auth[m1]"
+    assert not report.done and str(report.skipped[0][0].address) == "auth[m1]"
     assert "not available" in report.skipped[0][1]
 
 

@@ -40,7 +40,8 @@ def plan_zvol(cx: Ctx, m: DesiredMachine) -> ZvolStep:
     if m.clone_from and snap is not None and not want_size:
         want_size = int(snap.get("volsize") or 0)
     create = ZvolCreate(path=m.zvol, machine=m.name, volsize=want_size, volblocksize=m.volblocksize,
-                        sparse=m.sparse, clone_from=m.clone_from, grow_to=m.volsize or None)
+                        sparse=m.sparse, clone_from=m.clone_from,
+                        grow_to=(m.volsize or None) if m.clone_from else None)
     renamed_old = ix.renamed.get(m.name)
     old_path = names.zvol_path(cx.d.parent, renamed_old) if renamed_old else None
     oz = ix.zvols.get(old_path) if old_path and ix.zvol_owner.get(old_path) == m.name else None
