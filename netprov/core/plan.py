@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 
 
 @dataclass(frozen=True, order=True)
@@ -54,7 +54,7 @@ class Address:
         return cls(m["kind"], m["name"], int(m["id"]) if m["id"] else None)
 
 
-_ADDRESS_RE = re.compile(r"(?P<kind>[a-z][a-z0-9_.]*)(?:\[(?P<name>.*)\])?(?:#(?P<id>[0-9]+))?", re.S)
+_ADDRESS_RE = re.compile(r"(?P<kind>[a-z][a-z0-9_.-]*)(?:\[(?P<name>.*)\])?(?:#(?P<id>[0-9]+))?", re.S)
 
 
 class Payload:
@@ -65,12 +65,25 @@ class Payload:
     """
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        return {f.name: _json_value(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
 
     def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
         """``(before, after)`` as views show them when this payload is their one source (the change's
         own ``before``/``after`` then stay None); None when the change carries them itself."""
         return None
+
+
+def _json_value(v: Any) -> Any:
+    """A payload field as JSON: enums by value, addresses as text, nested dataclasses as objects."""
+    if isinstance(v, Enum):
+        return v.value
+    if isinstance(v, Address):
+        return str(v)
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _json_value(getattr(v, f.name)) for f in fields(v)}
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    return v
 
 
 class Action(str, Enum):
@@ -84,9 +97,9 @@ class Action(str, Enum):
 @dataclass(frozen=True)
 class Change:
     system: str                      # "storage:gaghiel" | "pxe:pihole"
-    kind: str                        # zvol | extent | target | targetextent | initiator | auth | portal | service
-                                     # | file | activation
-    address: Address                 # stable, human-readable: "zvol[tank/netboot/israfel]"
+    kind: str                        # zvol | extent | target | targetextent | initiator | auth | portal
+                                     # | iscsi_global | service | file | activation
+    address: Address                 # stable, human-readable: str() gives "zvol[tank/netboot/israfel]"
     action: Action
     reason: str
     before: dict[str, Any] | None = None
@@ -94,9 +107,8 @@ class Change:
     machine: str | None = None
     refused: str | None = None       # why apply will not do this (without a flag, or at all)
     diff: str | None = None          # unified diff (files), secrets masked
-    cascade: tuple[str, ...] = ()    # what a delete takes with it
+    cascade: tuple[Address, ...] = ()  # what a delete takes with it
     shared: bool = False             # an object every machine of its system needs (portal, dnsmasq config ...)
-    data: dict[str, Any] = field(default_factory=dict, compare=False)  # executor-only details (no secrets); going away
     payload: Payload | None = None   # what the executor needs, typed per kind (no secrets)
 
     def __post_init__(self) -> None:
@@ -115,7 +127,7 @@ class Change:
         return derived if derived is not None else (self.before, self.after)
 
     def to_json(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("data", "payload")}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "payload"}
         out["address"] = str(self.address)
         out["before"], out["after"] = self.sides
         out["action"] = self.action.value

@@ -93,7 +93,7 @@ def _object(c: Change) -> ObjectStatus:
     table = FILE_STATE if c.system.startswith("pxe:") and c.kind == "file" else NAS_STATE
     detail = "" if c.action is Action.NOOP else c.reason
     if c.cascade and c.action is not Action.NOOP:
-        detail += f" (with it: {', '.join(c.cascade)})"
+        detail += f" (with it: {', '.join(map(str, c.cascade))})"
     return ObjectStatus(kind=c.kind, address=str(c.address), state=table[c.action], detail=detail, refused=c.refused)
 
 

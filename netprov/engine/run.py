@@ -25,6 +25,7 @@ from netprov.core.plan import Action, Change, Plan
 from netprov.core.boot_render import MISSING_SECRET, Renderer
 from netprov.core.storage import (ActualStorage, DesiredStorage, StoragePolicy, desired_storage,
                                   plan_storage, state_fingerprint)
+from netprov.core.storage.payloads import AuthCreate
 from netprov.errors import NetprovError
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def blocking_refusals(plan: Plan, *, secrets_optional: bool = False) -> list[Cha
     with ``secrets_optional`` (plan time, CI dry-runs) neither do those refused only because a
     CHAP secret isn't available here (the planner marks them ``needs_secret``)."""
     return [c for c in plan.changes if c.refused and c.is_change and not fp.is_advisory(c)
-            and not (secrets_optional and c.data.get("needs_secret"))]
+            and not (secrets_optional and isinstance(c.payload, AuthCreate) and c.payload.needs_secret)]
 
 
 def missing_secrets(plan: Plan) -> list[str]:

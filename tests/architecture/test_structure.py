@@ -1,9 +1,5 @@
 """Structure a newcomer can read (issue 11): no netprov function over 100 lines, no simulator function over 150,
 no import cycle between netprov's modules or the simulator's.
-
-``PENDING`` lists the known offenders that other branches of the same redesign are splitting; the lead
-empties it after merging. An entry that no longer exists or is already within the limit fails the test, so
-the list can't go stale and hide a new offender.
 """
 
 from __future__ import annotations
@@ -21,12 +17,6 @@ NETPROV = ROOT / "netprov"
 #: The TrueNAS simulator: its own top-level package (sim/truenas_sim), not part of the netprov wheel.
 SIM_DIRS = [d for d in (ROOT / "sim" / "truenas_sim",) if d.is_dir()]
 NETPROV_LIMIT, SIM_LIMIT = 100, 150
-
-#: (file, function) over the limit, being split on another branch. Empty it after merging them.
-PENDING = {
-    ("netprov/core/storage.py", "_Planner.plan_machine"),     # one planner per kind (storage branch)
-    ("netprov/core/storage.py", "_Index.__init__"),           # ownership/index in its own module (storage branch)
-}
 
 
 def _functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, int]]:
@@ -69,18 +59,8 @@ def test_the_scan_sees_every_function() -> None:
 @pytest.mark.parametrize("limit", [NETPROV_LIMIT, SIM_LIMIT], ids=["netprov", "simulator"])
 def test_no_function_over_the_limit(limit: int) -> None:
     over = {key: lines for key, (lines, lim) in LENGTHS.items() if lim == limit and lines > limit}
-    new = {f"{f}: {name} is {lines} lines" for (f, name), lines in over.items() if (f, name) not in PENDING}
-    assert not new, f"over {limit} lines: split them\n" + "\n".join(sorted(new))
-
-
-def test_pending_lists_only_functions_still_over_the_limit() -> None:
-    stale = []
-    for key in sorted(PENDING):
-        if key not in LENGTHS:
-            stale.append(f"{key[0]}: {key[1]} no longer exists")
-        elif LENGTHS[key][0] <= LENGTHS[key][1]:
-            stale.append(f"{key[0]}: {key[1]} is {LENGTHS[key][0]} lines now")
-    assert not stale, "take these out of PENDING:\n" + "\n".join(stale)
+    assert not over, f"over {limit} lines: split them\n" + "\n".join(
+        sorted(f"{f}: {name} is {lines} lines" for (f, name), lines in over.items()))
 
 
 def _cycles(graph: grimp.ImportGraph) -> set[tuple[str, ...]]:

@@ -72,7 +72,7 @@ def _state(sim, desired, name):
         rows = [r for r in c.call("iscsi.auth.query", [], {}) if r["user"] == name]
         targets = c.call("iscsi.target.query", [["name", "=", f"{name}-{name}"]], {})
         st = TrueNASStorage(c, "nas", None)
-        pending = [x.address for x in plan_storage(desired, st.read(desired)) if x.is_change]
+        pending = [str(x.address) for x in plan_storage(desired, st.read(desired)) if x.is_change]
     finally:
         c.close()
     return rows, targets, pending
@@ -122,7 +122,7 @@ def _report_is_true(sim, desired, name, report, what):
         rows = [r for r in c.call("iscsi.auth.query", [], {}) if r["user"] == name]
     finally:
         c.close()
-    done = {x.address for x in report.done}
+    done = {str(x.address) for x in report.done}
     for address, there in exists.items():
         assert (address in done) == there, f"{what}: {address} exists={there}, reported done={address in done}"
     if f"auth[{name}]" in done:
@@ -148,9 +148,9 @@ def test_an_exception_escaping_after_changes_carries_what_was_done(sim):
         actual = st.read(d)
         with pytest.raises(KeyboardInterrupt) as info:
             st.apply(plan_storage(d, actual), expected_fingerprint=state_fingerprint(actual), desired=d,
-                     progress=lambda ev, c, err: seen.append(c.address) if ev == "done" else None,
+                     progress=lambda ev, c, err: seen.append(str(c.address)) if ev == "done" else None,
                      should_stop=should_stop)
     finally:
         client.close()
     report = info.value.storage_report
-    assert [c.address for c in report.done] == seen and f"zvol[{d.machines['intr'].zvol}]" in seen
+    assert [str(c.address) for c in report.done] == seen and f"zvol[{d.machines['intr'].zvol}]" in seen

@@ -117,7 +117,7 @@ def _orphans(client) -> list[dict]:
 
 
 def _pending(side: Side) -> list[str]:
-    return [c.address for c in side.plan()[0] if c.is_change]
+    return [str(c.address) for c in side.plan()[0] if c.is_change]
 
 
 def _layouts(sim: Simulator, layout: str, r: int) -> tuple[Side, Side]:
@@ -171,7 +171,7 @@ def race_rounds(layout: str, rounds: int = ROUNDS, latency: float = LATENCY, che
                     assert s.report.failed == [], s.report.lines()
                     mine = [m for n, m in s.desired.machines.items() if s.policy.machines is None
                             or n in s.policy.machines]
-                    assert {c.address for c in s.report.done if c.kind in ("target", "auth")} == (
+                    assert {str(c.address) for c in s.report.done if c.kind in ("target", "auth")} == (
                         {f"target[{m.target}]" for m in mine if m.target in targets}
                         | {f"auth[{m.name}]" for m in mine if m.target in targets})
                 # one portal, made by one side; the other says it did not create it

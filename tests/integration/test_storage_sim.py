@@ -132,7 +132,7 @@ m3: {mac: "52:54:00:00:00:03"}
     c.call("iscsi.target.update", t2["id"], {"name": "m2-renamed"})            # target renamed by hand
     i3 = next(i for i in c.call("iscsi.initiator.query", [], {}) if "m3" in i["initiators"][0])
     c.call("iscsi.initiator.update", i3["id"], {"initiators": []})             # opened to everyone
-    pend = {(x.action, x.address) for x in nas.pending(d)}
+    pend = {(x.action, str(x.address)) for x in nas.pending(d)}
     assert pend == {(Action.CREATE, "extent[m1]"), (Action.CREATE, "targetextent[m1/m1]"),
                     (Action.UPDATE, "target[m2]"), (Action.UPDATE, "initiator[m3]")}
     _, report = nas.apply(d)
@@ -162,7 +162,7 @@ def test_orphan_without_then_with_allow_destroy(nas):
     pend = nas.pending(d1)
     assert [c.kind for c in pend] == ["targetextent", "target", "auth", "initiator", "extent", "zvol"]
     assert all(c.action is Action.DELETE and "--allow-destroy" in c.refused for c in pend)
-    assert "target[m2]" in pend[-1].cascade
+    assert "target[m2]" in map(str, pend[-1].cascade)
     _, report = nas.apply(d1)
     assert not report.done and len(report.skipped) == 6
     assert nas.q("pool.dataset.query", [["id", "=", "tank/netboot/m2"]])
@@ -221,7 +221,7 @@ m1: {mac: "52:54:00:00:00:01"}
 m2: {mac: "52:54:00:00:00:02"}
 '''))
     pend = nas.pending(d)
-    refused = {x.address: x.refused for x in pend if x.refused}
+    refused = {str(x.address): x.refused for x in pend if x.refused}
     assert "not managed by netprov" in refused["zvol[tank/netboot/m1]"]
     assert "not managed by netprov" in refused["extent[m2]"]
     _, report = nas.apply(d)
@@ -239,16 +239,16 @@ def test_chap_on_off_and_missing_secret(nas):
     nas.apply(off)
     on = desired_from(inv('m1: {mac: "52:54:00:00:00:01", chap: {secret_env: M1_CHAP}}'))
     _, report = nas.apply(on)
-    assert [c.address for c in report.done] == ["auth[m1]", "target[m1]"]
+    assert [str(c.address) for c in report.done] == ["auth[m1]", "target[m1]"]
     t = nas.q("iscsi.target.query")[0]
     assert t["groups"][0]["authmethod"] == "CHAP"
     assert nas.pending(on) == []
     _, report = nas.apply(off)
-    assert [c.address for c in report.done] == ["target[m1]", "auth[m1]"]
+    assert [str(c.address) for c in report.done] == ["target[m1]", "auth[m1]"]
     assert nas.q("iscsi.auth.query") == [] and nas.pending(off) == []
     missing = desired_from(inv('m1: {mac: "52:54:00:00:00:01", chap: {secret_env: M1_CHAP}}'), secrets={"m1": None})
     _, report = nas.apply(missing)
-    assert not report.done and report.skipped[0][0].address == "auth[m1]"
+    assert not report.done and str(report.skipped[0][0].address) == "auth[m1]"
     assert "not available" in report.skipped[0][1]
 
 
@@ -303,10 +303,10 @@ def test_one_failing_machine_stops_only_its_chain(nas):
     events = []
     changes, fp = nas.plan(d)
     report = nas.st.apply(changes, expected_fingerprint=fp, desired=d,
-                          progress=lambda ev, c, err: events.append((ev, c.address)))
-    assert [c.address for c, _ in report.failed] == ["auth[m2]"]
-    assert {c.address for c, _ in report.skipped} == {"target[m2]", "targetextent[m2/m2]"}
-    assert {"target[m1]", "targetextent[m1/m1]", "service[iscsitarget]"} <= {c.address for c in report.done}
+                          progress=lambda ev, c, err: events.append((ev, str(c.address))))
+    assert [str(c.address) for c, _ in report.failed] == ["auth[m2]"]
+    assert {str(c.address) for c, _ in report.skipped} == {"target[m2]", "targetextent[m2/m2]"}
+    assert {"target[m1]", "targetextent[m1/m1]", "service[iscsitarget]"} <= {str(c.address) for c in report.done}
     assert ("failed", "auth[m2]") in events and ("skipped", "target[m2]") in events
     assert ("start", "zvol[tank/netboot/m1]") in events and ("done", "zvol[tank/netboot/m1]") in events
     text = json.dumps(report.to_json())
@@ -320,7 +320,7 @@ def test_one_failing_machine_stops_only_its_chain(nas):
 def test_secrets_never_reach_plan_or_report(nas):
     d = desired_from(inv(TWO))
     changes, report = nas.apply(d)
-    blob = json.dumps([c.to_json() for c in changes]) + json.dumps([c.data for c in changes]) + \
+    blob = json.dumps([c.to_json() for c in changes]) + json.dumps([c.payload.to_json() for c in changes if c.payload]) + \
         json.dumps(report.to_json()) + "\n".join(report.lines())
     assert SECRET not in blob
     assert SECRET not in json.dumps(nas.st.read(d).to_json())
@@ -335,7 +335,7 @@ def test_running_service_is_never_started_again():
         n.sim.add_session("m1", "iqn.2010-04.org.ipxe:m1")
         restarts = n.sim.restart_count
         [ch] = n.pending(d)
-        assert ch.address == "service[iscsitarget]" and ch.after == {"enable": True}
+        assert str(ch.address) == "service[iscsitarget]" and ch.after == {"enable": True}
         _, report = n.apply(d)
         assert report.complete
         assert n.sim.restart_count == restarts
@@ -359,9 +359,9 @@ def test_bulk_apply_converges_and_keeps_errors_attributable(nas):
                                             "volblocksize": "16K", "sparse": True})
     changes, fp = nas.plan(d)
     # and make b13's extent create fail on the NAS after planning (a serial already taken)
-    b13 = next(c for c in changes if c.address == "extent[b13]")
+    b13 = next(c for c in changes if str(c.address) == "extent[b13]")
     nas.client.call("iscsi.extent.create", {"name": "hand", "type": "DISK", "disk": "zvol/tank/x/v",
-                                            "serial": b13.data["serial"]})
+                                            "serial": b13.payload.serial})
     changes, fp = nas.plan(d)
     report = nas.st.apply(changes, expected_fingerprint=fp, desired=d, bulk=True)
     assert nas.client.round_trips["core.bulk"] >= 5
@@ -370,10 +370,10 @@ def test_bulk_apply_converges_and_keeps_errors_attributable(nas):
         # clean_name has no uniqueness rule): nothing fails there
         assert report.complete and nas.pending(d) == []
         return
-    assert [c.address for c, _ in report.failed] == ["extent[b13]"]
+    assert [str(c.address) for c, _ in report.failed] == ["extent[b13]"]
     assert "serial" in report.failed[0][1].lower()
-    assert {c.address for c, _ in report.skipped} == {"initiator[b13]", "target[b13]", "targetextent[b13/b13]"}
-    done = {c.address for c in report.done}
+    assert {str(c.address) for c, _ in report.skipped} == {"initiator[b13]", "target[b13]", "targetextent[b13/b13]"}
+    done = {str(c.address) for c in report.done}
     assert "targetextent[b30/b30]" in done and "zvol[tank/netboot/b13]" in done
     ext = nas.client.call("iscsi.extent.query", [["name", "=", "hand"]], {})[0]
     nas.client.call("iscsi.extent.delete", ext["id"], False, False)

@@ -157,7 +157,7 @@ m1: {mac: "52:54:00:00:00:01"}
 m9: {mac: "52:54:00:00:00:02", chap: {secret_env: M2_CHAP}, renamed_from: m2}
 '''))
     pend = nas.pending(renamed)
-    assert {c.action for c in pend} == {Action.UPDATE}, [(c.action, c.address) for c in pend]
+    assert {c.action for c in pend} == {Action.UPDATE}, [(c.action, str(c.address)) for c in pend]
     assert {c.kind for c in pend} == {"zvol", "extent", "initiator", "auth", "target"}
     [z] = [c for c in pend if c.kind == "zvol"]
     assert z.before == {"name": "tank/netboot/m2"} and z.after == {"name": "tank/netboot/m9"}

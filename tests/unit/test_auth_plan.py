@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from netprov.core.plan import Action
 from netprov.core.storage import plan_storage, secret_digest
+from netprov.core.storage.payloads import AuthDelete, AuthKept, AuthUpdate
 
 from storage_helpers import SECRET, converged, desired_from, inventory_text
 
@@ -35,8 +36,14 @@ def _pending(changes):
     return [c for c in changes if c.is_change]
 
 
+def _ids(c):
+    """The auth rows a change touches (its payload's row ids)."""
+    p = c.payload
+    return list(p.ids) if isinstance(p, AuthDelete) else [p.id] if isinstance(p, AuthUpdate | AuthKept) else []
+
+
 def _by_addr(changes):
-    return {c.address: c for c in changes}
+    return {str(c.address): c for c in changes}
 
 
 def test_converged_state_has_no_auth_changes():
@@ -59,9 +66,9 @@ def test_two_machines_targets_on_one_tag_is_never_converged():
         assert by[f"auth[{name}]"].action is Action.CREATE, by[f"auth[{name}]"].reason
         assert by[f"target[{name}]"].action is Action.UPDATE
         # each machine's own row leaves the shared group (it is proved its own by the secret's digest)
-    deletes = {c.address: c for c in changes if c.action is Action.DELETE}
+    deletes = {str(c.address): c for c in changes if c.action is Action.DELETE}
     assert set(deletes) == {"auth[m1]#1", "auth[m2]#2"}
-    assert deletes["auth[m1]#1"].data["not_used_by"] == [next(t["id"] for t in a.targets if t["name"] == "m1")]
+    assert deletes["auth[m1]#1"].payload.not_used_by == (next(t["id"] for t in a.targets if t["name"] == "m1"),)
 
 
 def test_a_foreign_row_on_the_target_tag_is_drift_and_never_adopted():
@@ -74,7 +81,7 @@ def test_a_foreign_row_on_the_target_tag_is_drift_and_never_adopted():
     assert "intruder" in by["auth[m1]"].reason and SECRETS["m1"] not in repr(changes)
     assert by["target[m1]"].action is Action.UPDATE
     # the foreign row is not touched; m1's own row leaves the group
-    assert not any(c.action is Action.DELETE and 9 in c.data.get("ids", []) for c in changes)
+    assert not any(c.action is Action.DELETE and 9 in _ids(c) for c in changes)
     assert by["auth[m1]#1"].action is Action.DELETE
     # m2 is untouched
     assert by["auth[m2]"].action is Action.NOOP
@@ -90,7 +97,7 @@ def test_two_inventories_same_user_name_on_one_tag():
     by = _by_addr(changes)
     assert by["auth[m1]"].action is Action.CREATE
     assert by["target[b-m1]"].action is Action.UPDATE
-    deleted = [i for c in changes if c.action is Action.DELETE for i in c.data.get("ids", [])]
+    deleted = [i for c in changes if c.action is Action.DELETE for i in _ids(c)]
     assert deleted == [1]          # only B's own row (its digest); A's row 7 is A's business
 
 
@@ -123,10 +130,10 @@ def test_leftover_auth_row_is_reused_and_extra_ones_deleted():
     by = _by_addr(changes)
     auth = by["auth[m2]"]
     assert auth.action is Action.UPDATE and auth.reason.startswith("adopt: reuse auth group tag 2")
-    assert auth.data["tag"] == 2 and auth.data["verify_tag"] == 2
+    assert auth.payload.tag == 2 and auth.payload.verify_tag == 2
     assert by["target[m2]"].action is Action.CREATE
-    assert {c.address for c in changes if c.action is Action.DELETE} == {"auth[m2]#5", "auth[m2]#6"}
-    assert all(c.data["unused"] for c in changes if c.action is Action.DELETE)
+    assert {str(c.address) for c in changes if c.action is Action.DELETE} == {"auth[m2]#5", "auth[m2]#6"}
+    assert all(c.payload.unused for c in changes if c.action is Action.DELETE)
 
 
 def test_leftover_rows_of_a_converged_machine_are_deleted():
@@ -134,7 +141,7 @@ def test_leftover_rows_of_a_converged_machine_are_deleted():
     a = _actual(d)
     a.auths.append({"id": 8, "tag": 8, "user": "m1", "peeruser": "", "secret": secret_digest(SECRETS["m1"])})
     changes = _pending(plan_storage(d, a))
-    assert [(c.address, c.action) for c in changes] == [("auth[m1]#8", Action.DELETE)]
+    assert [(str(c.address), c.action) for c in changes] == [("auth[m1]#8", Action.DELETE)]
     assert "leftover" in changes[0].reason
 
 
@@ -154,13 +161,13 @@ def test_rows_that_are_not_provably_netprovs_are_left_alone():
     changes = plan_storage(d, a)
     by = _by_addr(changes)
     assert by["auth[m2]"].action is Action.CREATE
-    touched = {i for c in changes if c.kind == "auth" for i in c.data.get("ids", [c.data.get("id")])}
+    touched = {i for c in changes if c.kind == "auth" for i in _ids(c)}
     assert touched.isdisjoint({r["id"] for r in human})
     # without the secret nothing is recognised at all
     d2 = _desired(secrets={})
     a2 = _without_target(d2, "m2")
     a2.auths.append({"id": 5, "tag": 5, "user": "m2", "peeruser": "", "secret": secret_digest(SECRETS["m2"])})
-    assert not any(c.kind == "auth" and c.data.get("id") == 5 or 5 in c.data.get("ids", [])
+    assert not any(c.kind == "auth" and 5 in _ids(c)
                    for c in plan_storage(d2, a2))
 
 
@@ -199,9 +206,9 @@ def test_removed_machine_whose_delete_stopped_after_its_target_loses_its_auth_ro
     row = next(r for r in a.auths if r["user"] == "m2")
     leftover = by[f"auth[m2]#{row['id']}"]
     assert leftover.action is Action.DELETE and leftover.refused is None
-    assert leftover.data["unused"] is True and leftover.data["ids"] == [row["id"]]
+    assert leftover.payload.unused is True and leftover.payload.ids == (row["id"],)
     # without allow_destroy it is planned and refused, like the rest of the removed machine
     by = _by_addr(plan_storage(d, a, StoragePolicy()))
     assert by[f"auth[m2]#{row['id']}"].refused
     # m1's row is never touched
-    assert not any(c.address.startswith("auth[m1]") and c.is_change for c in by.values())
+    assert not any(str(c.address).startswith("auth[m1]") and c.is_change for c in by.values())

@@ -33,7 +33,7 @@ def test_orphan_zvol_delete_carries_the_net_and_shows_it():
     snap, keep = net_names("tank/netboot/m2", STAMP)
     assert z.action is Action.DELETE and not z.refused
     assert z.after == {"snapshot": snap, "kept_as": keep}
-    assert z.data["net"]["snapshot"] == snap and z.data["net"]["keep_as"] == keep
+    assert z.payload.net.snapshot == snap and z.payload.net.keep_as == keep
     assert keep in z.reason
 
 
@@ -42,14 +42,14 @@ def test_replace_carries_the_net():
     small = desired_from(inventory_text('m1: {mac: "52:54:00:00:00:01", disk: {size: 8G}}'))
     [z] = [c for c in pending(small, actual, allow_destroy=True) if c.kind == "zvol"]
     assert z.action is Action.REPLACE and z.after["kept_as"] == net_names("tank/netboot/m1", STAMP)[1]
-    assert z.data["net"]["comment"] == f"netprov:retired zvol=tank/netboot/m1 at={STAMP}"
+    assert z.payload.net.comment == f"netprov:retired zvol=tank/netboot/m1 at={STAMP}"
 
 
 def test_no_snapshot_plans_a_plain_destroy():
     actual = converged(desired_from(inventory_text(TWO)))
     [z] = [c for c in pending(desired_from(inventory_text(ONE)), actual, allow_destroy=True, snapshot=False)
            if c.kind == "zvol"]
-    assert z.after is None and z.data["net"] is None and "--no-snapshot" in z.reason
+    assert z.after is None and z.payload.net is None and "--no-snapshot" in z.reason
 
 
 def test_the_stamp_comes_from_the_policy_only():
@@ -79,17 +79,17 @@ m9: {mac: "52:54:00:00:00:02", chap: {secret_env: M2_CHAP}, renamed_from: m2}
 def test_declared_rename_is_updates_only():
     actual = converged(desired_from(inventory_text(TWO)))
     pend = pending(desired_from(inventory_text(RENAMED)), actual)
-    assert {c.action for c in pend} == {Action.UPDATE}, [(c.action.value, c.address) for c in pend]
+    assert {c.action for c in pend} == {Action.UPDATE}, [(c.action.value, str(c.address)) for c in pend]
     by = {c.kind: c for c in pend}
     assert set(by) == {"zvol", "extent", "initiator", "auth", "target"}
     z = by["zvol"]
-    assert z.address == "zvol[tank/netboot/m9]" and z.before == {"name": "tank/netboot/m2"}
-    assert z.data["rename"]["from"] == "tank/netboot/m2" and z.data["rename"]["clone"] is True
-    assert [x["id"] for x in z.data["rename"]["extents"]] == [2]
-    assert by["extent"].data["id"] == 2 and by["extent"].data["set"]["name"] == "m9"
-    assert by["extent"].data["set"]["comment"] == "netprov:managed zvol=tank/netboot/m9"
-    assert by["initiator"].data["set"]["comment"] == "netprov:managed zvol=tank/netboot/m9"
-    assert by["target"].data["set"]["name"] == "m9" and "IQN" in by["target"].reason
+    assert str(z.address) == "zvol[tank/netboot/m9]" and z.before == {"name": "tank/netboot/m2"}
+    assert z.payload.old_path == "tank/netboot/m2" and z.payload.clone is True
+    assert [x.id for x in z.payload.extents] == [2]
+    assert by["extent"].payload.id == 2 and by["extent"].payload.name == "m9"
+    assert by["extent"].payload.comment == "netprov:managed zvol=tank/netboot/m9"
+    assert by["initiator"].payload.comment == "netprov:managed zvol=tank/netboot/m9"
+    assert by["target"].payload.name == "m9" and "IQN" in by["target"].reason
     assert all("renamed from m2" in c.reason for c in pend if c.kind != "auth")
 
 

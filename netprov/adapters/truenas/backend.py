@@ -29,8 +29,9 @@ Applying:
 * every change carried out has been reported (``progress("done", ...)``) before anything can raise;
   an exception that escapes the scheduler carries the partial report as ``.storage_report``.
 
-Executor inputs come only from the plan's changes (``Change.data``, which holds no secret) plus the
-CHAP secrets, which come from the ``DesiredStorage`` given to ``read``/``apply``.
+Executor inputs come only from the plan's changes (each change's typed ``payload``, which holds no secret;
+the executor is chosen by the payload's type) plus the CHAP secrets, which come from the ``DesiredStorage``
+given to ``read``/``apply``.
 """
 
 from __future__ import annotations
@@ -46,19 +47,52 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netprov.adapters.truenas import normalise
-from netprov.core.plan import Action, Change
+from netprov.core.plan import Action, Address, Change
 from netprov.core.storage import (
-    MARK,
     PROP_MACHINE,
     PROP_MANAGED,
     SERVICE,
     ActualStorage,
     DesiredStorage,
+    mark_comment,
     parse_mark,
     pick_portal,
     state_fingerprint,
 )
 from netprov.core.text import one_line
+from netprov.core.storage.payloads import (
+    AuthCreate,
+    AuthDelete,
+    AuthKept,
+    AuthUpdate,
+    ExtentCreate,
+    ExtentDelete,
+    ExtentRef,
+    ExtentUpdate,
+    InitiatorCreate,
+    InitiatorDelete,
+    InitiatorUpdate,
+    IscsiGlobal,
+    Kept,
+    MappingCreate,
+    MappingDelete,
+    MappingRef,
+    MappingUpdate,
+    Net,
+    PortalCreate,
+    Service,
+    TargetCreate,
+    TargetDelete,
+    TargetGroup,
+    TargetUpdate,
+    ZvolCreate,
+    ZvolDelete,
+    ZvolRename,
+    ZvolReplace,
+    ZvolUpdate,
+    extent_address,
+    zvol_address,
+)
 from netprov.errors import ApiError, NetprovError, RemoteError, StalePlanError
 
 logger = logging.getLogger("netprov.storage")
@@ -216,9 +250,10 @@ class StorageReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"system": self.system,
-                "done": [c.address for c in self.done],
-                "failed": [{"address": c.address, "machine": c.machine, "error": why} for c, why in self.failed],
-                "skipped": [{"address": c.address, "machine": c.machine, "reason": why} for c, why in self.skipped],
+                "done": [str(c.address) for c in self.done],
+                "failed": [{"address": str(c.address), "machine": c.machine, "error": why} for c, why in self.failed],
+                "skipped": [{"address": str(c.address), "machine": c.machine, "reason": why}
+                            for c, why in self.skipped],
                 "round_trips": dict(self.round_trips)}
 
 
@@ -394,13 +429,14 @@ class _Run:
         self.progress = progress
         self.parallel = parallel
         self.report = StorageReport(system=st.system)
-        self.reg: dict[str, Any] = {}
+        self.reg: dict[Address, Any] = {}        # address -> id (an auth group: its tag) of each object
         self.tags = max([a["tag"] for a in actual.auths if a.get("tag") is not None] +
                         [g["auth"] for t in actual.targets for g in t.get("groups") or [] if g.get("auth")] + [0])
         self.lock = threading.Lock()
         for c in changes:
-            if c.action in (Action.NOOP, Action.UPDATE) and "id" in c.data and c.kind != "zvol":
-                self.reg[c.address] = c.data["tag"] if c.kind == "auth" else c.data["id"]
+            ref = _registered(c.payload) if c.action in (Action.NOOP, Action.UPDATE) else None
+            if ref is not None:
+                self.reg[c.address] = ref
         self.snapshots = actual.snapshots
         self.should_stop: Callable[[], bool] = lambda: False
 
@@ -421,8 +457,7 @@ class _Run:
     # -- top level
     def execute(self) -> None:
         pending = [c for c in self.changes if c.is_change]
-        shared_pre = [c for c in pending if c.machine is None and c.kind in ("portal",) or
-                      (c.machine is None and c.kind == "service" and c.address.startswith("iscsi.global"))]
+        shared_pre = [c for c in pending if c.machine is None and isinstance(c.payload, PortalCreate | IscsiGlobal)]
         shared_post = [c for c in pending if c.machine is None and c not in shared_pre]
         chains: dict[str, list[Change]] = {}
         for c in pending:
@@ -535,14 +570,14 @@ class _Run:
         except NetprovError as e:
             return None, e
 
-    # -- executors (generators: ``result = yield _Call(...)``)
+    # -- executors (generators: ``result = yield _Call(...)``), one per payload type
     def _exec(self, c: Change) -> Chain:
-        fn = getattr(self, f"_x_{c.kind}", None)
+        fn = _EXECUTORS.get(type(c.payload))
         if fn is None:
-            raise ChangeFailed(f"{c.address}: netprov cannot carry out a {c.kind} change")
-        yield from fn(c)
+            raise ChangeFailed(f"{c.address}: netprov cannot carry out a {c.kind} {c.action.value}")
+        yield from fn(self, c, c.payload)
 
-    def _ref(self, address: str | None, what: str) -> Any:
+    def _ref(self, address: Address | None, what: str) -> Any:
         if address is None:
             return None
         if address not in self.reg:
@@ -555,20 +590,30 @@ class _Run:
             raise ChangeFailed(f"{c.address}: {what} no longer matches what the plan saw (changed on the NAS, or "
                                "its id was reused); run plan again")
 
+    def _verify_extent(self, c: Change, x: ExtentRef | ExtentUpdate | ExtentDelete) -> Chain:
+        name = x.verify_name if isinstance(x, ExtentUpdate) else x.name
+        yield from self._verify(c, "iscsi.extent.query", [["id", "=", x.id], ["name", "=", name]],
+                                f"extent {name} (id {x.id})")
+
+    def _verify_mapping(self, c: Change, r: MappingRef) -> Chain:
+        yield from self._verify(c, "iscsi.targetextent.query", [["id", "=", r.id], ["target", "=", r.target_id],
+                                                                ["extent", "=", r.extent_id]], f"mapping {r.id}")
+
     # zvol ---------------------------------------------------------------------------------
     def _mark_fields(self, machine: str, path: str, update: bool) -> dict:
         if self.st.user_properties:
             props = [{"key": PROP_MANAGED, "value": "true"}, {"key": PROP_MACHINE, "value": machine}]
             return {"user_properties_update" if update else "user_properties": props}
-        return {"comments": f"{MARK} zvol={path}"}
+        return {"comments": mark_comment(path)}
 
-    def _verify_zvol(self, c: Change, path: str) -> Chain:
+    def _verify_zvol(self, c: Change, path: str, *, marked: bool = True) -> Chain:
+        """The zvol still exists (and, ``marked``, still carries netprov's mark)."""
         rows = yield _Call("pool.dataset.query", [["id", "=", path]],
                            {"select": ["id", "type", "comments", "user_properties"],
                             "extra": self.st.lookup_extra([])})
         if not rows or rows[0].get("type") != "VOLUME":
             raise ChangeFailed(f"{c.address}: zvol no longer exists; run plan again")
-        if c.data.get("set_mark"):
+        if not marked:
             return
         z = normalise.zvol(rows[0]) or {}
         props = z.get("props") or {}
@@ -576,63 +621,91 @@ class _Run:
         if not ok:
             raise ChangeFailed(f"{c.address}: zvol is not marked as netprov's any more; run plan again")
 
-    def _create_zvol(self, c: Change) -> Chain:
-        d = c.data
-        path, machine = d["path"], d["machine"]
-        if d.get("clone_from"):
-            snap = d["clone_from"]
-            yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": path})
-            upd = self._mark_fields(machine, path, update=True)
-            src = int((self.snapshots.get(snap) or {}).get("volsize") or 0)
-            if d.get("grow_to") and int(d["grow_to"]) > src:
-                upd["volsize"] = int(d["grow_to"])
-            yield _Call("pool.dataset.update", path, upd)
+    def _zvol_create(self, c: Change, p: ZvolCreate) -> Chain:
+        if p.clone_from:
+            yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": p.clone_from, "dataset_dst": p.path})
+            upd = self._mark_fields(p.machine, p.path, update=True)
+            src = int((self.snapshots.get(p.clone_from) or {}).get("volsize") or 0)
+            if p.grow_to and p.grow_to > src:
+                upd["volsize"] = p.grow_to
+            yield _Call("pool.dataset.update", p.path, upd)
             return
-        payload = {"name": path, "type": "VOLUME", "volsize": int(d["volsize"]), "volblocksize": d["volblocksize"],
-                   "sparse": bool(d["sparse"]), **self._mark_fields(machine, path, update=False)}
-        yield _Call("pool.dataset.create", payload)
+        yield _Call("pool.dataset.create", {"name": p.path, "type": "VOLUME", "volsize": p.volsize,
+                                            "volblocksize": p.volblocksize, "sparse": p.sparse,
+                                            **self._mark_fields(p.machine, p.path, update=False)})
 
-    def _retire_zvol(self, path: str, net: dict) -> Chain:
+    def _zvol_update(self, c: Change, p: ZvolUpdate) -> Chain:
+        yield from self._verify_zvol(c, p.path, marked=not p.set_mark)
+        upd: dict[str, Any] = {}
+        if p.set_volsize:
+            upd["volsize"] = p.set_volsize
+        if p.set_mark:
+            upd.update(self._mark_fields(p.machine, p.path, update=True))
+        if upd:
+            yield _Call("pool.dataset.update", p.path, upd)
+
+    def _zvol_replace(self, c: Change, p: ZvolReplace) -> Chain:
+        path = p.create.path
+        yield from self._verify_zvol(c, path)
+        # delete what the zvol delete would cascade to, explicitly: these deletes are refused by
+        # TrueNAS while an initiator is logged in (the zvol delete's cascade would not be)
+        for x in p.pre_delete:
+            if isinstance(x, MappingRef):
+                yield from self._verify_mapping(c, x)
+                yield _Call("iscsi.targetextent.delete", x.id, False)
+            else:
+                yield from self._verify_extent(c, x)
+                yield _Call("iscsi.extent.delete", x.id, False, False)
+                self.reg.pop(extent_address(x.name), None)
+        if p.net is not None:
+            yield from self._retire_zvol(path, p.net)
+        yield _Call("pool.dataset.delete", path, {"recursive": False})
+        yield from self._zvol_create(c, p.create)
+
+    def _zvol_delete(self, c: Change, p: ZvolDelete) -> Chain:
+        yield from self._verify_zvol(c, p.path)
+        if p.net is not None:
+            yield from self._retire_zvol(p.path, p.net)
+        yield _Call("pool.dataset.delete", p.path, {"recursive": False})
+
+    def _retire_zvol(self, path: str, net: Net) -> Chain:
         """The net (ADR 0006): snapshot the zvol, clone the snapshot to the retired name, mark the clone as
         retired and promote it. The clone then owns the snapshot (and every older one) and the old zvol
         is a clone of it, so destroying the old zvol destroys no data: it stays in ``keep_as``."""
-        snap, keep = net["snapshot"], net["keep_as"]
+        snap, keep = net.snapshot, net.keep_as
         # Resumable: an apply that stopped part-way (or a rerun within the same second, which gives the same
         # names) finds some of the steps done. Each is taken up where it stopped, never done twice.
         rows = yield _Call("pool.dataset.query", [["id", "=", keep]],
                            {"select": ["id", "type", "origin", "comments"], "extra": self.st.lookup_extra(["origin"])})
         kept = normalise.zvol(rows[0]) if rows else None
         if kept is not None and (kept.get("origin") not in (None, snap)
-                                 or (kept.get("origin") is None and kept.get("comments") != net["comment"])):
-            raise ChangeFailed(f"zvol[{path}]: {keep} exists and is not the retired copy of {path}; nothing was "
-                               "deleted")
+                                 or (kept.get("origin") is None and kept.get("comments") != net.comment)):
+            raise ChangeFailed(f"{zvol_address(path)}: {keep} exists and is not the retired copy of {path}; "
+                               "nothing was deleted")
         if kept is None:
             snaps = yield _Call(f"{self.st.snapshot_ns}.query", [["id", "=", snap]], {"select": ["id", "name"]})
             if not snaps:
                 yield _Call(f"{self.st.snapshot_ns}.create", {"dataset": path, "name": snap.split("@", 1)[1]})
             yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": keep})
-        if kept is None or kept.get("comments") != net["comment"]:
-            yield _Call("pool.dataset.update", keep, {"comments": net["comment"]})
+        if kept is None or kept.get("comments") != net.comment:
+            yield _Call("pool.dataset.update", keep, {"comments": net.comment})
         if kept is None or kept.get("origin") == snap:
             yield _Call("pool.dataset.promote", keep)
 
-    def _rename_zvol(self, c: Change) -> Chain:
+    def _zvol_rename(self, c: Change, p: ZvolRename) -> Chain:
         """``renamed_from``: snapshot the old zvol, clone it to the new name, promote the clone, point the
         machine's extents at it, then remove the old name (a clone of the new zvol by then: no data goes).
         Public API on every release: ``pool.dataset.rename`` exists only from 25.10 (ADR 0006)."""
-        d = c.data
-        r = d["rename"]
-        old, new = r["from"], d["path"]
-        snap = r["snapshot"]
+        old, new, snap = p.old_path, p.path, p.snapshot
         yield from self._verify_zvol(c, old)
-        if r["clone"]:
+        if p.clone:
             yield _Call(f"{self.st.snapshot_ns}.create", {"dataset": old, "name": snap.split("@", 1)[1]})
             yield _Call(f"{self.st.snapshot_ns}.clone", {"snapshot": snap, "dataset_dst": new})
-        upd: dict[str, Any] = self._mark_fields(d["machine"], new, update=True)
-        if d.get("set_volsize"):
-            upd["volsize"] = int(d["set_volsize"])
+        upd: dict[str, Any] = self._mark_fields(p.machine, new, update=True)
+        if p.set_volsize:
+            upd["volsize"] = p.set_volsize
         yield _Call("pool.dataset.update", new, upd)
-        if r["clone"]:
+        if p.clone:
             origin = snap   # just cloned from it: no need to ask
         else:               # resuming an interrupted rename: was the clone promoted already?
             rows = yield _Call("pool.dataset.query", [["id", "=", new]],
@@ -640,97 +713,59 @@ class _Run:
             origin = (normalise.zvol(rows[0]) or {}).get("origin") if rows else None
         if origin and origin.split("@", 1)[0] == old:
             yield _Call("pool.dataset.promote", new)
-        for x in r.get("extents") or []:
-            yield from self._verify(c, "iscsi.extent.query", [["id", "=", x["id"]], ["name", "=", x["name"]]],
-                                    f"extent {x['name']} (id {x['id']})")
-            yield _Call("iscsi.extent.update", x["id"], {"disk": r["disk"]})
+        for x in p.extents:
+            yield from self._verify_extent(c, x)
+            yield _Call("iscsi.extent.update", x.id, {"disk": p.disk})
         yield _Call("pool.dataset.delete", old, {"recursive": False})
-        if r["clone"] and not r.get("keep_snapshot", True):
-            new_snap = f"{new}@{snap.split('@', 1)[1]}"
-            yield _Call(f"{self.st.snapshot_ns}.delete", new_snap)
-
-    def _x_zvol(self, c: Change) -> Chain:
-        d = c.data
-        if c.action is Action.CREATE:
-            yield from self._create_zvol(c)
-        elif c.action is Action.UPDATE and d.get("rename"):
-            yield from self._rename_zvol(c)
-        elif c.action is Action.UPDATE:
-            yield from self._verify_zvol(c, d["path"])
-            upd: dict[str, Any] = {}
-            if d.get("set_volsize"):
-                upd["volsize"] = int(d["set_volsize"])
-            if d.get("set_mark"):
-                upd.update(self._mark_fields(d["machine"], d["path"], update=True))
-            if upd:
-                yield _Call("pool.dataset.update", d["path"], upd)
-        elif c.action is Action.REPLACE:
-            yield from self._verify_zvol(c, d["path"])
-            # delete what the zvol delete would cascade to, explicitly: these deletes are refused by
-            # TrueNAS while an initiator is logged in (the zvol delete's cascade would not be)
-            for x in d.get("pre_delete") or []:
-                if x["kind"] == "targetextent":
-                    yield from self._verify(c, "iscsi.targetextent.query",
-                                            [["id", "=", x["id"]], ["target", "=", x["target"]],
-                                             ["extent", "=", x["extent"]]], f"mapping {x['id']}")
-                    yield _Call("iscsi.targetextent.delete", x["id"], False)
-                else:
-                    yield from self._verify(c, "iscsi.extent.query", [["id", "=", x["id"]], ["name", "=", x["name"]]],
-                                            f"extent {x['name']} (id {x['id']})")
-                    yield _Call("iscsi.extent.delete", x["id"], False, False)
-                    self.reg.pop(x.get("address", ""), None)
-            if d.get("net"):
-                yield from self._retire_zvol(d["path"], d["net"])
-            yield _Call("pool.dataset.delete", d["path"], {"recursive": False})
-            yield from self._create_zvol(c)
-        elif c.action is Action.DELETE:
-            yield from self._verify_zvol(c, d["path"])
-            if d.get("net"):
-                yield from self._retire_zvol(d["path"], d["net"])
-            yield _Call("pool.dataset.delete", d["path"], {"recursive": False})
+        if p.clone and not p.keep_snapshot:
+            yield _Call(f"{self.st.snapshot_ns}.delete", f"{new}@{snap.split('@', 1)[1]}")
 
     # extent -------------------------------------------------------------------------------
-    def _x_extent(self, c: Change) -> Chain:
-        d = c.data
-        if c.action is Action.CREATE:
-            payload = {"name": d["name"], "type": "DISK", "disk": d["disk"], "serial": d["serial"],
-                       "blocksize": d["blocksize"], "ro": False, "enabled": True, "comment": d["comment"]}
-            waited, delay = 0.0, 0.1
-            while True:
-                try:
-                    res = yield _Call("iscsi.extent.create", payload)
-                    break
-                except ApiError as e:
-                    if not _DEVICE_MISSING.search(str(e)) or waited >= DEVICE_WAIT:
-                        raise
-                    yield _Sleep(delay)
-                    waited += delay
-                    delay = min(delay * 2, 2.0)
-            self.reg[c.address] = res["id"]
-            return
-        yield from self._verify(c, "iscsi.extent.query", [["id", "=", d["id"]], ["name", "=", d["verify_name"]]],
-                                f"extent {d['verify_name']} (id {d['id']})")
-        if c.action is Action.UPDATE:
-            res = yield _Call("iscsi.extent.update", d["id"], dict(d["set"]))
-            self.reg[c.address] = res.get("id", d["id"]) if isinstance(res, dict) else d["id"]
-        elif c.action is Action.DELETE:
-            yield _Call("iscsi.extent.delete", d["id"], False, False)
-            self.reg.pop(c.address, None)
+    def _extent_create(self, c: Change, p: ExtentCreate) -> Chain:
+        payload = {"name": p.name, "type": "DISK", "disk": p.disk, "serial": p.serial, "blocksize": p.blocksize,
+                   "ro": False, "enabled": True, "comment": p.comment}
+        waited, delay = 0.0, 0.1
+        while True:
+            try:
+                res = yield _Call("iscsi.extent.create", payload)
+                break
+            except ApiError as e:
+                if not _DEVICE_MISSING.search(str(e)) or waited >= DEVICE_WAIT:
+                    raise
+                yield _Sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
+        self.reg[c.address] = res["id"]
+
+    def _extent_update(self, c: Change, p: ExtentUpdate) -> Chain:
+        yield from self._verify_extent(c, p)
+        res = yield _Call("iscsi.extent.update", p.id, p.fields_to_set())
+        self.reg[c.address] = res.get("id", p.id) if isinstance(res, dict) else p.id
+
+    def _extent_delete(self, c: Change, p: ExtentDelete) -> Chain:
+        yield from self._verify_extent(c, p)
+        yield _Call("iscsi.extent.delete", p.id, False, False)
+        self.reg.pop(c.address, None)
 
     # initiator ----------------------------------------------------------------------------
-    def _x_initiator(self, c: Change) -> Chain:
-        d = c.data
-        if c.action is Action.CREATE:
-            res = yield _Call("iscsi.initiator.create", {"initiators": list(d["initiators"]), "comment": d["comment"]})
-            self.reg[c.address] = res["id"]
-            return
-        yield from self._verify(c, "iscsi.initiator.query", [["id", "=", d["id"]],
-                                                             ["comment", "=", d.get("verify_comment") or ""]],
-                                f"initiator group {d['id']}")
-        if c.action is Action.UPDATE:
-            yield _Call("iscsi.initiator.update", d["id"], dict(d["set"]))
-        elif c.action is Action.DELETE:
-            yield _Call("iscsi.initiator.delete", d["id"])
+    def _initiator_create(self, c: Change, p: InitiatorCreate) -> Chain:
+        res = yield _Call("iscsi.initiator.create", {"initiators": list(p.initiators), "comment": p.comment})
+        self.reg[c.address] = res["id"]
+
+    def _verify_initiator(self, c: Change, row_id: int, comment: str | None) -> Chain:
+        yield from self._verify(c, "iscsi.initiator.query", [["id", "=", row_id], ["comment", "=", comment or ""]],
+                                f"initiator group {row_id}")
+
+    def _initiator_update(self, c: Change, p: InitiatorUpdate) -> Chain:
+        yield from self._verify_initiator(c, p.id, p.verify_comment)
+        upd: dict[str, Any] = {"initiators": list(p.initiators)}
+        if p.comment is not None:
+            upd["comment"] = p.comment
+        yield _Call("iscsi.initiator.update", p.id, upd)
+
+    def _initiator_delete(self, c: Change, p: InitiatorDelete) -> Chain:
+        yield from self._verify_initiator(c, p.id, p.verify_comment)
+        yield _Call("iscsi.initiator.delete", p.id)
 
     # auth ---------------------------------------------------------------------------------
     def _secret(self, machine: str) -> str:
@@ -740,33 +775,36 @@ class _Run:
                                "inventory names)")
         return secret
 
-    def _x_auth(self, c: Change) -> Chain:
-        d = c.data
-        if c.action is Action.CREATE:
-            secret = self._secret(d["machine"])
-            self.reg[c.address] = yield from self._create_auth(c, d["user"], secret)
-            return
-        if c.action is Action.UPDATE:
-            flt = [["id", "=", d["id"]], ["user", "=", d["verify_user"]]]
-            if d.get("verify_tag") is not None:          # a leftover row being reused: still on its tag, unused
-                flt.append(["tag", "=", d["verify_tag"]])
-            yield from self._verify(c, "iscsi.auth.query", flt, f"CHAP user {d['verify_user']} (id {d['id']})")
-            if d.get("verify_tag") is not None:
-                yield from self._check_tag_unused(c, d["verify_tag"], None)
-            upd = dict(d.get("set") or {})
-            if d.get("set_secret"):
-                upd["secret"] = self._secret(d["machine"])
-            if upd:
-                yield _Call("iscsi.auth.update", d["id"], upd)
-        elif c.action is Action.DELETE:
-            rows = yield _Call("iscsi.auth.query", [["id", "in", list(d["ids"])]], {"select": ["id", "tag", "user"]})
-            if len(rows) != len(d["ids"]) or any(r.get("tag") != d["tag"] for r in rows) or (
-                    d.get("verify_user") is not None and any(r.get("user") != d["verify_user"] for r in rows)):
-                raise ChangeFailed(f"{c.address}: auth group tag {d['tag']} changed on the NAS; run plan again")
-            if d.get("unused") or d.get("not_used_by"):
-                yield from self._check_tag_unused(c, d["tag"], None if d.get("unused") else d["not_used_by"])
-            for aid in d["ids"]:
-                yield _Call("iscsi.auth.delete", aid)
+    def _auth_create(self, c: Change, p: AuthCreate) -> Chain:
+        secret = self._secret(p.machine)
+        self.reg[c.address] = yield from self._create_auth(c, p.user, secret)
+
+    def _auth_update(self, c: Change, p: AuthUpdate) -> Chain:
+        flt = [["id", "=", p.id], ["user", "=", p.verify_user]]
+        if p.verify_tag is not None:          # a leftover row being reused: still on its tag, unused
+            flt.append(["tag", "=", p.verify_tag])
+        yield from self._verify(c, "iscsi.auth.query", flt, f"CHAP user {p.verify_user} (id {p.id})")
+        if p.verify_tag is not None:
+            yield from self._check_tag_unused(c, p.verify_tag, None)
+        upd: dict[str, Any] = {}
+        if p.user is not None:
+            upd["user"] = p.user
+        if p.clear_peer:
+            upd.update(peeruser="", peersecret="")
+        if p.set_secret:
+            upd["secret"] = self._secret(p.machine)
+        if upd:
+            yield _Call("iscsi.auth.update", p.id, upd)
+
+    def _auth_delete(self, c: Change, p: AuthDelete) -> Chain:
+        rows = yield _Call("iscsi.auth.query", [["id", "in", list(p.ids)]], {"select": ["id", "tag", "user"]})
+        if len(rows) != len(p.ids) or any(r.get("tag") != p.tag for r in rows) or (
+                p.verify_user is not None and any(r.get("user") != p.verify_user for r in rows)):
+            raise ChangeFailed(f"{c.address}: auth group tag {p.tag} changed on the NAS; run plan again")
+        if p.unused or p.not_used_by:
+            yield from self._check_tag_unused(c, p.tag, None if p.unused else list(p.not_used_by))
+        for aid in p.ids:
+            yield _Call("iscsi.auth.delete", aid)
 
     def _check_tag_unused(self, c: Change, tag: int, target_ids: list[int] | None) -> Chain:
         """Fail unless no target (``target_ids``: none of these targets) uses auth ``tag`` right now."""
@@ -821,80 +859,71 @@ class _Run:
                            "applies keep taking the same tags); run apply again")
 
     # target -------------------------------------------------------------------------------
-    def _groups(self, groups: list[dict]) -> list[dict]:
-        out = []
-        for g in groups:
-            out.append({"portal": self._ref(g["portal"], "portal"), "initiator": self._ref(g["initiator"],
-                                                                                          "initiator group"),
-                        "authmethod": g["authmethod"], "auth": self._ref(g.get("auth"), "auth group")})
-        return out
+    def _groups(self, groups: tuple[TargetGroup, ...]) -> list[dict]:
+        return [{"portal": self._ref(g.portal, "portal"), "initiator": self._ref(g.initiator, "initiator group"),
+                 "authmethod": g.authmethod, "auth": self._ref(g.auth, "auth group")} for g in groups]
 
-    def _x_target(self, c: Change) -> Chain:
-        d = c.data
-        if c.action is Action.CREATE:
-            groups = self._groups(d["groups"])
-            res = yield _Call("iscsi.target.create", {"name": d["name"], "alias": None, "mode": "ISCSI",
-                                                      "groups": groups})
-            self.reg[c.address] = res["id"]
-            # groups that did not stick: a quirk from the old API notes, not found in the middleware source
-            # (middleware TS-25.04.2.4 src/middlewared/middlewared/plugins/iscsi_/targets.py:134 saves every group
-            # it validated); kept as a guard
-            if len(res.get("groups") or []) != len(groups):
-                yield _Call("iscsi.target.update", res["id"], {"groups": groups})
-            return
-        yield from self._verify(c, "iscsi.target.query", [["id", "=", d["id"]], ["name", "=", d["verify_name"]]],
-                                f"target {d['verify_name']} (id {d['id']})")
-        if c.action is Action.UPDATE:
-            upd: dict[str, Any] = {}
-            if "name" in d["set"]:
-                upd["name"] = d["set"]["name"]
-            if "groups" in d["set"] or "mode" in d["set"]:
-                upd["groups"] = self._groups(d["groups"])
-            if "mode" in d["set"]:
-                upd["mode"] = "ISCSI"
-            if upd:
-                yield _Call("iscsi.target.update", d["id"], upd)
-        elif c.action is Action.DELETE:
-            yield _Call("iscsi.target.delete", d["id"], False)
-            self.reg.pop(c.address, None)
+    def _target_create(self, c: Change, p: TargetCreate) -> Chain:
+        groups = self._groups(p.groups)
+        res = yield _Call("iscsi.target.create", {"name": p.name, "alias": None, "mode": "ISCSI", "groups": groups})
+        self.reg[c.address] = res["id"]
+        # groups that did not stick: a quirk from the old API notes, not found in the middleware source
+        # (middleware TS-25.04.2.4 src/middlewared/middlewared/plugins/iscsi_/targets.py:134 saves every group
+        # it validated); kept as a guard
+        if len(res.get("groups") or []) != len(groups):
+            yield _Call("iscsi.target.update", res["id"], {"groups": groups})
+
+    def _verify_target(self, c: Change, target_id: int, name: str) -> Chain:
+        yield from self._verify(c, "iscsi.target.query", [["id", "=", target_id], ["name", "=", name]],
+                                f"target {name} (id {target_id})")
+
+    def _target_update(self, c: Change, p: TargetUpdate) -> Chain:
+        yield from self._verify_target(c, p.id, p.verify_name)
+        upd: dict[str, Any] = {}
+        if p.name is not None:
+            upd["name"] = p.name
+        if p.groups is not None:
+            upd["groups"] = self._groups(p.groups)
+        if p.mode is not None:
+            upd["mode"] = p.mode
+        if upd:
+            yield _Call("iscsi.target.update", p.id, upd)
+
+    def _target_delete(self, c: Change, p: TargetDelete) -> Chain:
+        yield from self._verify_target(c, p.id, p.name)
+        yield _Call("iscsi.target.delete", p.id, False)
+        self.reg.pop(c.address, None)
 
     # mapping ------------------------------------------------------------------------------
-    def _x_targetextent(self, c: Change) -> Chain:
-        d = c.data
-        if c.action is Action.CREATE:
-            res = yield _Call("iscsi.targetextent.create", {"target": self._ref(d["target"], "target"),
-                                                            "extent": self._ref(d["extent"], "extent"),
-                                                            "lunid": d["lunid"]})
-            self.reg[c.address] = res["id"]
-            return
-        v = d["verify"]
-        yield from self._verify(c, "iscsi.targetextent.query", [["id", "=", d["id"]], ["target", "=", v["target"]],
-                                                                ["extent", "=", v["extent"]]],
-                                f"mapping {d['id']}")
-        if c.action is Action.UPDATE:
-            yield _Call("iscsi.targetextent.update", d["id"], {"lunid": d["lunid"]})
-        elif c.action is Action.DELETE:
-            yield _Call("iscsi.targetextent.delete", d["id"], False)
+    def _mapping_create(self, c: Change, p: MappingCreate) -> Chain:
+        res = yield _Call("iscsi.targetextent.create", {"target": self._ref(p.target, "target"),
+                                                        "extent": self._ref(p.extent, "extent"), "lunid": p.lunid})
+        self.reg[c.address] = res["id"]
+
+    def _mapping_update(self, c: Change, p: MappingUpdate) -> Chain:
+        yield from self._verify_mapping(c, p.ref)
+        yield _Call("iscsi.targetextent.update", p.ref.id, {"lunid": p.lunid})
+
+    def _mapping_delete(self, c: Change, p: MappingDelete) -> Chain:
+        yield from self._verify_mapping(c, p.ref)
+        yield _Call("iscsi.targetextent.delete", p.ref.id, False)
 
     # shared -------------------------------------------------------------------------------
-    def _x_portal(self, c: Change) -> Chain:
-        d = c.data
-        if c.action is not Action.CREATE:
-            raise ChangeFailed(f"{c.address}: netprov only creates portals")
+    def _portal_create(self, c: Change, p: PortalCreate) -> Chain:
         if self.st.core:
-            payload = {"comment": d["comment"], "listen": [{"ip": d["ip"], "port": d["port"]}],
+            payload = {"comment": p.comment, "listen": [{"ip": p.ip, "port": p.port}],
                        "discovery_authmethod": "NONE", "discovery_authgroup": None}
         else:
-            payload = {"comment": d["comment"], "listen": [{"ip": d["ip"]}]}
+            payload = {"comment": p.comment, "listen": [{"ip": p.ip}]}
         try:
             res = yield _Call("iscsi.portal.create", payload)
         except ApiError:
             # another apply may have created it a moment ago ("IP is already in use"): use that one
-            found = yield from self._portal_listening(d["ip"], d["port"])
+            found = yield from self._portal_listening(p.ip, p.port)
             if found is None:
                 raise
             self.reg[c.address] = found
-            raise _Satisfied(f"not created: another apply created a portal on {d['ip']}:{d['port']} meanwhile "
+            raise _Satisfied(f"not created: another apply created a portal on {p.ip}:{p.port} meanwhile "
                              f"(id {found}); using it")
         self.reg[c.address] = res["id"]
 
@@ -906,13 +935,14 @@ class _Run:
         found = pick_portal(portals or [], gport, ip, port)
         return None if found is None else found["id"]
 
-    def _x_service(self, c: Change) -> Chain:
-        d = c.data
-        if not c.address.startswith("service["):
-            raise ChangeFailed(f"{c.address}: netprov does not change this")
-        if d.get("enable"):
+    def _iscsi_global(self, c: Change, p: IscsiGlobal) -> Chain:
+        raise ChangeFailed(f"{c.address}: netprov does not change the NAS-wide basename")
+        yield  # a generator, like every executor
+
+    def _service(self, c: Change, p: Service) -> Chain:
+        if p.enable:
             yield _Call("service.update", SERVICE, {"enable": True})
-        if d.get("start"):
+        if p.start:
             # look again right before: starting a running service restarts it on CORE (drops sessions)
             rows = yield _Call("service.query", [["service", "=", SERVICE]], {"select": ["service", "state"]})
             state = (rows[0].get("state") if rows else None) or "UNKNOWN"
@@ -925,3 +955,28 @@ class _Run:
                     ok = yield _Call("service.start", SERVICE, {"silent": False})
                 if ok is False:
                     raise ChangeFailed("the iSCSI service failed to start")
+
+
+#: Which executor carries out a change: by its payload's type (a no-op's ``Kept``/``AuthKept`` needs none).
+_EXECUTORS: dict[type, Callable[..., Chain]] = {
+    ZvolCreate: _Run._zvol_create, ZvolUpdate: _Run._zvol_update, ZvolRename: _Run._zvol_rename,
+    ZvolReplace: _Run._zvol_replace, ZvolDelete: _Run._zvol_delete,
+    ExtentCreate: _Run._extent_create, ExtentUpdate: _Run._extent_update, ExtentDelete: _Run._extent_delete,
+    InitiatorCreate: _Run._initiator_create, InitiatorUpdate: _Run._initiator_update,
+    InitiatorDelete: _Run._initiator_delete,
+    AuthCreate: _Run._auth_create, AuthUpdate: _Run._auth_update, AuthDelete: _Run._auth_delete,
+    TargetCreate: _Run._target_create, TargetUpdate: _Run._target_update, TargetDelete: _Run._target_delete,
+    MappingCreate: _Run._mapping_create, MappingUpdate: _Run._mapping_update, MappingDelete: _Run._mapping_delete,
+    PortalCreate: _Run._portal_create, IscsiGlobal: _Run._iscsi_global, Service: _Run._service,
+}
+
+
+def _registered(p: object) -> int | None:
+    """What later changes of a chain refer to an existing object by: its id (an auth group: its tag)."""
+    if isinstance(p, AuthKept | AuthUpdate):
+        return p.tag
+    if isinstance(p, Kept | ExtentUpdate | InitiatorUpdate | TargetUpdate):
+        return p.id
+    if isinstance(p, MappingUpdate):
+        return p.ref.id
+    return None
