@@ -53,15 +53,6 @@ class Locator:
         return best
 
 
-def _plain(node: Any) -> Any:
-    """Marked containers -> plain dicts/lists (what pydantic validates)."""
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
-
-
 def _fmt_loc(loc: tuple) -> str:
     out = ""
     for part in loc:
@@ -193,7 +184,7 @@ def _parse_inventory(text: str, filename: str) -> LoadedInventory:
         raise InventoryError([Problem(filename, 1, 1, "", "the inventory must be a mapping with `version: 1`")])
     locate = Locator(tree)
     try:
-        inv = Inventory.model_validate(_plain(tree))
+        inv = Inventory.model_validate(yamltree.plain(tree))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -203,7 +194,7 @@ def _parse_inventory(text: str, filename: str) -> LoadedInventory:
         # Report cross-entry problems (duplicates, references) in the same pass, using
         # the entries that are valid on their own.
         problems += _name_problems(tree, filename, locate)
-        salvaged = _salvage(_plain(tree))
+        salvaged = _salvage(yamltree.plain(tree))
         if salvaged is not None:
             problems += _resolve(salvaged, filename, locate, tree)[1]
         raise InventoryError(_dedupe(problems)) from None

@@ -134,6 +134,15 @@ def _pos(node: yaml.Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+def plain(node: Any) -> Any:
+    """Marked containers (``load``'s located dicts/lists) -> plain dicts/lists (what pydantic validates)."""
+    if isinstance(node, dict):
+        return {k: plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain(v) for v in node]
+    return node
+
+
 def load(text: str) -> Any:
     """Parse one YAML document. Raises ``YamlError`` with a location on bad input."""
     structure = sum(text.count(c) for c in _STRUCTURE)

@@ -61,9 +61,8 @@ def prepare(example: Path, workdir: Path, sim_url: str, *, password_login: bool 
     """Copy the example inventory into ``workdir``, pointed at the simulator and local roots (with
     ``password_login``, the storage logs in as root with $NETPROV_DEMO_PASSWORD instead of an API key)."""
     from netprov.core import yamltree
-    from netprov.core.inventory_load import _plain
     import yaml
-    data = _plain(yamltree.load(example.read_text()))  # YAML 1.2: a MAC stays a string
+    data = yamltree.plain(yamltree.load(example.read_text()))  # YAML 1.2: a MAC stays a string
     for st in data.get("storage", {}).values():
         st["url"] = sim_url
         if password_login:
