@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from netprov.core import yamltree
-from netprov.core.inventory_load import _plain
+from netprov.core.yamltree import plain
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in the test extra: pip install -e '.[test]'")
 
@@ -75,8 +75,8 @@ def test_committed_schema_is_what_netprov_schema_prints() -> None:
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
 def test_schema_accepts_every_shipped_inventory(validator, path: Path) -> None:
-    assert not _errors(validator, _plain(yamltree.load(path.read_text()))), _errors(
-        validator, _plain(yamltree.load(path.read_text())))
+    assert not _errors(validator, plain(yamltree.load(path.read_text()))), _errors(
+        validator, plain(yamltree.load(path.read_text())))
 
 
 def _doc_inventories() -> list[tuple[str, str | None, dict]]:
@@ -86,7 +86,7 @@ def _doc_inventories() -> list[tuple[str, str | None, dict]]:
         for block in blocks(path):
             if block.lang != "yaml":
                 continue
-            data = _plain(yamltree.load("\n".join(block.body)))
+            data = plain(yamltree.load("\n".join(block.body)))
             if isinstance(data, dict) and data and set(data) <= TOP_LEVEL:
                 out.append((f"{path.relative_to(ROOT)}:{block.line}", block.attr("file"), {"version": 1, **data}))
     return out
@@ -109,7 +109,7 @@ def test_schema_accepts_every_inventory_in_the_docs(validator) -> None:
 
 @pytest.mark.parametrize("path", [p for p in BAD if p.name not in NOT_FOR_A_SCHEMA], ids=lambda p: p.name)
 def test_schema_rejects_what_it_can_of_the_bad_inventories(validator, path: Path) -> None:
-    assert _errors(validator, _plain(yamltree.load(path.read_text()))), f"{path.name} passes the schema"
+    assert _errors(validator, plain(yamltree.load(path.read_text()))), f"{path.name} passes the schema"
 
 
 def test_the_bad_inventories_a_schema_cannot_catch_exist() -> None:

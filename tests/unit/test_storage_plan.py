@@ -44,12 +44,13 @@ def test_every_change_says_why_and_noops_too():
         for c in plan_storage(d, actual):
             assert c.reason, c
             assert c.system == "storage:nas"
+            before, after = c.sides
             if c.action is Action.CREATE:
-                assert c.before is None and c.after
+                assert before is None and after
             if c.action is Action.DELETE:
-                assert c.after is None and c.before
+                assert after is None and before
             if c.action is Action.NOOP:
-                assert c.before is None and c.after is None
+                assert before is None and after is None
 
 
 def test_create_order_per_machine_and_shared_around():

@@ -11,7 +11,6 @@ from netprov.core.plan import Action, Address, Change, Payload
 from netprov.core.storage.model import ActualStorage, DesiredStorage, StoragePolicy, pick_portal
 from netprov.core.storage.ownership import Index, build_index
 from netprov.core.storage.payloads import (
-    after_of,
     check_agrees,
     initiator_address,
     portal_address,
@@ -45,10 +44,9 @@ class Ctx:
     def change(self, kind: str, address: Address, action: Action, reason: str, payload: Payload, *,
                machine: str | None = None, before: dict | None = None, after: dict | None = None,
                refused: str | None = None, cascade: Iterable[Address] = ()) -> Change:
-        """One change. A create's ``after`` comes from its payload; an update's is checked against it."""
-        if action is Action.CREATE and after is None:
-            after = after_of(payload)
-        elif action in (Action.UPDATE, Action.REPLACE) and refused is None:
+        """One change. A create's ``after`` comes from its payload (``Change.sides``); an update's is checked
+        against it."""
+        if action in (Action.UPDATE, Action.REPLACE) and refused is None:
             check_agrees(payload, after)
         return Change(system=self.system, kind=kind, address=address, action=action, reason=reason,
                       before=before, after=after, machine=machine, refused=refused, cascade=tuple(cascade),

@@ -3,9 +3,9 @@ the one place storage addresses are built.
 
 A payload holds ids, names and sizes (ints), never a secret: a CHAP secret is named by its machine and
 read by the executor at apply time. ``Kept`` is the payload of a no-op whose object later changes of the
-chain refer to (by id). ``after_of`` derives the ``after`` a plan shows for a create from its payload,
-and ``check_agrees`` checks an update's shown ``after`` against what its payload will set, so the same
-value never travels twice unchecked.
+chain refer to (by id). A create's payload is the one source of the ``after`` a plan shows (``sides``,
+through ``after_of``), and ``check_agrees`` checks an update's shown ``after`` against what its payload
+will set, so the same value never travels twice unchecked.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from netprov.core.plan import Address, Payload
+from netprov.core.plan import Action, Address, Payload
 from netprov.core.secrets import MASK
 from netprov.core.storage.model import EXTENT_BLOCKSIZE, SERVICE
 from netprov.core.units import format_size
@@ -106,6 +106,13 @@ class TargetGroup:
 
 # -- payloads ------------------------------------------------------------------------------------------
 
+class _Create(Payload):
+    """A create's payload: what the plan shows after it is derived from the payload alone."""
+
+    def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
+        return (None, after_of(self)) if action is Action.CREATE else None
+
+
 @dataclass(frozen=True)
 class Kept(Payload):
     """A no-op on an object later changes refer to: its id."""
@@ -113,7 +120,7 @@ class Kept(Payload):
 
 
 @dataclass(frozen=True)
-class ZvolCreate(Payload):
+class ZvolCreate(_Create):
     path: str
     machine: str
     volsize: int                 # bytes (0: as the golden snapshot)
@@ -162,7 +169,7 @@ class ZvolDelete(Payload):
 
 
 @dataclass(frozen=True)
-class ExtentCreate(Payload):
+class ExtentCreate(_Create):
     name: str
     disk: str
     serial: str
@@ -195,7 +202,7 @@ class ExtentDelete(Payload):
 
 
 @dataclass(frozen=True)
-class InitiatorCreate(Payload):
+class InitiatorCreate(_Create):
     initiators: tuple[str, ...]
     comment: str
 
@@ -215,7 +222,7 @@ class InitiatorDelete(Payload):
 
 
 @dataclass(frozen=True)
-class AuthCreate(Payload):
+class AuthCreate(_Create):
     """A fresh auth group for ``machine``; its secret is read at apply time (``needs_secret``: not here)."""
     machine: str
     user: str
@@ -255,7 +262,7 @@ class AuthKept(Payload):
 
 
 @dataclass(frozen=True)
-class TargetCreate(Payload):
+class TargetCreate(_Create):
     name: str
     groups: tuple[TargetGroup, ...]
 
@@ -277,7 +284,7 @@ class TargetDelete(Payload):
 
 
 @dataclass(frozen=True)
-class MappingCreate(Payload):
+class MappingCreate(_Create):
     target: Address
     extent: Address
     lunid: int
@@ -295,7 +302,7 @@ class MappingDelete(Payload):
 
 
 @dataclass(frozen=True)
-class PortalCreate(Payload):
+class PortalCreate(_Create):
     ip: str
     port: int
     comment: str
