@@ -50,7 +50,8 @@ class SnapshotBootHost:
     def __init__(self, server: str, roots: Mapping[Root, str], state: Mapping[str, Any] | None = None) -> None:
         self.server, self.roots, self.state = server, dict(roots), state
 
-    def read(self, desired: Sequence[BootFile]) -> RemoteManifest:
+    def read(self, desired: Sequence[BootFile], *, host_text: bool = False) -> RemoteManifest:
+        """The snapshot as the server was (it holds the host line files' text already), or an empty server."""
         if self.state:
             return manifest_from_json(self.state)
         return RemoteManifest(server=self.server, roots=self.roots,

@@ -41,11 +41,12 @@ class StoragePort(Protocol):
 
 
 class BootHostPort(Protocol):
-    """A PXE server: ``read`` what it holds (facts for ``fileplan.plan_files``), ``apply`` a plan's
-    changes of that server (it re-checks each changing file's "before" hash inside its lock and
-    raises StalePlanError on a mismatch)."""
+    """A PXE server: ``read`` what it holds (facts for ``fileplan.plan_files``; with ``host_text``, the
+    text of every netprov host line file too, as a snapshot keeps it), ``apply`` a plan's changes of
+    that server (it re-checks each changing file's "before" hash inside its lock and raises
+    StalePlanError on a mismatch)."""
 
-    def read(self, desired: Sequence[BootFile]) -> fp.RemoteManifest: ...
+    def read(self, desired: Sequence[BootFile], *, host_text: bool = False) -> fp.RemoteManifest: ...
     def apply(self, changes: Iterable[Change], progress: Any = None) -> Any: ...
 
 

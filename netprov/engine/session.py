@@ -395,10 +395,8 @@ class Session:
             snapshot["storage"][name] = port.read(desired).to_json()
         files = self.render()
         for name, host in world.pxe.items():
-            sources = [f.source for f in files if f.server == name and f.source]
-            manifest = host.read_manifest(sources=sources)
-            hosts = [k for k, e in manifest.entries.items() if k[0] is Root.HOSTS and e.managed]
-            snapshot["pxe"][name] = manifest_to_json(manifest.with_old_text(host.fetch_text(hosts)))
+            manifest = host.read([f for f in files if f.server == name], diffs=False, host_text=True)
+            snapshot["pxe"][name] = manifest_to_json(manifest)
         return snapshot
 
     def status(self, run: Planned, target: list[str] | None = None):

@@ -73,7 +73,7 @@ class MemoryBootHost:
         self.files: dict[tuple[Root, str], tuple[str, int]] = {}
         self.applied: list[list[Change]] = []
 
-    def read(self, desired: Sequence[BootFile]) -> RemoteManifest:
+    def read(self, desired: Sequence[BootFile], *, host_text: bool = False) -> RemoteManifest:
         entries = {key: RemoteEntry(key[0], key[1], "file", sha, True, mode, 1) for key, (sha, mode) in self.files.items()}
         owned = {r: frozenset(p for (rr, p) in self.files if rr is r) for r in self.roots}
         return RemoteManifest(self.server, dict(self.roots), entries,

@@ -392,17 +392,20 @@ class PxeHost:
             raise bad
         return texts
 
-    def read(self, desired: Sequence[BootFile], *, diffs: bool = True) -> RemoteManifest:
+    def read(self, desired: Sequence[BootFile], *, diffs: bool = True, host_text: bool = False) -> RemoteManifest:
         """What the server holds, for planning ``desired``: one round trip (``read_manifest``, with the
         binaries' sources), and when diffs are wanted and files differ or go away, a second one
-        fetching their old text. ``preflight`` on the result says what the server lacks for an apply."""
+        fetching their old text. ``host_text``: fetch the text of every netprov host line file too (a
+        ``state pull`` snapshot keeps it, so a ``--target`` plan from it can tell whose old-MAC script a
+        file is). ``preflight`` on the result says what the server lacks for an apply."""
         sources = [f.source for f in desired if f.kind == Kind.BINARY and f.source]
         manifest = self.read_manifest(sources=sources)
-        if diffs:
-            want = text_wanted(desired, manifest)
-            if want:
-                manifest = manifest.with_old_text(self.fetch_text(want))
-                self._last = manifest
+        want = set(text_wanted(desired, manifest)) if diffs else set()
+        if host_text:
+            want |= {k for k, e in manifest.entries.items() if k[0] is Root.HOSTS and e.managed}
+        if want:
+            manifest = manifest.with_old_text(self.fetch_text(sorted(want, key=lambda k: (k[0].value, k[1]))))
+            self._last = manifest
         return manifest
 
     def check_ready(self) -> None:
