@@ -212,6 +212,19 @@ def missing_secrets(plan: Plan) -> list[str]:
             and MISSING_SECRET.encode() in c.payload.file.content]
 
 
+def check_applicable(plan: Plan) -> None:
+    """Raise unless every change of ``plan`` can be made: none refused, every CHAP secret a file needs
+    at hand. The one check: the CLI calls it before asking to apply, ``apply_plan`` before acting."""
+    refused = blocking_refusals(plan)
+    if refused:
+        raise NetprovError(f"{len(refused)} change(s) refused; nothing was changed: "
+                           + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
+    missing = missing_secrets(plan)
+    if missing:
+        raise NetprovError("CHAP secrets are not available for: " + ", ".join(missing[:5])
+                           + " (set the secret_env variables / secret_file files); nothing was changed")
+
+
 # --- apply ---------------------------------------------------------------------------
 
 def apply_plan(plan: Plan, world: World, *, desired: Mapping[str, DesiredStorage], reporter: Reporter | None = None,
@@ -232,10 +245,7 @@ def apply_plan(plan: Plan, world: World, *, desired: Mapping[str, DesiredStorage
     """
     if plan.options.get("offline"):
         raise NetprovError("an offline plan cannot be applied: plan against the live systems")
-    refused = blocking_refusals(plan)
-    if refused:
-        raise NetprovError(f"{len(refused)} change(s) are refused; fix them or pass the flag they name: "
-                           + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
+    check_applicable(plan)
     run = _Apply(plan, world, desired, reporter or NullReporter(), parallel, should_stop,
                  result if result is not None else ApplyResult())
     if not run.storage_phase(deletes=False):

@@ -32,8 +32,8 @@ from netprov.core.plan import FORMAT_VERSION, Change, Plan
 from netprov.core.storage import StoragePolicy, desired_storage
 from netprov.adapters.snapshot import STATE_FORMAT
 from netprov.core.manifest import manifest_to_json
-from netprov.engine.run import (ApplyResult, Planned, Reporter, World, apply_plan, blocking_refusals, make_plan,
-                                missing_secrets, offline_world, server_roots)
+from netprov.engine.run import (ApplyResult, Planned, Reporter, World, apply_plan, blocking_refusals,
+                                check_applicable, make_plan, offline_world, server_roots)
 from netprov.errors import ConvergenceError, NetprovError, StalePlanError
 
 __all__ = ["ApplyResult", "ConnectOptions", "SavedPlan", "Session", "storage_credentials", "trust_command"]
@@ -354,21 +354,15 @@ class Session:
         a CHAP secret isn't available here, as a plan in CI sees them)."""
         return blocking_refusals(plan, secrets_optional=secrets_optional)
 
-    def check_applicable(self, run: Planned) -> None:
-        """Raise unless every change can be made: none refused, every CHAP secret a file needs at hand."""
-        refused = self.refusals(run.plan)
-        if refused:
-            raise NetprovError(f"{len(refused)} change(s) refused; nothing was changed: "
-                               + "; ".join(f"{c.address}: {c.refused}" for c in refused[:5]))
-        missing = missing_secrets(run.plan)
-        if missing:
-            raise NetprovError("CHAP secrets are not available for: " + ", ".join(missing[:5])
-                               + " (set the secret_env variables / secret_file files); nothing was changed")
+    @staticmethod
+    def check_applicable(run: Planned) -> None:
+        """Raise unless every change can be made (``engine.run.check_applicable``): called before asking."""
+        check_applicable(run.plan)
 
     def apply(self, run: Planned, world: World, *, reporter: Reporter | None = None, parallel: int = 8,
               should_stop: Callable[[], bool] = lambda: False, result: ApplyResult | None = None) -> ApplyResult:
-        """Carry out ``run`` (see ``engine.run.apply_plan``); ``result`` records it even if something escapes."""
-        self.check_applicable(run)
+        """Carry out ``run`` (see ``engine.run.apply_plan``, which checks it first); ``result`` records it
+        even if something escapes."""
         return apply_plan(run.plan, world, desired=run.desired, reporter=reporter, parallel=parallel,
                           should_stop=should_stop, result=result)
 
