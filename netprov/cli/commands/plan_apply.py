@@ -222,6 +222,9 @@ def report_apply(result, *, verbose: int = 0, broken: BaseException | None = Non
     if verbose and result.skipped:
         for address in result.skipped:
             console.info(f"  not attempted: {address}")
+    if result.stopped:
+        console.info(f"{result.stopped} failed before any boot file was pushed: nothing else was attempted "
+                     "(no file, no delete); run apply again once it is fixed")
     for address, error in result.failed:
         console.error(f"{address}: {_scoped(error, address) if made else error}")
 
