@@ -62,6 +62,7 @@ class Profile:
     # the global config reports direct_config/mode
     extent_dataset_fields: bool = False
     global_mode_fields: bool = False
+    auth_scram: bool = False
 
 
 PROFILES: dict[str, Profile] = {}
@@ -206,6 +207,7 @@ _add(
         version_string="TrueNAS-26.0.0-BETA.3",
         extent_dataset_fields=True,
         global_mode_fields=True,
+        auth_scram=True,
         pinned_versions=PROFILES["25.10"].pinned_versions + ("v25.10.3", "v25.10.4", "v26.0.0"),
     )
 )
