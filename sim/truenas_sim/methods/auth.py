@@ -93,6 +93,7 @@ def register(nas: NasState) -> None:
     @m("auth.login", no_auth=True, max_args=3, min_args=2)
     def auth_login(ctx, username, password, otp_token=None):
         if not isinstance(username, str) or not isinstance(password, str):
+            # mw: api/v25_04_0/auth.py:19 @ TS-26.0.0-BETA.3 | class AuthLegacyUsernamePassword(BaseModel)
             raise ValidationError("auth_login.username", "Input should be a valid string")
         return _login_password(nas, ctx, username, password, otp_token) == "SUCCESS"
 
@@ -135,6 +136,7 @@ def register(nas: NasState) -> None:
             else:
                 # pydantic's union_tag_invalid for the discriminated union (wording: pydantic 2):
                 # mw: api/v25_10_1/auth.py:240 @ TS-25.10.1 | login_data: AuthApiKeyPlain | AuthPasswordPlain
+                # mw: api/v25_04_0/auth.py:100 @ TS-26.0.0-BETA.3 | login_data: AuthApiKeyPlain | AuthPasswordPlain
                 raise ValidationError(
                     "auth_login_ex.login_data",
                     f"Input tag {mech!r} found using 'mechanism' does not match any of the expected tags: "
@@ -153,12 +155,14 @@ def register(nas: NasState) -> None:
             if not isinstance(data, dict) or data.get("mechanism") != "OTP_TOKEN":
                 # pydantic's literal_error on Literal[AuthMech.OTP_TOKEN] (wording: pydantic 2):
                 # mw: api/v25_10_1/auth.py:116 @ TS-25.10.1 | mechanism: Literal[AuthMech.OTP_TOKEN]
+                # mw: api/v25_04_0/auth.py:71 @ TS-25.10.1 | mechanism: Literal[AuthMech.OTP_TOKEN]
                 raise ValidationError(
                     "auth_login_ex_continue.login_data.mechanism", "Input should be <AuthMech.OTP_TOKEN: 'OTP_TOKEN'>"
                 )
             user = ctx.session.pending_otp_user
             if user is None:
                 # mw: plugins/auth.py:620 @ TS-25.10.1 | : no authentication in progress
+                # mw: plugins/auth.py:696 @ TS-26.0.0-BETA.3 | : no authentication in progress
                 raise CallError(f"{data['mechanism']}: no authentication in progress", errno.EINVAL)
             if data.get("otp_token") != nas.otp.get(user):
                 ctx.session.pending_otp_user = None

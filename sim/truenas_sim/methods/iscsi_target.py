@@ -61,6 +61,7 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
             # the model's match_validator asserts, so pydantic reports "Assertion failed, <explanation>":
             # mw: api/v25_04_0/iscsi_target.py:42 @ TS-25.04.2.4 | Name can only contain lowercase alphanumeric
             # mw: api/base/validators.py:11 @ TS-25.04.2.4 | assert (value is None or pattern.match(value))
+            # mw: api/v25_04_0/iscsi_target.py:42 @ TS-26.0.0-BETA.3 | Name can only contain lowercase alphanumeric characters
             verrors.add(
                 f"{sch}.name",
                 "Assertion failed, Name can only contain lowercase alphanumeric charactersplus dot (.), "
@@ -122,7 +123,9 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError as e:
-            if pyd:  # mw: plugins/iscsi_/targets.py:278 @ TS-25.04.2.4 | is not a valid IPv4 or IPv6 network
+            if pyd:  # mw: plugins/iscsi_/targets.py:279 @ TS-25.04.2.4 | is not a valid IPv4 or IPv6 network
+                # mw: plugins/iscsi_/targets.py:284 @ TS-26.0.0-BETA.3 | f'Auth network
+                # mw: plugins/iscsi_/targets.py:284 @ TS-26.0.0-BETA.3 | is not a valid IPv4 or IPv6 network
                 verrors.add(f"{sch}.auth_networks.{i}", f'Auth network "{net}" is not a valid IPv4 or IPv6 network')
             else:  # 24.10: IPAddr(network=True) reports Python's ipaddress error
                 # mw: plugins/iscsi_/targets.py:97 @ TS-24.10.2.2 | IPAddr('ip', network=True)
@@ -134,6 +137,7 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
             if k != "QueuedCommands":
                 verrors.add(f"{sch}.iscsi_parameters.{k}", "Extra inputs are not permitted")
             elif v not in (None, 32, 128):
+                # mw: api/v25_04_0/iscsi_target.py:33 @ TS-26.0.0-BETA.3 | QueuedCommands: Literal[32, 128]
                 verrors.add(f"{sch}.iscsi_parameters.QueuedCommands", "Input should be 32 or 128")
     verrors.check()
 
