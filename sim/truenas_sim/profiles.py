@@ -1,6 +1,7 @@
 """Per-version behaviour switches: one profile per release, each modelling the middleware at the git tag
 scripts/trace_truenas_sources.py lists (REFS; docs/truenas-sources.md). A switch's comment names the release
-where the behaviour starts; the method x release table is generated from the source at those tags."""
+where the behaviour starts, and a ``mw: <file>:<line> @ <tag> | <text on that line>`` comment above a switch cites
+the source where it begins or ends (tests/sim/test_sim_citations.py checks each); the method x release table is generated from the source at those tags."""
 
 from __future__ import annotations
 
@@ -13,40 +14,71 @@ class Profile:
     version_string: str
     core: bool  # TrueNAS CORE (FreeBSD/ctld) vs SCALE (Linux/SCST)
     jsonrpc: bool  # serves /api/current (25.04+)
+    # mw: main.py:402 @ TS-24.10.2.2 | ErrnoMixin.ENOTAUTHENTICATED
     notauth_errno: int  # legacy "Not authenticated" errno: 13 on CORE, 207 from 22.12
     post_auth_limit: int | None  # 64 KiB after auth (24.10+), None on CORE
+    # mw: main.py:29 @ TS-24.10.2.2 | RateLimitCache
     rate_limit: bool  # unauthenticated per-IP rate limit (24.10+)
     roles: bool  # role based authorisation / secret redaction (24.10+)
+    # mw: plugins/auth.py:676 @ TS-25.04.2.4 | async def login_ex(self, app, data):
     login_ex: bool  # auth.login_ex (25.04+)
+    # mw: plugins/auth.py:934 @ TS-25.04.2.4 | the key should be automatically revoked
     revoke_insecure_api_key: bool  # API_KEY_PLAIN over insecure transport revokes the key (25.04+)
+    # mw: api/base/handler/accept.py:80 @ TS-25.04.2.4 | msg = "Field required"
     pydantic: bool  # strict pydantic argument models (25.04+)
     extent_name_max: int | None  # 64 on SCALE
+    # mw: plugins/iscsi.py:768 @ TN-13.0-U6.1 | Maximum length of 15 characters
+    # mw: plugins/iscsi_/extents.py:314 @ TS-24.10.2.2 | Extent serial can not exceed
     serial_max: int  # 15 CORE 13, 20 SCALE
+    # mw: plugins/iscsi_/target_to_extent.py:246 @ TS-24.10.2.2 | Extent is already in use.
     extent_single_target: bool  # "Extent is already in use." (SCALE >= 22.12.4)
+    # mw: api/v25_10_1/iscsi_extent.py:60 @ TS-25.10.1 | product_id:
     extent_product_id: bool  # 25.10+
+    # mw: api/v25_04_0/iscsi_target.py:45 @ TS-25.04.2.4 | StringConstraints(max_length=120)
     target_name_max: int | None  # 120 from the 25.04 model
+    # mw: plugins/iscsi.py:1271 @ TN-13.0-U6.1 | Target name already exists
+    # mw: plugins/iscsi_/targets.py:280 @ TS-24.10.2.2 | Target with this name already exists
     target_name_exists_msg: str
+    # mw: plugins/iscsi_/targets.py:388 @ TS-25.04.2.4 | force, delete_extents
     target_delete_extents: bool  # iscsi.target.delete(id, force, delete_extents) 25.04+
+    # mw: plugins/iscsi_/targets.py:25 @ TS-24.10.2.2 | iscsi_target_auth_networks
     target_auth_networks: bool  # SCALE
+    # mw: plugins/iscsi_/targets.py:26 @ TS-24.10.2.2 | iscsi_target_rel_tgt_id
     target_rel_tgt_id: bool  # 24.04+
+    # mw: api/v25_04_0/iscsi_target.py:51 @ TS-25.04.2.4 | iscsi_parameters:
     target_iscsi_parameters: bool  # 25.04+
     alias_empty_is_value: bool  # CORE: "" is a real alias value
+    # mw: plugins/iscsi.py:1016 @ TN-13.0-U6.1 | List('auth_network'
     initiator_auth_network: bool  # CORE: auth_network on initiator groups
+    # mw: plugins/iscsi.py:156 @ TN-13.0-U6.1 | Int('port', default=3260
     portal_port_per_ip: bool  # CORE: listen [{ip, port}]
+    # mw: plugins/iscsi_/portal.py:73 @ TS-24.10.2.2 | data['discovery_authmethod']
     portal_discovery_fields: bool  # <= 24.10: discovery_authmethod/discovery_authgroup on portals
+    # mw: api/v25_04_0/iscsi_auth.py:25 @ TS-25.04.2.4 | discovery_auth: IscsiAuthType
     auth_discovery_auth: bool  # 25.04+: iscsi.auth.discovery_auth
+    # mw: plugins/iscsi_/auth.py:10 @ TS-25.04.2.4 | INVALID_CHARACTERS = '#'
     auth_secret_no_hash: bool  # 25.04 forbids '#'
+    # mw: plugins/iscsi_/iscsi_global.py:23 @ TS-24.10.2.2 | iscsi_listen_port
     global_listen_port: bool  # SCALE
+    # mw: api/v25_04_0/iscsi_global.py:29 @ TS-25.04.2.4 | iser: bool
     global_iser: bool  # 25.04+
+    # mw: plugins/pool_/dataset.py:79 @ TS-24.10.2.2 | Dict('user_properties'
     user_properties: bool  # SCALE 22.02+
+    # mw: plugins/pool_/dataset.py:267 @ TS-24.10.2.2 | data['create_ancestors']
     create_ancestors: bool  # SCALE 22.02+
+    # mw: plugins/pool_/dataset.py:375 @ TS-24.10.2.2 | data['volblocksize'] = '16K'
     default_volblocksize: str | None  # "16K" SCALE >= 23.10; None => ZFS default (8K on CORE 13)
     volblocksize_check_only_if_given: bool  # CORE
+    # mw: plugins/pool_/dataset.py:539 @ TS-24.10.2.2 | Dataset name length should be
     dataset_name_max: int
     core_start_restarts: bool  # CORE: service.start == rc restart
+    # mw: plugins/service.py:158 @ TS-25.10.1 | async def control(
     service_control: bool  # 25.10: service.control job
+    # mw: api/v25_10_0/core.py:300 @ TS-25.10.1 | legacy_jobs: bool
     legacy_jobs_option: bool  # 25.10: core.set_options legacy_jobs
+    # mw: plugins/iscsi_/extents.py:364 @ TS-24.10.2.2 | Must be set when disk is a ZFS Snapshot
     extent_create_ro_msg: str = "Must be set when disk is a ZFS Snapshot"
+    # mw: plugins/pool_/snapshot.py:12 @ TS-25.10.1 | class PoolSnapshotService(CRUDService)
     pool_snapshot: bool = False  # pool.snapshot.* (25.10+); before it only zfs.snapshot.*
     pinned_versions: tuple = ()
     errname: bool = True
@@ -56,12 +88,18 @@ class Profile:
     extent_locked: bool = True
     initiator_tag: bool = False
     auth_delete_in_use_check: bool = True
+    # mw: plugins/iscsi.py:516 @ TN-11.3-U5 | Str('serial', default=None, null=True, max_length=16)
     serial_schema_max: bool = False
+    # mw: plugins/iscsi.py:765 @ TN-11.3-U5 | ZVOL {disk} does not exist
     zvol_missing_msg_11: bool = False
     # 26 (TS-26.0.0-BETA.3, plugins/iscsi_/extents.py + api/v26_0_0): extents also report dataset/relative_path,
     # the global config reports direct_config/mode
+    # mw: api/v26_0_0/iscsi_extent.py:37 @ TS-26.0.0-BETA.3 | relative_path:
     extent_dataset_fields: bool = False
+    # mw: api/v26_0_0/iscsi_global.py:46 @ TS-26.0.0-BETA.3 | direct_config:
     global_mode_fields: bool = False
+    # mw: utils/auth.py:20 @ TS-26.0.0-BETA.3 | SCRAM = 'SCRAM'
+    auth_scram: bool = False
 
 
 PROFILES: dict[str, Profile] = {}
@@ -206,6 +244,7 @@ _add(
         version_string="TrueNAS-26.0.0-BETA.3",
         extent_dataset_fields=True,
         global_mode_fields=True,
+        auth_scram=True,
         pinned_versions=PROFILES["25.10"].pinned_versions + ("v25.10.3", "v25.10.4", "v26.0.0"),
     )
 )

@@ -88,6 +88,7 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
     if v is None:
         if f.null:
             return None
+        # mw: api/base/model.py:195 @ TS-26.0.0-BETA.3 | class BaseModel(PydanticBaseModel
         verrors.add(
             attr,
             _TYPE_MSG_PYD[f.kind]
@@ -99,10 +100,12 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
         verrors.add(attr, (_TYPE_MSG_PYD if pyd else _TYPE_MSG_LEGACY).get(f.kind, "Invalid type"))
         return None
     if f.enum is not None and v not in f.enum:
+        # mw: api/base/model.py:195 @ TS-26.0.0-BETA.3 | class BaseModel(PydanticBaseModel
         verrors.add(attr, f"Input should be {_fmt_enum(f.enum)}" if pyd else f"Invalid choice: {v}")
         return None
     max_length = f.max_length if f.max_length is not None else (PYDANTIC_STR_MAX if pyd else None)
     if max_length is not None and isinstance(v, str) and len(v) > max_length:
+        # mw: api/base/model.py:195 @ TS-26.0.0-BETA.3 | class BaseModel(PydanticBaseModel
         verrors.add(
             attr,
             f"String should have at most {max_length} characters"
@@ -112,6 +115,7 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
         return None
     if f.min_length is not None and isinstance(v, (str, list)) and len(v) < f.min_length:
         if isinstance(v, str):
+            # mw: api/base/model.py:195 @ TS-26.0.0-BETA.3 | class BaseModel(PydanticBaseModel
             verrors.add(
                 attr,
                 f"String should have at least {f.min_length} character" + ("s" if f.min_length != 1 else "")
@@ -119,6 +123,10 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
                 else "Empty value not allowed",
             )
         else:
+            # mw: api/base/model.py:195 @ TS-26.0.0-BETA.3 | class BaseModel(PydanticBaseModel
+            # not in the middleware at any profile's tag ('At least one item is required'): the
+            # legacy List(empty=False) says 'Empty value not allowed' (schema.py); the
+            # simulator's wording for a list below min_length
             verrors.add(
                 attr,
                 f"List should have at least {f.min_length} item"
@@ -131,6 +139,8 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
     if f.range is not None and isinstance(v, int):
         lo, hi = f.range
         if lo is not None and v < lo:
+            # mw: api/base/model.py:195 @ TS-26.0.0-BETA.3 | class BaseModel(PydanticBaseModel
+            # mw: validators.py:134 @ TN-13.0-U6.1 | greater or equal than {self.min}
             verrors.add(
                 attr,
                 f"Input should be greater than or equal to {lo}"
@@ -139,6 +149,10 @@ def check_value(pyd: bool, attr: str, f: Field, v, verrors: ValidationErrors):
             )
             return None
         if hi is not None and v > hi:
+            # mw: api/base/model.py:195 @ TS-26.0.0-BETA.3 | class BaseModel(PydanticBaseModel
+            # not in the middleware at any profile's tag ('Should be lower or equal than'):
+            # validators.Range says 'less or equal than {max}' (not 'lower'): the simulator's
+            # wording, pinned by tests; no netprov path depends on it
             verrors.add(
                 attr,
                 f"Input should be less than or equal to {hi}"

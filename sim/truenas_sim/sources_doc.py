@@ -38,17 +38,22 @@ def render() -> str:
         "",
         "## Validation messages",
         "",
-        "Every message text the simulator's rules emit (file under `sim/truenas_sim/` and line), and where",
-        "the same text is in the middleware at each profile's ref (`git grep -F`). `—` = not there verbatim: the",
-        "release lacks the rule, or the text comes from pydantic, ZFS or an f-string split differently, which",
-        "the tests in tests/sim (test_sim_releases.py, test_sim_iscsi.py, test_sim_datasets.py) pin instead.",
+        "Every message text the simulator's rules emit (file under `sim/truenas_sim/` and line), and where the",
+        "middleware has it at each profile's ref (`git grep -F`), by how it is cited (CITE in the script):",
+        "**text** = the text itself (in the files the script names, where a bare grep would hit an unrelated",
+        "file); **fstring** = the literal part of the format string that builds it; **pydantic** = the model field",
+        "(or the middleware's `BaseModel`) whose validation pydantic 2 words so (tests/sim/test_sim_citations.py",
+        "checks each wording against the installed pydantic); **zfs** = the middleware line that passes libzfs'",
+        "error text through (the rest is libzfs'); **own** = not in the middleware at any profile's tag: the",
+        "simulator's own wording, for the reason given. `—` = not at that tag (the release lacks the rule).",
         "",
-        "| message | sim line | " + " | ".join(profiles) + " |",
-        "|---" * (len(profiles) + 2) + "|",
+        "| message | sim line | how | " + " | ".join(profiles) + " |",
+        "|---" * (len(profiles) + 3) + "|",
     ]
-    for text, (line, row) in RULES.items():
+    for text, (line, row, how, note) in RULES.items():
         cells = [("—" if row.get(p) is None else f"`{row[p][0].removeprefix(_PREFIX)}:{row[p][1]}`")
                  for p in profiles]
         shown = text.replace("|", "\\|")
-        lines.append(f"| {shown} | {line} | " + " | ".join(cells) + " |")
+        why = (f"{how}: {note}" if note else how).replace("|", "\\|")
+        lines.append(f"| {shown} | {line} | {why} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

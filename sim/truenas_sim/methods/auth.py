@@ -79,6 +79,12 @@ def _login_key(nas, ctx, key, username=None) -> str:
 
 def register(nas: NasState) -> None:
     p, m = nas.p, nas.method
+    # AuthMech in declaration order (the union's tags) and the AAL1 mechanisms auth.mechanism_choices lists;
+    # 26 adds SCRAM to both. mw: utils/auth.py:14 @ TS-25.10.1 | class AuthMech(enum.StrEnum):
+    # mw: utils/auth.py:20 @ TS-26.0.0-BETA.3 | SCRAM = 'SCRAM'
+    scram = ("SCRAM",) if p.auth_scram else ()
+    _AUTH_MECH = ("API_KEY_PLAIN", "PASSWORD_PLAIN", "TOKEN_PLAIN", "OTP_TOKEN") + scram
+    _AAL1_MECHANISMS = ("API_KEY_PLAIN", "TOKEN_PLAIN", "PASSWORD_PLAIN") + scram
 
     @m("auth.me", max_args=0)
     def auth_me(ctx):
@@ -87,6 +93,7 @@ def register(nas: NasState) -> None:
     @m("auth.login", no_auth=True, max_args=3, min_args=2)
     def auth_login(ctx, username, password, otp_token=None):
         if not isinstance(username, str) or not isinstance(password, str):
+            # mw: api/v25_04_0/auth.py:19 @ TS-26.0.0-BETA.3 | class AuthLegacyUsernamePassword(BaseModel)
             raise ValidationError("auth_login.username", "Input should be a valid string")
         return _login_password(nas, ctx, username, password, otp_token) == "SUCCESS"
 
@@ -106,11 +113,15 @@ def register(nas: NasState) -> None:
 
         @m("auth.mechanism_choices", no_auth=True, max_args=0)
         def auth_mechanism_choices(ctx):
-            return ["API_KEY_PLAIN", "AUTH_TOKEN_PLAIN", "PASSWORD_PLAIN"]
+            # mw: utils/auth.py:71 @ TS-25.10.1 | AA_LEVEL1 = AuthenticatorAssuranceLevel(
+            # (the AAL1 mechanisms in order; plugins/auth.py:643 @ TS-25.10.1 lists their names; 26 adds SCRAM)
+            return list(_AAL1_MECHANISMS)
 
         @m("auth.login_ex", no_auth=True, max_args=1, min_args=1, mutating=True)
         def auth_login_ex(ctx, data):
             if not isinstance(data, dict) or "mechanism" not in data:
+                # pydantic's union_tag_not_found, which the middleware rewords:
+                # mw: api/base/handler/accept.py:80 @ TS-25.10.1 | msg = "Field required"
                 raise ValidationError("auth_login_ex.mechanism", "Field required")
             mech = data["mechanism"]
             opts = data.get("login_options") or {}
@@ -123,9 +134,13 @@ def register(nas: NasState) -> None:
                     raise ValidationError("auth_login_ex.username", "Field required")
                 resp = _login_key(nas, ctx, data.get("api_key"), data.get("username"))
             else:
+                # pydantic's union_tag_invalid for the discriminated union (wording: pydantic 2):
+                # mw: api/v25_10_1/auth.py:240 @ TS-25.10.1 | login_data: AuthApiKeyPlain | AuthPasswordPlain
+                # mw: api/v25_04_0/auth.py:100 @ TS-26.0.0-BETA.3 | login_data: AuthApiKeyPlain | AuthPasswordPlain
                 raise ValidationError(
-                    "auth_login_ex.mechanism",
-                    "Input should be 'API_KEY_PLAIN', 'PASSWORD_PLAIN', 'AUTH_TOKEN_PLAIN' or 'OTP_TOKEN'",
+                    "auth_login_ex.login_data",
+                    f"Input tag {mech!r} found using 'mechanism' does not match any of the expected tags: "
+                    + ", ".join(f"<AuthMech.{x}: {x!r}>" for x in _AUTH_MECH),
                 )
             if resp != "SUCCESS":
                 return {"response_type": resp}
@@ -138,10 +153,17 @@ def register(nas: NasState) -> None:
         @m("auth.login_ex_continue", no_auth=True, max_args=1, min_args=1)
         def auth_login_ex_continue(ctx, data):
             if not isinstance(data, dict) or data.get("mechanism") != "OTP_TOKEN":
-                raise ValidationError("auth_login_ex_continue.mechanism", "Input should be 'OTP_TOKEN'")
+                # pydantic's literal_error on Literal[AuthMech.OTP_TOKEN] (wording: pydantic 2):
+                # mw: api/v25_10_1/auth.py:116 @ TS-25.10.1 | mechanism: Literal[AuthMech.OTP_TOKEN]
+                # mw: api/v25_04_0/auth.py:71 @ TS-25.10.1 | mechanism: Literal[AuthMech.OTP_TOKEN]
+                raise ValidationError(
+                    "auth_login_ex_continue.login_data.mechanism", "Input should be <AuthMech.OTP_TOKEN: 'OTP_TOKEN'>"
+                )
             user = ctx.session.pending_otp_user
             if user is None:
-                raise CallError("No authentication in progress", errno.EINVAL)
+                # mw: plugins/auth.py:620 @ TS-25.10.1 | : no authentication in progress
+                # mw: plugins/auth.py:696 @ TS-26.0.0-BETA.3 | : no authentication in progress
+                raise CallError(f"{data['mechanism']}: no authentication in progress", errno.EINVAL)
             if data.get("otp_token") != nas.otp.get(user):
                 ctx.session.pending_otp_user = None
                 return {"response_type": "AUTH_ERR"}

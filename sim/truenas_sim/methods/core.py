@@ -29,6 +29,7 @@ def register(nas: NasState) -> None:
     def core_set_options(ctx, options=None):
         options = options or {}
         if not isinstance(options, dict):
+            # mw: api/v25_04_0/core.py:39 @ TS-26.0.0-BETA.3 | class CoreSetOptionsArgs(BaseModel)
             raise ValidationError("core_set_options.options", "Input should be a valid dictionary")
         if p.legacy_jobs_option:
             conn_opts = ctx.conn.options if ctx.conn is not None else {}
@@ -58,6 +59,7 @@ def register(nas: NasState) -> None:
                 "core_bulk.method", "Input should be a valid string" if pyd else "Not a string"
             )
         if not isinstance(params, list) or not all(isinstance(x, list) for x in params):
+            # mw: api/v25_10_0/core.py:246 @ TS-26.0.0-BETA.3 | class CoreBulkArgs(BaseModel)
             raise ValidationError("core_bulk.params", "Input should be a valid list" if pyd else "Not a list")
         nas.authorize(ctx, method)  # authorisation is checked once, for `method`
         return JobRequest(
@@ -71,6 +73,7 @@ def register(nas: NasState) -> None:
     @m("core.job_abort", max_args=1, min_args=1)
     def core_job_abort(ctx, job_id):
         if not isinstance(job_id, int):
+            # mw: api/v25_10_0/core.py:165 @ TS-26.0.0-BETA.3 | class CoreJobAbortArgs(BaseModel)
             raise ValidationError("core_job_abort.id", "Input should be a valid integer")
         if job_id not in nas.jobs:
             raise CallError(f"Job {job_id} not found", errno.ENOENT)

@@ -40,6 +40,7 @@ def register(nas: NasState) -> None:
             if secret != secret.strip():
                 verrors.add(f"{sch}.{attr}", f"{title} contains leading or trailing space.")
             if "#" in secret:
+                # mw: plugins/iscsi_/auth.py:186 @ TS-26.0.0-BETA.3 | contains invalid characters: {
                 verrors.add(f"{sch}.{attr}", f"{title} contains invalid characters: #")
 
     def _auth_validate(sch, data, old=None):
@@ -60,9 +61,11 @@ def register(nas: NasState) -> None:
             # updated included (as the middleware does)
             mutual = [a for a in T["auth"].values() if a.get("discovery_auth") == "CHAP_MUTUAL" and a["peeruser"]]
             if da == "CHAP_MUTUAL" and mutual:
+                # mw: plugins/iscsi_/auth.py:220 @ TS-26.0.0-BETA.3 | as only one such entry is permitted
                 verrors.add(f"{sch}.discovery_auth",
                             "Cannot specify CHAP_MUTUAL as only one such entry is permitted.")
         elif da == "CHAP_MUTUAL":
+            # mw: plugins/iscsi_/auth.py:226 @ TS-26.0.0-BETA.3 | if peer_user has not been defined
             verrors.add(f"{sch}.discovery_auth", "Cannot specify CHAP_MUTUAL if peer_user has not been defined.")
         if (old is not None and p.auth_delete_in_use_check and old["tag"] != data["tag"]
                 and _tag_in_use(old["tag"], exclude=old["id"])):

@@ -149,8 +149,6 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
                 verrors.add(f"{sch}.disk", f"Zvol {zname} does not exist", errno.ENOENT)
             else:
                 verrors.add(f"{sch}.disk", f"Device {device!r} for volume {zname!r} does not exist")
-        elif zname.split("/")[0] in ("boot-pool", "freenas-boot"):
-            verrors.add(f"{sch}.disk", "Volumes in the boot pool are not allowed")
         if "@" in zname and not data["ro"] and not p.core:   # SCALE extents.py only
             verrors.add(f"{sch}.ro", "Must be set when disk is a ZFS Snapshot")
     else:
@@ -161,7 +159,10 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
         if not any(
             path.startswith(f"/mnt/{n}/") for n, d in nas.datasets.items() if d["type"] == "FILESYSTEM"
         ):
-            verrors.add(f"{sch}.path", "The path must reside within a pool mount point")
+            # mw: async_validators.py:16 @ TN-13.0-U6.1 | The path must reside within a volume mount point
+            # mw: validators.py:193 @ TS-25.10.1 | The path must reside within a pool mount point
+            verrors.add(f"{sch}.path", "The path must reside within a "
+                        + ("volume" if p.core else "pool") + " mount point")
         if path.endswith("/"):
             verrors.add(f"{sch}.path", "You need to specify a filepath not a directory")
         size = data["filesize"]

@@ -35,8 +35,10 @@ def register(nas: NasState) -> None:
         for i, net in enumerate(data.get("auth_network") or []):
             try:
                 ipaddress.ip_network(net, strict=False)
-            except ValueError:
-                verrors.add(f"{sch}.auth_network.{i}", "Not a valid IP network")
+            except ValueError as e:  # CORE: IPAddr(network=True) reports Python's ipaddress error
+                # mw: plugins/iscsi.py:1016 @ TN-13.0-U6.1 | IPAddr('ip', network=True)
+                # mw: schema.py:333 @ TN-13.0-U6.1 | raise Error(self.name, str(e))
+                verrors.add(f"{sch}.auth_network.{i}", str(e))
         verrors.check()
 
     @m("iscsi.initiator.query", max_args=2, roles=ISCSI_R)

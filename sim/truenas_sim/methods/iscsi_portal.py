@@ -53,6 +53,7 @@ def register(nas: NasState) -> None:
         if p.portal_discovery_fields and data.get("discovery_authmethod") in ("CHAP", "CHAP_MUTUAL"):
             g = data.get("discovery_authgroup")
             if g is None:
+                # mw: plugins/iscsi_/portal.py:141 @ TS-24.10.2.2 | This field is required if discovery method is 
                 verrors.add(
                     f"{sch}.discovery_authgroup",
                     "This field is required if discovery method is set to CHAP or CHAP Mutual.",

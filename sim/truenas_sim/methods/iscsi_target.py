@@ -58,10 +58,14 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
     name = data["name"]
     if not RE_TARGET_NAME.search(name):
         if pyd:
+            # the model's match_validator asserts, so pydantic reports "Assertion failed, <explanation>":
+            # mw: api/v25_04_0/iscsi_target.py:42 @ TS-25.04.2.4 | Name can only contain lowercase alphanumeric
+            # mw: api/base/validators.py:11 @ TS-25.04.2.4 | assert (value is None or pattern.match(value))
+            # mw: api/v25_04_0/iscsi_target.py:42 @ TS-26.0.0-BETA.3 | Name can only contain lowercase alphanumeric characters
             verrors.add(
                 f"{sch}.name",
-                "Value error, Only lowercase alphanumeric charactersplus dot (.), "
-                "dash (-), and colon (:) are allowed.",
+                "Assertion failed, Name can only contain lowercase alphanumeric charactersplus dot (.), "
+                "dash (-), and colon (:)",
             )
         elif p.core:  # middleware TN-13.0-U6.1 src/middlewared/middlewared/plugins/iscsi.py:1263
             verrors.add(
@@ -118,14 +122,22 @@ def _validate(nas: NasState, sch: str, data: dict, old: dict | None = None) -> N
     for i, net in enumerate(data.get("auth_networks") or []):
         try:
             ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            verrors.add(f"{sch}.auth_networks.{i}", "Not a valid IP network")
+        except ValueError as e:
+            if pyd:  # mw: plugins/iscsi_/targets.py:279 @ TS-25.04.2.4 | is not a valid IPv4 or IPv6 network
+                # mw: plugins/iscsi_/targets.py:284 @ TS-26.0.0-BETA.3 | f'Auth network
+                # mw: plugins/iscsi_/targets.py:284 @ TS-26.0.0-BETA.3 | is not a valid IPv4 or IPv6 network
+                verrors.add(f"{sch}.auth_networks.{i}", f'Auth network "{net}" is not a valid IPv4 or IPv6 network')
+            else:  # 24.10: IPAddr(network=True) reports Python's ipaddress error
+                # mw: plugins/iscsi_/targets.py:97 @ TS-24.10.2.2 | IPAddr('ip', network=True)
+                # mw: schema/string_schema.py:336 @ TS-24.10.2.2 | raise Error(self.name, str(e))
+                verrors.add(f"{sch}.auth_networks.{i}", str(e))
     ip = data.get("iscsi_parameters")
     if ip:
         for k, v in ip.items():
             if k != "QueuedCommands":
                 verrors.add(f"{sch}.iscsi_parameters.{k}", "Extra inputs are not permitted")
             elif v not in (None, 32, 128):
+                # mw: api/v25_04_0/iscsi_target.py:33 @ TS-26.0.0-BETA.3 | QueuedCommands: Literal[32, 128]
                 verrors.add(f"{sch}.iscsi_parameters.QueuedCommands", "Input should be 32 or 128")
     verrors.check()
 

@@ -156,6 +156,8 @@ def _check_name(nas: NasState, sch: str, data: dict, verrors: ValidationErrors) 
         elif nas.datasets[parent]["type"] == "VOLUME":
             verrors.add(f"{sch}.name", f"{parent}: parent may not be a ZFS volume")
         elif nas.datasets[parent]["props"].get("readonly") == "ON":
+            # not in the middleware at any profile's tag ('parent dataset is read-only'): ZFS
+            # refuses a child of a readonly=on dataset; the simulator words that refusal itself
             verrors.add(f"{sch}.name", f"{parent}: parent dataset is read-only")
 
 
@@ -180,6 +182,9 @@ def _check_type_fields(nas: NasState, sch: str, data: dict, verrors: ValidationE
         if (vbs_given or not p.volblocksize_check_only_if_given) and data["volsize"] % vbs:
             verrors.add(f"{sch}.volsize", "Volume size should be a multiple of volume block size")
         elif data["volsize"] <= 0:
+            # not in the middleware at any profile's tag ('Volume size should be greater than
+            # 0'): a zero volsize is refused by ZFS ('volume size cannot be zero'); the
+            # simulator's wording
             verrors.add(f"{sch}.volsize", "Volume size should be greater than 0")
         elif not data["force_size"] and data["volsize"] > nas.ds_available() * 0.80:
             verrors.add(f"{sch}.volsize",
@@ -194,6 +199,8 @@ def create(nas: NasState, spec: dict, ctx, data):
     _check_type_fields(nas, sch, data, verrors)
     for i, up in enumerate(data.get("user_properties") or []):
         if ":" not in up.get("key", ""):
+            # not in the middleware at any profile's tag ('Key must contain a'): a user property
+            # without ':' is refused by ZFS (invalid property name); the simulator's wording
             verrors.add(f"{sch}.user_properties.{i}.key", "Key must contain a ':'")
     verrors.check()
     name = data["name"]
@@ -343,6 +350,9 @@ def delete(nas: NasState, ctx, id_, options=None):
     if id_ not in nas.datasets:
         raise InstanceNotFound("PoolDataset", id_)
     if "/" not in id_:
+        # not in the middleware at any profile's tag ('Root dataset cannot be deleted'):
+        # pool.dataset.delete of a pool's root dataset is left to libzfs/pool.export in the
+        # middleware; the simulator refuses it
         raise CallError("Root dataset cannot be deleted", errno.EINVAL)
     victims = descendants(nas, id_) + [id_]
     _check_delete(nas, id_, opts["recursive"], victims)
@@ -374,12 +384,14 @@ def promote(nas: NasState, ctx, id_):
     src, _, sname = origin.partition("@")
     src_rec = nas.datasets.get(src)
     if src_rec is None or origin not in nas.snapshots:
+        # mw: plugins/zfs_/dataset_actions.py:101 @ TS-25.10.1 | Failed to promote dataset: {
         raise CallError(f"Failed to promote dataset: cannot promote '{id_}': origin {origin} not found")
     cut = int(nas.snapshots[origin]["createtxg"])
     moved = [x for x in snapshots_of(nas, src) if int(nas.snapshots[x]["createtxg"]) <= cut]
     for x in moved:
         dst = f"{id_}@{x.partition('@')[2]}"
         if dst in nas.snapshots:
+            # mw: plugins/zfs_/dataset_actions.py:101 @ TS-25.10.1 | Failed to promote dataset: {
             raise CallError(
                 f"Failed to promote dataset: cannot promote '{id_}': snapshot name "
                 f"'{x.partition('@')[2]}' from origin conflicts with '{dst}' from target",

@@ -63,6 +63,7 @@ def register(nas: NasState) -> None:
     def _start_failure(opts):
         if opts.get("silent", True):
             return False
+        # mw: service/service_mixin.py:33 @ TS-26.0.0-BETA.3 | service failed to start
         raise CallError("The iscsitarget service failed to start", 202)
 
     def do_start(name, opts):
@@ -124,6 +125,7 @@ def register(nas: NasState) -> None:
         @m("service.control", job=True, max_args=3, min_args=2, roles=SVC_W, mutating=True)
         def service_control(ctx, verb, name, options=None):
             if verb not in ("START", "STOP", "RESTART", "RELOAD"):
+                # mw: api/v25_10_0/service.py:41 @ TS-26.0.0-BETA.3 | verb: Literal["START", "STOP", "RESTART", "RELOAD"]
                 raise ValidationError(
                     "service_control.verb", "Input should be 'START', 'STOP', 'RESTART' or 'RELOAD'"
                 )
