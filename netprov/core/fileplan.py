@@ -41,8 +41,8 @@ from enum import Enum
 from typing import Any
 
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
-from netprov.core.manifest import (Activation, RemoteEntry, RemoteManifest, holds_secret, manifest_fingerprint,
-                                   manifest_from_json, manifest_to_json)
+from netprov.core.manifest import (Activation, RemoteEntry, RemoteManifest, holds_secret,
+                                   manifest_fingerprint, manifest_from_json, manifest_to_json)
 from netprov.core.plan import Action, Address, Change, Payload
 from netprov.core.secrets import MASK, mask_secrets
 from netprov.errors import PathConfinementError, PushError
@@ -139,6 +139,9 @@ class FilePayload(Payload):
     def masked(self) -> bool:
         """Its hashes are shown as ``MASK``: the desired file or the server's copy holds a secret."""
         return self.secret or self.old_secret
+
+    def __repr__(self) -> str:   # as shown: a debug log of a change masks the hashes too
+        return "FilePayload(" + ", ".join(f"{k}={v!r}" for k, v in self.to_json().items()) + ")"
 
     def _shown(self, sha256: str | None) -> str | None:
         return MASK if sha256 is not None and self.masked else sha256
@@ -362,7 +365,8 @@ def plan_files(desired: Sequence[BootFile], remote: RemoteManifest, *, diffs: bo
             diff = _unified(remote.old_text[(root, path)], None, f"{root.value}/{path}", ())
         owners = _owners_of(root, path, tied)
         payload = FilePayload(root, path, ROOT_KIND[root], e.sha256, e.mode,
-                              also=tuple(owners[1:]) if owners else (), old_secret=holds_secret(remote, root, path))
+                              also=tuple(owners[1:]) if owners else (),
+                              old_secret=holds_secret(remote, root, path))
         changes.append(Change(system, "file", file_address(root, path), Action.DELETE, Reason.NOT_DESIRED.value,
                               machine=owners[0] if owners else None, diff=diff, shared=owners is None,
                               payload=payload))
@@ -382,10 +386,9 @@ def _plan_one(system: str, root: Root, path: str, f: BootFile, remote: RemoteMan
     who: dict[str, Any] = {"machine": f.machine, "shared": f.machine is None}
 
     def refused(reason: Reason, e: RemoteEntry | None = None) -> Change:
+        held = e is not None and holds_secret(remote, e.root, e.path)
         return _refused(system, reason, replace(payload, before_sha256=e.sha256 if e else None,
-                                                before_mode=e.mode if e else None,
-                                                old_secret=e is not None and holds_secret(remote, e.root, e.path)),
-                        **who)
+                                                before_mode=e.mode if e else None, old_secret=held), **who)
 
     if root in remote.bad_roots:
         return refused(Reason.ROOT_NOT_DIR)
@@ -404,7 +407,8 @@ def _plan_one(system: str, root: Root, path: str, f: BootFile, remote: RemoteMan
         return refused(Reason.NOT_REGULAR, e)
     if not e.managed:
         return refused(Reason.UNMANAGED, e)
-    payload = replace(payload, before_sha256=e.sha256, before_mode=e.mode, old_secret=holds_secret(remote, root, path))
+    payload = replace(payload, before_sha256=e.sha256, before_mode=e.mode,
+                      old_secret=holds_secret(remote, root, path))
     same_content = e.sha256 == after_sha
     same_mode = e.mode == mode
     if same_content and same_mode:

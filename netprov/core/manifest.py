@@ -15,8 +15,8 @@ from netprov.core.bootfiles import Root
 from netprov.core.plan import fingerprint
 from netprov.core.secrets import MASK, mask_secrets
 
-__all__ = ["SECRET_MODE", "Activation", "RemoteEntry", "RemoteManifest", "holds_secret", "manifest_fingerprint",
-           "manifest_from_json", "manifest_to_json"]
+__all__ = ["SECRET_MODE", "Activation", "RemoteEntry", "RemoteManifest", "holds_secret",
+           "manifest_fingerprint", "manifest_from_json", "manifest_to_json"]
 
 #: The mode netprov writes every file holding a secret with (``fileplan.effective_mode``), and only those.
 SECRET_MODE = 0o640

@@ -47,7 +47,8 @@ def _state(held: dict[str, tuple[bytes, int]]) -> dict:
                 "mode": 0o640 if f.secret else f.mode, "size": len(f.content)}
                for f in files if f.kind is not Kind.BINARY and f.path not in held]
     entries += [{"root": "tftp", "path": path, "type": "file", "sha256": hashlib.sha256(content).hexdigest(),
-                 "managed": True, "mode": mode, "size": len(content)} for path, (content, mode) in held.items()]
+                 "managed": True, "mode": mode, "size": len(content)}
+                for path, (content, mode) in held.items()]
     roots = {r.value: d for r, d in server_roots(loaded, "pxe").items()}
     return {"format": 1, "storage": {}, "pxe": {"pxe": {"server": "pxe", "roots": roots, "entries": entries,
                                                         "sources": {}, "owned": {}}}}
@@ -63,7 +64,8 @@ def _outputs(plan) -> dict[str, str]:
     return {"json": plan_json(plan), "markdown": plan_markdown(plan),
             "text": "\n".join(line for line, _ in plan_lines(plan)),
             "text -v": "\n".join(line for line, _ in plan_lines(plan, verbose=True)),
-            "changes": repr([c.to_json() for c in plan.changes]), "fingerprints": repr(plan.fingerprints)}
+            "changes": repr([c.to_json() for c in plan.changes]), "repr": repr(plan.changes),
+            "fingerprints": repr(plan.fingerprints)}
 
 
 def test_a_created_secret_script_shows_no_hash_anywhere() -> None:
@@ -72,10 +74,11 @@ def test_a_created_secret_script_shows_no_hash_anywhere() -> None:
     real = hashlib.sha256(script.content).hexdigest()
     assert script.secret and real == script.sha256
     plan = _plan({"format": 1, "storage": {}, "pxe": {}})
-    change = next(c for c in plan.changes if c.payload is not None and getattr(c.payload, "path", "") == script.path)
-    assert change.action is Action.CREATE and change.payload.after_sha256 == real, "the executor keeps the hash"
+    change = next(c for c in plan.changes if isinstance(c.payload, FilePayload) and c.payload.path == script.path)
+    assert change.action is Action.CREATE and change.payload.after_sha256 == real, "the executor keeps it"
     assert change.sides[1] == {"sha256": MASK, "mode": "0640"}
-    assert change.to_json()["payload"]["after_sha256"] == MASK and change.to_json()["payload"]["secret"] is True
+    shown = change.to_json()["payload"]
+    assert shown["after_sha256"] == MASK and shown["secret"] is True
     for name, text in _outputs(plan).items():
         assert real not in text, name
     # Files without a secret keep their hashes (they are derivable anyway, and people compare them).
@@ -90,7 +93,8 @@ def test_an_updated_and_a_deleted_secret_script_show_neither_hash() -> None:
     new = _script(_render(SECRET)[1])
     hashes = {"new": new.sha256, "old": old.sha256, "gone": hashlib.sha256(gone).hexdigest()}
     by_path = {c.payload.path: c for c in plan.changes if isinstance(c.payload, FilePayload)}
-    assert by_path[new.path].action is Action.UPDATE and by_path[script_name(GONE_MAC)].action is Action.DELETE
+    assert by_path[new.path].action is Action.UPDATE
+    assert by_path[script_name(GONE_MAC)].action is Action.DELETE
     assert by_path[new.path].payload.before_sha256 == hashes["old"], "the executor re-checks the real hash"
     assert by_path[new.path].sides == ({"sha256": MASK, "mode": "0640"}, {"sha256": MASK, "mode": "0640"})
     assert by_path[script_name(GONE_MAC)].sides == ({"sha256": MASK, "mode": "0640"}, None)
@@ -131,7 +135,8 @@ def test_fingerprint_masks_a_file_whose_text_has_a_secret_line_whatever_its_mode
     e = RemoteEntry(Root.TFTP, "x.ipxe", "file", "a" * 64, True, 0o644, 10)
     text = {(Root.TFTP, "x.ipxe"): b"#!ipxe\nset password Guessable-0001\n"}
     m1 = RemoteManifest("pxe", entries={(Root.TFTP, "x.ipxe"): e}, old_text=text)
-    m2 = RemoteManifest("pxe", entries={(Root.TFTP, "x.ipxe"): replace(e, sha256="b" * 64, size=11)}, old_text=text)
+    m2 = RemoteManifest("pxe", entries={(Root.TFTP, "x.ipxe"): replace(e, sha256="b" * 64, size=11)},
+                        old_text=text)
     assert manifest_fingerprint(m1) == manifest_fingerprint(m2)
     plain = RemoteManifest("pxe", entries={(Root.TFTP, "x.ipxe"): replace(e, sha256="b" * 64)})
     assert manifest_fingerprint(plain) != manifest_fingerprint(replace(plain, entries={
@@ -139,7 +144,8 @@ def test_fingerprint_masks_a_file_whose_text_has_a_secret_line_whatever_its_mode
 
 
 def test_keyed_digests_see_a_changed_secret_and_depend_on_the_key() -> None:
-    a, b = _plan({"format": 1, "storage": {}, "pxe": {}}), _plan({"format": 1, "storage": {}, "pxe": {}}, "Other-secret-1")
+    empty = {"format": 1, "storage": {}, "pxe": {}}
+    a, b = _plan(empty), _plan(empty, "Other-secret-1")
     assert [c.to_json() for c in a.changes] == [c.to_json() for c in b.changes], "the JSON alone can't tell"
     key = b"k" * 32
     da, db = secret_digests(a.changes, key), secret_digests(b.changes, key)
