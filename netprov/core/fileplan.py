@@ -31,6 +31,8 @@ Both take and return a server's changes.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import hmac
 import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,10 +41,10 @@ from enum import Enum
 from typing import Any
 
 from netprov.core.bootfiles import HEADER_MARKER, BootFile, Kind, Root
-from netprov.core.manifest import (Activation, RemoteEntry, RemoteManifest, manifest_fingerprint,
-                                   manifest_from_json, manifest_to_json)
+from netprov.core.manifest import (Activation, RemoteEntry, RemoteManifest, holds_secret,
+                                   manifest_fingerprint, manifest_from_json, manifest_to_json)
 from netprov.core.plan import Action, Address, Change, Payload
-from netprov.core.secrets import mask_secrets
+from netprov.core.secrets import MASK, mask_secrets
 from netprov.errors import PathConfinementError, PushError
 
 __all__ = [
@@ -69,6 +71,7 @@ __all__ = [
     "manifest_to_json",
     "mask_secrets",
     "plan_files",
+    "secret_digests",
     "text_wanted",
     "without_machines",
 ]
@@ -111,7 +114,13 @@ class FilePayload(Payload):
 
     ``before_*`` is what the server holds (None: absent), ``after_*`` what it will hold. The
     desired ``file`` (its content may hold a CHAP secret) travels with the change for the
-    executor only: it is neither shown (``repr``), compared, nor written to JSON."""
+    executor only: it is neither shown (``repr``), compared, nor written to JSON.
+
+    A file whose content holds a secret (``secret``: the desired one; ``old_secret``: the copy on
+    the server) shows ``MASK`` for both hashes in JSON and views: the rest of such a file can be
+    derived from the inventory and the templates, so its hash would let anyone test guesses of a
+    CHAP secret offline. The real hashes stay in these fields, for the executor (it re-checks the
+    before-hash under the server's lock) and for a saved plan's keyed digests (``secret_digests``)."""
 
     root: Root
     path: str
@@ -124,25 +133,53 @@ class FilePayload(Payload):
     also: tuple[str, ...] = ()       # other machines the server's host files tie this file to
     advisory: bool = False           # refused, but not blocking: a missing iPXE binary source
     file: BootFile | None = field(default=None, repr=False, compare=False)
+    old_secret: bool = False         # the server's copy holds a secret (``manifest.holds_secret``)
+
+    @property
+    def masked(self) -> bool:
+        """Its hashes are shown as ``MASK``: the desired file or the server's copy holds a secret."""
+        return self.secret or self.old_secret
+
+    def __repr__(self) -> str:   # as shown: a debug log of a change masks the hashes too
+        return "FilePayload(" + ", ".join(f"{k}={v!r}" for k, v in self.to_json().items()) + ")"
+
+    def _shown(self, sha256: str | None) -> str | None:
+        return MASK if sha256 is not None and self.masked else sha256
 
     def to_json(self) -> dict[str, Any]:
         return {"root": self.root.value, "path": self.path, "kind": self.kind.value,
-                "before_sha256": self.before_sha256, "before_mode": _oct(self.before_mode),
-                "after_sha256": self.after_sha256, "after_mode": _oct(self.after_mode),
-                "secret": self.secret, "also": list(self.also), "advisory": self.advisory}
+                "before_sha256": self._shown(self.before_sha256), "before_mode": _oct(self.before_mode),
+                "after_sha256": self._shown(self.after_sha256), "after_mode": _oct(self.after_mode),
+                "secret": self.masked, "also": list(self.also), "advisory": self.advisory}
 
     def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         if action is Action.NOOP:
             return None, None
-        before = None if self.before_sha256 is None else {"sha256": self.before_sha256,
+        before = None if self.before_sha256 is None else {"sha256": self._shown(self.before_sha256),
                                                           "mode": _oct(self.before_mode)}
-        after = None if action is Action.DELETE else {"sha256": self.after_sha256, "mode": _oct(self.after_mode)}
+        after = None if action is Action.DELETE else {"sha256": self._shown(self.after_sha256),
+                                                      "mode": _oct(self.after_mode)}
         return before, after
 
     @property
     def content_changes(self) -> bool:
         """A create, or an update of the content (not only the mode)."""
         return self.before_sha256 is None or self.before_sha256 != self.after_sha256
+
+
+def secret_digests(changes: Iterable[Change], key: bytes) -> dict[str, str]:
+    """Address -> HMAC-SHA256 under ``key`` of the real hashes and modes of every file change whose
+    hashes are masked. A saved plan keeps them (with its random key) so that ``apply FILE`` still sees a
+    secret that changed since the plan, without the plan holding a hash anyone could test guesses on
+    without the key. Pure."""
+    out = {}
+    for c in _files(changes):
+        p: FilePayload = c.payload
+        if p.masked:
+            msg = "\0".join(str(v) for v in (c.action.value, p.before_sha256, p.before_mode, p.after_sha256,
+                                              p.after_mode)).encode()
+            out[str(c.address)] = hmac.new(key, msg, hashlib.sha256).hexdigest()
+    return out
 
 
 @dataclass(frozen=True)
@@ -328,7 +365,8 @@ def plan_files(desired: Sequence[BootFile], remote: RemoteManifest, *, diffs: bo
             diff = _unified(remote.old_text[(root, path)], None, f"{root.value}/{path}", ())
         owners = _owners_of(root, path, tied)
         payload = FilePayload(root, path, ROOT_KIND[root], e.sha256, e.mode,
-                              also=tuple(owners[1:]) if owners else ())
+                              also=tuple(owners[1:]) if owners else (),
+                              old_secret=holds_secret(remote, root, path))
         changes.append(Change(system, "file", file_address(root, path), Action.DELETE, Reason.NOT_DESIRED.value,
                               machine=owners[0] if owners else None, diff=diff, shared=owners is None,
                               payload=payload))
@@ -348,8 +386,9 @@ def _plan_one(system: str, root: Root, path: str, f: BootFile, remote: RemoteMan
     who: dict[str, Any] = {"machine": f.machine, "shared": f.machine is None}
 
     def refused(reason: Reason, e: RemoteEntry | None = None) -> Change:
+        held = e is not None and holds_secret(remote, e.root, e.path)
         return _refused(system, reason, replace(payload, before_sha256=e.sha256 if e else None,
-                                                before_mode=e.mode if e else None), **who)
+                                                before_mode=e.mode if e else None, old_secret=held), **who)
 
     if root in remote.bad_roots:
         return refused(Reason.ROOT_NOT_DIR)
@@ -368,7 +407,8 @@ def _plan_one(system: str, root: Root, path: str, f: BootFile, remote: RemoteMan
         return refused(Reason.NOT_REGULAR, e)
     if not e.managed:
         return refused(Reason.UNMANAGED, e)
-    payload = replace(payload, before_sha256=e.sha256, before_mode=e.mode)
+    payload = replace(payload, before_sha256=e.sha256, before_mode=e.mode,
+                      old_secret=holds_secret(remote, root, path))
     same_content = e.sha256 == after_sha
     same_mode = e.mode == mode
     if same_content and same_mode:

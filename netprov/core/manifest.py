@@ -13,9 +13,13 @@ from typing import Any
 
 from netprov.core.bootfiles import Root
 from netprov.core.plan import fingerprint
+from netprov.core.secrets import MASK, mask_secrets
 
-__all__ = ["Activation", "RemoteEntry", "RemoteManifest", "manifest_fingerprint", "manifest_from_json",
-           "manifest_to_json"]
+__all__ = ["SECRET_MODE", "Activation", "RemoteEntry", "RemoteManifest", "holds_secret",
+           "manifest_fingerprint", "manifest_from_json", "manifest_to_json"]
+
+#: The mode netprov writes every file holding a secret with (``fileplan.effective_mode``), and only those.
+SECRET_MODE = 0o640
 
 
 class Activation(str, Enum):
@@ -115,9 +119,32 @@ def manifest_from_json(d: Mapping[str, Any]) -> RemoteManifest:
         old_text={(Root.HOSTS, p): text.encode() for p, text in (d.get("host_files") or {}).items()})
 
 
+def holds_secret(m: RemoteManifest, root: Root, path: str) -> bool:
+    """Whether the server's file at (root, path) holds a secret, as far as the read can tell: it has the
+    mode netprov gives only files holding a secret (``SECRET_MODE``), or its fetched text has a line the
+    masking function masks (``set password ...``). Its hash is then never shown (``FilePayload.masked``)."""
+    e = m.get(root, path)
+    if e is None or e.type != "file":
+        return False
+    if e.mode is not None and e.mode & 0o7777 == SECRET_MODE:
+        return True
+    text = m.old_text.get((root, path))
+    if text is None:
+        return False
+    decoded = text.decode("utf-8", "replace")
+    return mask_secrets(decoded) != decoded
+
+
 def manifest_fingerprint(m: RemoteManifest) -> str:
-    """What a plan's ``pxe:<server>`` fingerprint is a hash of."""
+    """What a plan's ``pxe:<server>`` fingerprint is a hash of. A file holding a secret (``holds_secret``)
+    counts by its path, type, mode and ownership only: its sha256 and size (the secret's length) are
+    ``MASK``, or the published fingerprint would let anyone test guesses of the secret offline, since
+    every other value in it can be derived from the inventory, the templates and the plan. A saved plan
+    sees such a file change through its keyed digests (``fileplan.secret_digests``) instead."""
     data = manifest_to_json(m)
     data.pop("sources", None)
     data.pop("host_files", None)   # fetched only when needed; the entries' hashes cover them
+    for e in data["entries"]:
+        if holds_secret(m, Root(e["root"]), e["path"]):
+            e["sha256"] = e["size"] = MASK
     return fingerprint(data)

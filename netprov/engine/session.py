@@ -18,16 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from secrets import token_bytes
 from typing import Any
 
 from netprov.adapters.local import Workspace, load_workspace, read_secret_file, write_atomic
 from netprov.core.boot_render import Renderer
 from netprov.core.bootfiles import BootFile, Root
+from netprov.core.fileplan import secret_digests
 from netprov.core.plan import FORMAT_VERSION, Change, Plan
 from netprov.core.storage import StoragePolicy, desired_storage
 from netprov.adapters.snapshot import STATE_FORMAT
@@ -172,7 +175,12 @@ def read_state(path: Path) -> dict:
 
 @dataclass(frozen=True)
 class SavedPlan:
-    """A plan saved by `netprov plan --out FILE`, as read back for `netprov apply FILE`."""
+    """A plan saved by `netprov plan --out FILE`, as read back for `netprov apply FILE`.
+
+    The file is the plan's JSON (every hash of a file holding a secret masked) plus ``secret_files``:
+    a random key and, under it, an HMAC of each such file's real hashes (``fileplan.secret_digests``).
+    ``check`` recomputes them with that key, so a CHAP secret that changed since the plan still makes
+    it stale, while the file holds no hash anyone could test guesses of a secret on without its key."""
 
     path: Path
     data: dict = field(repr=False)
@@ -189,10 +197,13 @@ class SavedPlan:
 
     @staticmethod
     def write(plan: Plan, out: Path) -> None:
+        """Write ``plan`` to ``out`` (mode 0600) for `netprov apply FILE`."""
         if plan.options.get("offline"):
             raise NetprovError("an offline plan can't be saved for apply: plan against the live systems")
+        key = token_bytes(32)
         data = plan.to_json()
         data["kind"] = PLAN_FILE_KIND
+        data["secret_files"] = {"key": key.hex(), "digests": secret_digests(plan.changes, key)}
         write_atomic(out, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     @property
@@ -205,15 +216,28 @@ class SavedPlan:
 
     def check(self, plan: Plan) -> None:
         """Raise ``StalePlanError`` unless ``plan`` (made now) is the saved one: every system's
-        fingerprint the same, and the same changes (templates and secrets can change them too)."""
+        fingerprint the same, and the same changes (templates and secrets can change them too), the
+        masked hashes of files holding a secret compared through their keyed digests."""
         saved = self.data["fingerprints"]
         if plan.fingerprints != saved:
             changed = sorted(s for s in plan.fingerprints if plan.fingerprints[s] != saved.get(s))
             raise StalePlanError(f"saved plan is stale: {', '.join(changed)} changed since it was made; plan again")
-        if [c.to_json() for c in plan.changes] != self.data["changes"]:
+        if [c.to_json() for c in plan.changes] != self.data["changes"] or not self._same_secret_files(plan):
             # Same world, same inventory file, different plan: templates or secrets changed.
             raise StalePlanError("saved plan is stale: the plan made now differs from the saved one (template "
                                  "overrides or secrets changed); plan again")
+
+    def _same_secret_files(self, plan: Plan) -> bool:
+        record = self.data.get("secret_files")
+        if not isinstance(record, dict) or not isinstance(record.get("digests"), dict):
+            return False
+        try:
+            key = bytes.fromhex(str(record.get("key")))
+        except ValueError:
+            return False
+        now = secret_digests(plan.changes, key)
+        return now.keys() == record["digests"].keys() and all(
+            hmac.compare_digest(d, str(record["digests"][a])) for a, d in now.items())
 
 
 # --- the session ----------------------------------------------------------------------------

@@ -10,12 +10,14 @@ Then stdout, stderr and every file under the lab (work dir, HOME, TMPDIR, the PX
 plans, state files, the demo's directory) are searched for each secret, raw and encoded (base64 at
 every alignment, hex, JSON and URL escaping). A CHAP secret may be only in the machine's own iPXE
 script on the PXE server (0640), in ``render --out`` output (0600 here) and in the simulated NAS's
-state (the demo's state file, 0600); an API key only in that state file.
+state (the demo's state file, 0600); an API key only in that state file. The sha256 of every script that
+held a CHAP secret is searched for too: it may be only in a state snapshot (0600).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import urllib.parse
@@ -182,6 +184,25 @@ def test_no_command_leaks_a_secret(lab) -> None:
         if found and mode is not None and path.stat().st_mode & 0o777 != mode:
             leaks.append(f"{path}: mode {path.stat().st_mode & 0o777:04o}, not {mode:04o}")
     assert not leaks, "\n".join(leaks)
+
+    # --- and the hash of every file that held a secret: the rest of such a file is known (inventory and
+    # templates), so its sha256 would let anyone test guesses of the secret offline. Only the state
+    # snapshot (0600, private like the secrets themselves) holds it: offline plans compare by it.
+    secret_files = [p for d in (rendered_tftp, out_tftp, pxe / "tftp", demo_dir / "pxe-server/srv/tftp")
+                    for p in d.glob("*.ipxe") if any(s.encode() in p.read_bytes() for s in secrets)]
+    hashes = {hashlib.sha256(p.read_bytes()).hexdigest(): p for p in secret_files}
+    assert len(hashes) >= 4, hashes     # m1 with CHAP1 and CHAP1_NEW, m2, the demo's
+    hashed = []
+    for args, out in runs:
+        hashed += [f"`netprov {' '.join(args)}` output: sha256 of {p}"
+                   for h, p in hashes.items() if h in out.output]
+    for path in files:
+        data = path.read_bytes()
+        if path in (work / "state.json", demo_dir / "state.json"):
+            assert path.stat().st_mode & 0o777 == 0o600, path
+            continue
+        hashed += [f"{path}: sha256 of {p}" for h, p in hashes.items() if h.encode() in data]
+    assert not hashed, "\n".join(hashed)
     # The places a secret must be are where the search looked.
     assert CHAP1_NEW.encode() in (pxe / "tftp" / script_name(MACS["m1"])).read_bytes()
     assert CHAP2.encode() in (rendered_tftp / script_name(MACS["m2"])).read_bytes()

@@ -201,6 +201,49 @@ def test_a_saved_plan_whose_inventory_or_secrets_changed_is_stale(lab, tmp_path)
         changed.saved_policy(saved)
 
 
+def _script_sha(session: Session) -> str:
+    """The real sha256 of alpha's iPXE script (it holds the CHAP secret), from the rendered BootFile."""
+    import hashlib
+    script = next(f for f in session.render() if f.secret)
+    return hashlib.sha256(script.content).hexdigest()
+
+
+def test_a_saved_plan_holds_no_hash_of_a_secret_file_and_still_sees_the_secret_change(lab, tmp_path) -> None:
+    session, _, _, _ = lab
+    first = _script_sha(session)
+    with session.connect(ConnectOptions()) as world:
+        run = session.plan(world, session.policy())
+        assert session.apply(run, world).ok         # the server now holds the script of SECRET
+    # Rotate the secret: the plan updates the script, from a file holding SECRET to one holding the new one.
+    rotated = Session.load(session.path, env={**session.env, "ALPHA_SECRET": "Rotated-s3cret"})
+    second = _script_sha(rotated)
+    out = tmp_path / "rotate.json"
+    with rotated.connect(ConnectOptions()) as world:
+        SavedPlan.write(rotated.plan(world, rotated.policy()).plan, out)
+    assert out.stat().st_mode & 0o777 == 0o600
+    text = out.read_text()
+    assert first not in text and second not in text
+    saved = SavedPlan.read(out)
+    update = next(c for c in saved.data["changes"] if c["kind"] == "file" and c["payload"]["secret"])
+    assert update["action"] == "update" and update["before"] == update["after"] == {"sha256": "********",
+                                                                                     "mode": "0640"}
+    assert list(saved.data["secret_files"]["digests"]) == [update["address"]]
+    with rotated.connect(ConnectOptions()) as world:
+        saved.check(rotated.plan(world, rotated.saved_policy(saved)).plan)   # the same secret: not stale
+    # The secret rotated again before apply: same JSON (masked), other digest: stale.
+    again = Session.load(session.path, env={**session.env, "ALPHA_SECRET": "Rotated-again1"})
+    with again.connect(ConnectOptions()) as world:
+        plan = again.plan(world, again.saved_policy(saved)).plan
+        assert [c.to_json() for c in plan.changes] == saved.data["changes"], "only the digests can tell"
+        with pytest.raises(StalePlanError, match="the plan made now differs from the saved one"):
+            saved.check(plan)
+    # An edited record (digests removed) is not taken as "no secret file".
+    saved.data["secret_files"] = {"key": saved.data["secret_files"]["key"], "digests": {}}
+    with rotated.connect(ConnectOptions()) as world:
+        with pytest.raises(StalePlanError, match="the plan made now differs from the saved one"):
+            saved.check(rotated.plan(world, rotated.saved_policy(saved)).plan)
+
+
 def test_an_offline_plan_cannot_be_saved_and_a_foreign_file_is_not_a_plan(lab, tmp_path) -> None:
     session, _, _, _ = lab
     with session.connect(ConnectOptions(), offline=True) as world:

@@ -256,8 +256,9 @@ def test_file_payload_carries_the_content_for_the_executor_only():
     assert "hunter2" not in shown and "password" in c.diff      # the diff is masked, the content never shown
     assert c.to_json()["payload"] == {
         "root": "tftp", "path": "n1.ipxe", "kind": "script", "before_sha256": None, "before_mode": None,
-        "after_sha256": f.sha256, "after_mode": "0640", "secret": True, "also": [], "advisory": False}
-    assert (c.to_json()["before"], c.to_json()["after"]) == (None, {"sha256": f.sha256, "mode": "0640"})
+        "after_sha256": "********", "after_mode": "0640", "secret": True, "also": [], "advisory": False}
+    assert (c.to_json()["before"], c.to_json()["after"]) == (None, {"sha256": "********", "mode": "0640"})
+    assert f.sha256 not in shown and c.payload.after_sha256 == f.sha256   # shown masked, kept for the executor
 
 
 def test_before_and_after_travel_once():
