@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-FORMAT_VERSION = "1.3"
+FORMAT_VERSION = "1.2"
 
 
 @dataclass(frozen=True, order=True)

@@ -91,7 +91,7 @@ def test_offline_plan_json_shape_and_masked_secret(capsys, monkeypatch) -> None:
     code, out, err = run(["plan", "--offline", "--json", str(ROOT / "inventory/noorquacker.yaml")], capsys)
     assert code == 0, err
     plan = json.loads(out)
-    assert plan["format_version"] == "1.3"
+    assert plan["format_version"] == "1.2"
     assert set(plan) >= {"changes", "summary", "fingerprints", "options"}
     kinds = {c["kind"] for c in plan["changes"]}
     assert {"zvol", "extent", "target", "targetextent", "file"} <= kinds
