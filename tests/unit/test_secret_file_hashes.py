@@ -153,3 +153,15 @@ def test_keyed_digests_see_a_changed_secret_and_depend_on_the_key() -> None:
     assert da != db and da == secret_digests(a.changes, key)
     assert da != secret_digests(a.changes, b"j" * 32)
     assert _script(_render(SECRET)[1]).sha256 not in repr(da)
+
+
+def test_the_nas_fingerprint_does_not_depend_on_a_chap_secret() -> None:
+    """A plan shows each NAS's fingerprint; the auth rows' secret digests are masked in it, so it can't be
+    used to test guesses of a secret. Everything else still counts (the tag)."""
+    from netprov.core.storage import ActualStorage, secret_digest, state_fingerprint
+
+    def nas(secret: str, tag: int = 1) -> ActualStorage:
+        return ActualStorage(parent="tank/nb", auths=[{"id": 1, "tag": tag, "user": "m1", "peeruser": "",
+                                                       "secret": secret_digest(secret)}])
+    assert state_fingerprint(nas("Guess-me-0001")) == state_fingerprint(nas("Guess-me-0002"))
+    assert state_fingerprint(nas("Guess-me-0001")) != state_fingerprint(nas("Guess-me-0001", tag=2))

@@ -12,6 +12,7 @@ from typing import Any
 from netprov.core import names
 from netprov.core.inventory import LoadedInventory
 from netprov.core.plan import Action, Change, fingerprint
+from netprov.core.secrets import MASK
 
 SERVICE = "iscsitarget"
 EXTENT_BLOCKSIZE = 512
@@ -149,9 +150,14 @@ def state_fingerprint(actual: ActualStorage) -> str:
     Sessions come and go as machines boot; a plan made a minute ago is not stale because
     a machine logged in. Destructive changes stay safe regardless: TrueNAS refuses to
     delete an in-use target/extent without ``force``, which netprov never sends.
+
+    A CHAP secret's digest is left out too (masked): plans are shown and published, and a digest of
+    a short secret, however salted, lets anyone test guesses. A secret changed on the NAS between plan
+    and apply is still seen: apply's verify plans again, and a saved plan is checked change by change.
     """
     data = actual.to_json()
     data.pop("sessions", None)
+    data["auths"] = [{**a, "secret": MASK} if a.get("secret") else a for a in data.get("auths") or []]
     return fingerprint(data)
 
 
