@@ -220,7 +220,7 @@ def test_commit_past_its_deadline_is_reported_as_still_running(own_sshd, tmp_pat
 def test_lost_commit_that_never_started_says_live_files_are_unchanged(settings, tmp_path):
     """The answer is lost and the server holds no outcome for this commit (the script never
     arrived, or arrived cut short): netprov says so, after checking, instead of guessing."""
-    from netprov.adapters.pxe.boot_host import _build_ops
+    from netprov.adapters.pxe.fileops import build_ops as _build_ops
     from netprov.core.fileplan import Activation
 
     with PxeHost(settings) as h:
@@ -236,7 +236,8 @@ def test_lost_commit_that_never_started_says_live_files_are_unchanged(settings, 
 
 def test_truncated_commit_script_changes_nothing(tmp_path):
     """The commit script is one compound command: cut anywhere in transit, sh runs none of it."""
-    from netprov.adapters.pxe.boot_host import _build_ops, _commit_script
+    from netprov.adapters.pxe.fileops import build_ops as _build_ops
+    from netprov.adapters.pxe.scripts import commit_script as _commit_script
     from netprov.core.fileplan import RemoteManifest, activation_of, plan_files
 
     roots = make_roots(tmp_path / "srv")

@@ -321,7 +321,7 @@ def test_restart_failing_twice_reports_dhcp_down_and_stays_pending(settings, roo
 
 def test_batch_shell_fallback_without_perl(tmp_path):
     """The commit's rename batch works on servers without perl (POSIX sh + mv/ln/cp)."""
-    from netprov.adapters.pxe.boot_host import _BATCH
+    from netprov.adapters.pxe.scripts import BATCH as _BATCH
 
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -360,7 +360,8 @@ def test_secret_file_gets_group_when_it_exists(settings, roots):
 
 
 def test_sudo_wraps_privileged_commands_only():
-    from netprov.adapters.pxe.boot_host import _build_ops, _commit_script, _stage_script
+    from netprov.adapters.pxe.fileops import build_ops as _build_ops
+    from netprov.adapters.pxe.scripts import commit_script as _commit_script, stage_script as _stage_script
     from netprov.core.fileplan import RemoteManifest
 
     roots = {Root.DNSMASQ: "/etc/dnsmasq.d", Root.TFTP: "/srv/tftp"}

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from netprov.adapters.truenas.backend import _EXECUTORS
+from netprov.adapters.truenas.steps import EXECUTORS as _EXECUTORS
 from netprov.core.plan import Action, Address, Payload
 from netprov.core.storage import ActualStorage, StoragePolicy, plan_storage
 from netprov.core.storage import payloads as pl
