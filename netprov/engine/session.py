@@ -358,7 +358,7 @@ class Session:
         server = self.loaded.inventory.pxe_servers[name]
         settings = pxe_settings(name, server, self.roots(name), options)
         if server.transport == "local":
-            from netprov.adapters.pxe.local import LocalConnection
+            from netprov.adapters.pxe.local_shell import LocalConnection
             host = PxeHost(settings, connection=LocalConnection(f"{name} (this machine)"))
         else:
             host = PxeHost(settings)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from netprov.adapters.pxe.boot_host import PxeHost, PxeSettings
-from netprov.adapters.pxe.local import LocalConnection
+from netprov.adapters.pxe.local_shell import LocalConnection
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from netprov.adapters.truenas.backend import TrueNASStorage
 from netprov.core.inventory_load import parse_inventory

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netprov.adapters.pxe.manifest import parse_manifest
+from netprov.adapters.pxe.walk import parse_manifest
 from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.core.fileplan import (
     Activation,

@@ -55,10 +55,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Self
 
-from netprov.adapters.pxe import manifest as walk
+from netprov.adapters.pxe import walk
 from netprov.adapters.pxe.fileops import Ops, build_ops
 from netprov.adapters.pxe.push import Progress, Push, PushReport
-from netprov.adapters.pxe.settings import PxeSettings
+from netprov.adapters.pxe.pxe_settings import PxeSettings
 from netprov.adapters.pxe.ssh import SshConnection, connect
 from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.core.fileplan import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from netprov.adapters.pxe.fileops import Ops
 from netprov.adapters.pxe.scripts import LOCK, commit_script, q, sh_command, stage_script, status_path
-from netprov.adapters.pxe.settings import PxeSettings
+from netprov.adapters.pxe.pxe_settings import PxeSettings
 from netprov.adapters.pxe.ssh import SshConnection, SshDeadline, collect, connect, keepalive_interval
 from netprov.core.bootfiles import Root
 from netprov.core.fileplan import Activation, confine

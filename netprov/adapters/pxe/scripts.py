@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Iterable
 
 from netprov.adapters.pxe.fileops import Ops
-from netprov.adapters.pxe.settings import PxeSettings
+from netprov.adapters.pxe.pxe_settings import PxeSettings
 from netprov.core.fileplan import Activation
 from netprov.core.plan import Action
 from netprov.errors import PathConfinementError

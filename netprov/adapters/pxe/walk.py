@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 
 from netprov.adapters.pxe.scripts import q, sh_command
-from netprov.adapters.pxe.settings import PxeSettings
+from netprov.adapters.pxe.pxe_settings import PxeSettings
 from netprov.core.bootfiles import HEADER_MARKER, Root
 from netprov.core.fileplan import OWNED_RECORD, TEMP_PREFIX, Activation, RemoteEntry, RemoteManifest
 from netprov.errors import PathConfinementError
