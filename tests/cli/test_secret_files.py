@@ -58,7 +58,7 @@ def test_a_private_chap_secret_file_is_not_warned_about(tmp_path, capsys, monkey
 
 
 def test_the_api_key_file_gets_the_same_check_and_message(tmp_path, capsys, monkeypatch) -> None:
-    from netprov.cli.commands.shared import start
+    from netprov.cli.commands.common import start
     from netprov.cli.app import OPTS
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.delenv("NETPROV_API_KEY", raising=False)

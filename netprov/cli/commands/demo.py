@@ -120,7 +120,7 @@ SIM_MISSING = ("netprov demo needs the TrueNAS simulator, which is not installed
 
 
 def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> int:
-    from netprov.cli.commands import plan_apply, shared, validate
+    from netprov.cli.commands import common, plan_apply, validate
     try:
         from truenas_sim import Simulator   # its own distribution (sim/ in the repository)
     except ModuleNotFoundError as exc:
@@ -155,12 +155,12 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
         if validate.run([demo_inv], quiet=opts.quiet) != 0:
             return ExitCode.ERROR
 
-        session, options, _ = shared.start(demo_inv, opts)
+        session, options, _ = common.start(demo_inv, opts)
         policy = session.policy()
         console.rule("2. netprov plan")
         with session.connect(options) as world:
             first = session.plan(world, policy)
-        shared.show_plan(first.plan, as_json=False)
+        common.show_plan(first.plan, as_json=False)
 
         console.rule("3. netprov apply --auto-approve")
         code = plan_apply.run_apply(demo_inv, opts, auto_approve=True, target=None, allow_destroy=False,
@@ -171,7 +171,7 @@ def run(opts, *, inventory: Path | None, workdir: Path | None, profile: str) -> 
         console.rule("4. netprov plan (again: nothing left to do)")
         with session.connect(options) as world:
             second = session.plan(world, policy)
-        shared.show_plan(second.plan, as_json=False)
+        common.show_plan(second.plan, as_json=False)
         state_file = workdir / "truenas-state.json"
         sim.save_state(str(state_file))
         listen = f"127.0.0.1:{sim.port}"

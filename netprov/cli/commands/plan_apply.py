@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from netprov.cli import console
-from netprov.cli.commands.shared import (AcceptKeyOpt, AdoptOpt, AllowDestroyOpt, CaFileOpt, FullOpt, InsecureOpt,
+from netprov.cli.commands.common import (AcceptKeyOpt, AdoptOpt, AllowDestroyOpt, CaFileOpt, FullOpt, InsecureOpt,
                                          NoSnapshotOpt, TargetOpt, show_plan, start)
 from netprov.cli.exit_codes import ExitCode
 from netprov.errors import ConvergenceError, NetprovError

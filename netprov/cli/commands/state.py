@@ -27,7 +27,7 @@ def register(state_app: typer.Typer, opts) -> None:
     ) -> None:
         """Read every NAS and PXE server once and save what they hold (for `plan --state`)."""
         from netprov.adapters.local import write_atomic
-        from netprov.cli.commands.shared import start
+        from netprov.cli.commands.common import start
         session, options, _ = start(inventory, opts, insecure=insecure, ca_file=ca_file,
                                     accept_new_host_key=accept_new_host_key)
         with session.connect(options) as world:

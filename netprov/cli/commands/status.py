@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from netprov.cli import console
-from netprov.cli.commands.shared import AcceptKeyOpt, CaFileOpt, InsecureOpt, TargetOpt, start
+from netprov.cli.commands.common import AcceptKeyOpt, CaFileOpt, InsecureOpt, TargetOpt, start
 from netprov.cli.exit_codes import ExitCode
 
 

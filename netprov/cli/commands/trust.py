@@ -26,7 +26,7 @@ def run(opts, storage: str, inventory: Path, *, yes: bool, fingerprint: str | No
     from netprov.adapters import known_nas
     from netprov.adapters.local import read_inventory
     from netprov.adapters.truenas.rpc import fetch_certificate
-    from netprov.cli.commands.shared import connect_options
+    from netprov.cli.commands.common import connect_options
     from netprov.engine.session import known_nas_file
     from netprov.settings import load_settings
 
