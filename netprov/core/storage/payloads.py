@@ -110,7 +110,18 @@ class _Create(Payload):
     """A create's payload: what the plan shows after it is derived from the payload alone."""
 
     def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
-        return (None, after_of(self)) if action is Action.CREATE else None
+        return (None, self.shown()) if action is Action.CREATE else None
+
+    def shown(self) -> dict[str, Any]:
+        """The ``after`` a plan shows for this create, derived from the payload alone."""
+        raise NotImplementedError
+
+
+class _Update(Payload):
+    """An update's payload: ``sets`` says what the plan's shown ``after`` must hold (``check_agrees``)."""
+
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -129,18 +140,27 @@ class ZvolCreate(_Create):
     clone_from: str | None = None
     grow_to: int | None = None   # a clone grows to disk.size when that is above the snapshot's size
 
+    def shown(self) -> dict[str, Any]:
+        size = size_text(self.volsize) if self.volsize else None
+        if self.clone_from:
+            return {"name": self.path, "clone_from": self.clone_from, "volsize": size}
+        return {"name": self.path, "volsize": size, "volblocksize": self.volblocksize, "sparse": self.sparse}
+
 
 @dataclass(frozen=True)
-class ZvolUpdate(Payload):
+class ZvolUpdate(_Update):
     """Grow and/or mark (adopt) an existing zvol; with nothing to set, the zvol as it is."""
     path: str
     machine: str
     set_volsize: int | None = None
     set_mark: bool = False
 
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        return {"volsize": size_text(self.set_volsize)} if self.set_volsize else {}
+
 
 @dataclass(frozen=True)
-class ZvolRename(Payload):
+class ZvolRename(_Update):
     """``renamed_from``: snapshot ``old_path``, clone to ``path`` (unless ``clone`` is false: finishing an
     interrupted rename), promote, re-point ``extents`` at ``disk``, remove the old name."""
     path: str
@@ -152,6 +172,9 @@ class ZvolRename(Payload):
     disk: str
     extents: tuple[ExtentRef, ...]
     set_volsize: int | None = None
+
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        return {"volsize": size_text(self.set_volsize)} if self.set_volsize else {}
 
 
 @dataclass(frozen=True)
@@ -176,9 +199,13 @@ class ExtentCreate(_Create):
     comment: str
     blocksize: int = EXTENT_BLOCKSIZE
 
+    def shown(self) -> dict[str, Any]:
+        return {"name": self.name, "disk": self.disk, "serial": self.serial, "blocksize": self.blocksize,
+                "ro": False, "enabled": True}
+
 
 @dataclass(frozen=True)
-class ExtentUpdate(Payload):
+class ExtentUpdate(_Update):
     """Set the fields that are not None on extent ``id`` (still named ``verify_name``)."""
     id: int
     verify_name: str
@@ -194,6 +221,9 @@ class ExtentUpdate(Payload):
         keys = ("name", "disk", "serial", "blocksize", "ro", "enabled", "comment")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        return {k: v for k, v in self.fields_to_set().items() if k != "comment"}
+
 
 @dataclass(frozen=True)
 class ExtentDelete(Payload):
@@ -206,13 +236,19 @@ class InitiatorCreate(_Create):
     initiators: tuple[str, ...]
     comment: str
 
+    def shown(self) -> dict[str, Any]:
+        return {"initiators": list(self.initiators), "comment": self.comment}
+
 
 @dataclass(frozen=True)
-class InitiatorUpdate(Payload):
+class InitiatorUpdate(_Update):
     id: int
     verify_comment: str | None
     initiators: tuple[str, ...]
     comment: str | None = None       # the mark, when it follows a renamed zvol
+
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        return {"initiators": list(self.initiators)}
 
 
 @dataclass(frozen=True)
@@ -228,9 +264,12 @@ class AuthCreate(_Create):
     user: str
     needs_secret: bool = False
 
+    def shown(self) -> dict[str, Any]:
+        return {"user": self.user, "secret": MASK, "peeruser": ""}
+
 
 @dataclass(frozen=True)
-class AuthUpdate(Payload):
+class AuthUpdate(_Update):
     """Row ``id`` on ``tag`` (still with user ``verify_user``; on ``verify_tag`` and unused, for a leftover
     being reused): set ``user``, clear the peer user/secret, and/or set ``machine``'s secret."""
     id: int
@@ -241,6 +280,9 @@ class AuthUpdate(Payload):
     user: str | None = None
     clear_peer: bool = False
     set_secret: bool = False
+
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        return {"user": self.user} if self.user is not None else {}
 
 
 @dataclass(frozen=True)
@@ -266,15 +308,24 @@ class TargetCreate(_Create):
     name: str
     groups: tuple[TargetGroup, ...]
 
+    def shown(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": "ISCSI", "groups": [g.display() for g in self.groups]}
+
 
 @dataclass(frozen=True)
-class TargetUpdate(Payload):
+class TargetUpdate(_Update):
     """Target ``id`` (still named ``verify_name``): rename to ``name``, set ``groups``, set ``mode``."""
     id: int
     verify_name: str
     name: str | None = None
     groups: tuple[TargetGroup, ...] | None = None
     mode: str | None = None
+
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        want: dict[str, Any] = {k: v for k, v in (("name", self.name), ("mode", self.mode)) if v is not None}
+        if self.groups is not None and "groups" in (after or {}):
+            want["groups"] = [g.display() for g in self.groups]
+        return want
 
 
 @dataclass(frozen=True)
@@ -289,11 +340,17 @@ class MappingCreate(_Create):
     extent: Address
     lunid: int
 
+    def shown(self) -> dict[str, Any]:
+        return {"target": self.target.name, "extent": self.extent.name, "lunid": self.lunid}
+
 
 @dataclass(frozen=True)
-class MappingUpdate(Payload):
+class MappingUpdate(_Update):
     ref: MappingRef
     lunid: int
+
+    def sets(self, after: dict[str, Any] | None) -> dict[str, Any]:
+        return {"lunid": self.lunid}
 
 
 @dataclass(frozen=True)
@@ -306,6 +363,9 @@ class PortalCreate(_Create):
     ip: str
     port: int
     comment: str
+
+    def shown(self) -> dict[str, Any]:
+        return {"listen": [f"{self.ip}:{self.port}"], "comment": self.comment}
 
 
 @dataclass(frozen=True)
@@ -324,45 +384,15 @@ class Service(Payload):
 # -- what a plan shows, from the payload ---------------------------------------------------------------
 
 def after_of(p: Payload) -> dict[str, Any]:
-    """The ``after`` of a create, derived from its payload."""
-    if isinstance(p, ZvolCreate):
-        size = size_text(p.volsize) if p.volsize else None
-        if p.clone_from:
-            return {"name": p.path, "clone_from": p.clone_from, "volsize": size}
-        return {"name": p.path, "volsize": size, "volblocksize": p.volblocksize, "sparse": p.sparse}
-    if isinstance(p, ExtentCreate):
-        return {"name": p.name, "disk": p.disk, "serial": p.serial, "blocksize": p.blocksize, "ro": False,
-                "enabled": True}
-    if isinstance(p, InitiatorCreate):
-        return {"initiators": list(p.initiators), "comment": p.comment}
-    if isinstance(p, AuthCreate):
-        return {"user": p.user, "secret": MASK, "peeruser": ""}
-    if isinstance(p, TargetCreate):
-        return {"name": p.name, "mode": "ISCSI", "groups": [g.display() for g in p.groups]}
-    if isinstance(p, MappingCreate):
-        return {"target": p.target.name, "extent": p.extent.name, "lunid": p.lunid}
-    if isinstance(p, PortalCreate):
-        return {"listen": [f"{p.ip}:{p.port}"], "comment": p.comment}
-    raise TypeError(f"no create display for {type(p).__name__}")
+    """The ``after`` a plan shows for a create, derived from its payload (``shown``)."""
+    if not isinstance(p, _Create):
+        raise TypeError(f"no create display for {type(p).__name__}")
+    return p.shown()
 
 
 def check_agrees(p: Payload, after: dict[str, Any] | None) -> None:
     """An update's shown ``after`` and what its payload sets are one value: raise if they differ."""
-    want: dict[str, Any] = {}
-    if isinstance(p, ZvolUpdate | ZvolRename) and p.set_volsize:
-        want = {"volsize": size_text(p.set_volsize)}
-    elif isinstance(p, ExtentUpdate):
-        want = {k: v for k, v in p.fields_to_set().items() if k != "comment"}
-    elif isinstance(p, InitiatorUpdate):
-        want = {"initiators": list(p.initiators)}
-    elif isinstance(p, TargetUpdate):
-        want = {k: v for k, v in (("name", p.name), ("mode", p.mode)) if v is not None}
-        if p.groups is not None and "groups" in (after or {}):
-            want["groups"] = [g.display() for g in p.groups]
-    elif isinstance(p, MappingUpdate):
-        want = {"lunid": p.lunid}
-    elif isinstance(p, AuthUpdate) and p.user is not None:
-        want = {"user": p.user}
+    want = p.sets(after) if isinstance(p, _Update) else {}
     got = {k: (after or {}).get(k) for k in want}
     if got != want:
         raise AssertionError(f"{type(p).__name__}: the plan shows {got}, the payload sets {want}")
