@@ -10,8 +10,8 @@ and maps the typed errors raised here to exit codes:
 - ``ConvergenceError``: after an apply, a fresh plan still has changes (``.plan`` holds it);
 - ``NetprovError``: anything else a user can act on (a refused change, a missing secret).
 
-The engine's functions (``make_plan``, ``apply_plan``, ``blocking_refusals``) are called from
-here only.
+The engine's functions (``make_plan``, ``apply_plan``, ``check_applicable``, ``blocking_refusals``)
+are called from here only.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from secrets import token_bytes
 from typing import Any
 
 from netprov.adapters.local import Workspace, load_workspace, read_secret_file, write_atomic
+from netprov.adapters.snapshot import STATE_FORMAT
 from netprov.core.boot_render import Renderer
 from netprov.core.bootfiles import BootFile, Root
 from netprov.core.fileplan import secret_digests
+from netprov.core.manifest import manifest_to_json
 from netprov.core.plan import FORMAT_VERSION, Change, Plan
 from netprov.core.storage import StoragePolicy, desired_storage
-from netprov.adapters.snapshot import STATE_FORMAT
-from netprov.core.manifest import manifest_to_json
 from netprov.engine.run import (ApplyResult, Planned, Reporter, World, apply_plan, blocking_refusals,
                                 check_applicable, make_plan, offline_world, server_roots)
 from netprov.errors import ConvergenceError, NetprovError, StalePlanError

@@ -6,7 +6,6 @@ the simulator runs in this process, with latency so that each phase lasts long e
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess

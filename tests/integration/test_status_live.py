@@ -9,8 +9,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from netprov.adapters.truenas.rpc import Credentials, TrueNASClient
 from tests.support.cli_lab import inventory_text, netprov, sim_fixture  # noqa: F401 (a fixture)
 

@@ -22,7 +22,7 @@ import pytest
 from netprov.adapters.pxe.boot_host import PxeHost, PxeSettings
 from netprov.adapters.pxe.ssh import SshConnection, connect
 from netprov.core.bootfiles import BootFile, Kind, Root
-from netprov.errors import NetprovError, PathConfinementError, PushError
+from netprov.errors import PathConfinementError, PushError
 from tests.pxe.conftest import SERVER, has_changes, make_roots, plan_on
 from tests.support.cli_lab import create_parent, ssh_server_inventory
 from tests.support.sshd import SshServer

@@ -15,7 +15,7 @@ from netprov.core.bootfiles import BootFile, Kind, Root
 from netprov.core.fileplan import Activation, Reason, activation_of, plan_files
 from netprov.core.plan import Action
 from netprov.errors import AuthError, HostKeyError, PathConfinementError, PushError, StalePlanError
-from tests.pxe.conftest import by_path, file_changes, has_changes, plan_on
+from tests.pxe.conftest import file_changes, has_changes, plan_on
 
 SERVER = "pxe1"  # same as conftest.SERVER
 

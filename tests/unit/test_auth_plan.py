@@ -14,7 +14,7 @@ from netprov.core.plan import Action
 from netprov.core.storage import plan_storage, secret_digest
 from netprov.core.storage.payloads import AuthDelete, AuthKept, AuthUpdate
 
-from storage_helpers import SECRET, converged, desired_from, inventory_text
+from storage_helpers import converged, desired_from, inventory_text
 
 TWO = '''
 m1: {mac: "52:54:00:00:00:01", chap: {secret_env: M1}}

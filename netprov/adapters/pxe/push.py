@@ -21,7 +21,6 @@ from netprov.adapters.pxe.pxe_settings import PxeSettings
 from netprov.adapters.pxe.ssh import SshConnection, SshDeadline, collect, connect, keepalive_interval
 from netprov.core.bootfiles import Root
 from netprov.core.fileplan import Activation, confine
-from netprov.core.plan import Change
 from netprov.core.secrets import mask_secrets
 from netprov.core.text import one_line
 from netprov.errors import ConnectError, NetprovError, PathConfinementError, PushError, StalePlanError
