@@ -16,6 +16,7 @@ import pytest
 
 from netprov.core.inventory_load import parse_inventory
 from netprov.core.storage import ActualStorage, StoragePolicy, desired_storage, plan_storage, summarize
+from tests.support.golden import check_json_golden
 
 SECRET = "Sup3rSecret-001"
 STAMP = "20261207T180512Z"    # the plan's UTC time: names the net under destroyed zvols (options.json may set it)
@@ -52,10 +53,4 @@ def test_storage_case(case: Path, update_goldens: bool) -> None:
     raw = json.loads((case / "actual.json").read_text())
     once = ActualStorage.from_json(raw).to_json()
     assert ActualStorage.from_json(once).to_json() == once
-    golden = case / "plan.json"
-    if update_goldens or not golden.exists():
-        golden.write_text(text)
-        if not update_goldens:
-            pytest.fail(f"{golden} did not exist; written, review it and rerun")
-        return
-    assert json.loads(golden.read_text()) == got, f"plan differs from {golden} (rerun with --update-goldens)"
+    check_json_golden(case / "plan.json", got, update_goldens)

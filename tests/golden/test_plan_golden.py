@@ -19,6 +19,7 @@ from netprov.adapters.local import load_workspace
 from netprov.core.boot_render import Renderer
 from netprov.core.storage import StoragePolicy
 from netprov.engine.run import make_plan, offline_world
+from tests.support.golden import check_json_golden
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "plan"
@@ -44,10 +45,4 @@ def test_offline_plan_matches_its_golden(name: str, update_goldens: bool) -> Non
     assert changes and all(c["payload"] is not None for c in changes if c["action"] != "no-op"), \
         "every change apply carries out has a payload"
     assert {c["kind"] for c in changes} >= {"zvol", "extent", "target", "file", "activation"}
-    golden = GOLDEN / (Path(name).stem + ".json")
-    if update_goldens or not golden.exists():
-        golden.write_text(text)
-        if not update_goldens:
-            pytest.fail(f"{golden} did not exist; written, review it and rerun")
-        return
-    assert json.loads(golden.read_text()) == got, f"plan differs from {golden} (rerun with --update-goldens)"
+    check_json_golden(GOLDEN / (Path(name).stem + ".json"), got, update_goldens)
