@@ -12,13 +12,18 @@ from dataclasses import dataclass, replace
 class Profile:
     name: str
     version_string: str
+    # mw: plugins/service_/services/iscsitarget.py:12 @ TN-13.0-U6.1 | freebsd_rc = "ctld"
+    # mw: plugins/service_/services/iscsitarget.py:15 @ TS-24.10.2.2 | systemd_unit = "scst"
     core: bool  # TrueNAS CORE (FreeBSD/ctld) vs SCALE (Linux/SCST)
+    # mw: main.py:186 @ TS-25.04.2.4 | "current": current_api,
     jsonrpc: bool  # serves /api/current (25.04+)
     # mw: main.py:402 @ TS-24.10.2.2 | ErrnoMixin.ENOTAUTHENTICATED
     notauth_errno: int  # legacy "Not authenticated" errno: 13 on CORE, 207 from 22.12
+    # mw: utils/limits.py:18 @ TS-24.10.2.2 | AUTHENTICATED = 65536
     post_auth_limit: int | None  # 64 KiB after auth (24.10+), None on CORE
     # mw: main.py:29 @ TS-24.10.2.2 | RateLimitCache
     rate_limit: bool  # unauthenticated per-IP rate limit (24.10+)
+    # mw: main.py:411 @ TS-24.10.2.2 | elif not self.authenticated_credentials.authorize('CALL', message['method']):
     roles: bool  # role based authorisation / secret redaction (24.10+)
     # mw: plugins/auth.py:676 @ TS-25.04.2.4 | async def login_ex(self, app, data):
     login_ex: bool  # auth.login_ex (25.04+)
@@ -26,6 +31,8 @@ class Profile:
     revoke_insecure_api_key: bool  # API_KEY_PLAIN over insecure transport revokes the key (25.04+)
     # mw: api/base/handler/accept.py:80 @ TS-25.04.2.4 | msg = "Field required"
     pydantic: bool  # strict pydantic argument models (25.04+)
+    # mw: plugins/iscsi_/utils.py:11 @ TS-24.10.2.2 | MAX_EXTENT_NAME_LEN = 64
+    # mw: api/v25_04_0/iscsi_extent.py:24 @ TS-25.04.2.4 | StringConstraints(max_length=64)
     extent_name_max: int | None  # 64 on SCALE
     # mw: plugins/iscsi.py:768 @ TN-13.0-U6.1 | Maximum length of 15 characters
     # mw: plugins/iscsi_/extents.py:314 @ TS-24.10.2.2 | Extent serial can not exceed
@@ -47,6 +54,7 @@ class Profile:
     target_rel_tgt_id: bool  # 24.04+
     # mw: api/v25_04_0/iscsi_target.py:51 @ TS-25.04.2.4 | iscsi_parameters:
     target_iscsi_parameters: bool  # 25.04+
+    # mw: plugins/iscsi_/targets.py:426 @ TS-24.10.2.2 | if data.get("alias", None) == "":
     alias_empty_is_value: bool  # CORE: "" is a real alias value
     # mw: plugins/iscsi.py:1016 @ TN-13.0-U6.1 | List('auth_network'
     initiator_auth_network: bool  # CORE: auth_network on initiator groups
@@ -68,9 +76,11 @@ class Profile:
     create_ancestors: bool  # SCALE 22.02+
     # mw: plugins/pool_/dataset.py:375 @ TS-24.10.2.2 | data['volblocksize'] = '16K'
     default_volblocksize: str | None  # "16K" SCALE >= 23.10; None => ZFS default (8K on CORE 13)
+    # mw: plugins/pool.py:3357 @ TN-13.0-U6.1 | if 'volblocksize' in data:
     volblocksize_check_only_if_given: bool  # CORE
     # mw: plugins/pool_/dataset.py:539 @ TS-24.10.2.2 | Dataset name length should be
     dataset_name_max: int
+    # mw: plugins/service_/services/base_freebsd.py:43 @ TN-13.0-U6.1 | await self._freebsd_service(self.freebsd_rc, "restart")
     core_start_restarts: bool  # CORE: service.start == rc restart
     # mw: plugins/service.py:158 @ TS-25.10.1 | async def control(
     service_control: bool  # 25.10: service.control job
@@ -80,13 +90,21 @@ class Profile:
     extent_create_ro_msg: str = "Must be set when disk is a ZFS Snapshot"
     # mw: plugins/pool_/snapshot.py:12 @ TS-25.10.1 | class PoolSnapshotService(CRUDService)
     pool_snapshot: bool = False  # pool.snapshot.* (25.10+); before it only zfs.snapshot.*
+    # the pinned versions are the api/v* directories at the tag; /api/versions lists them less v24.10
+    # mw: main.py:155 @ TS-25.04.2.4 | for version_dir in sorted(pathlib.Path(api_dir).iterdir())
+    # mw: main.py:1302 @ TS-25.10.1 | if version.version != "v24.10"
     pinned_versions: tuple = ()
-    errname: bool = True
+    # mw: main.py:186 @ TS-24.10.2.2 | 'errname': get_errname(errno),
+    errname: bool = True  # legacy error dicts carry errname (SCALE)
     # FreeNAS 11.3 (TN-11.3-U5, plugins/iscsi.py): extents have no "locked" field, initiator groups carry a
     # "tag", deleting a CHAP credential is not checked against targets, the serial is a schema max_length 16
     # ("Value greater than 16 not allowed"), and a missing zvol is "ZVOL zvol/X does not exist".
+    # mw: plugins/iscsi.py:473 @ TN-13.0-U6.1 | class iSCSITargetExtentService(SharingService):
+    # mw: plugins/iscsi.py:503 @ TN-11.3-U5 | class iSCSITargetExtentService(CRUDService):
     extent_locked: bool = True
+    # mw: plugins/iscsi.py:971 @ TN-11.3-U5 | Int('tag', default=0),
     initiator_tag: bool = False
+    # mw: plugins/iscsi.py:382 @ TN-13.0-U6.1 | usages = await self.is_in_use_by_portals_targets(id)
     auth_delete_in_use_check: bool = True
     # mw: plugins/iscsi.py:516 @ TN-11.3-U5 | Str('serial', default=None, null=True, max_length=16)
     serial_schema_max: bool = False
