@@ -230,7 +230,7 @@ _add(
         service_control=True,
         pool_snapshot=True,
         legacy_jobs_option=True,
-        pinned_versions=('v24.10', 'v25.04.0', 'v25.04.1', 'v25.04.2', 'v25.10.0', 'v25.10.1', 'v25.10.2'),
+        pinned_versions=('v24.10', 'v25.04.0', 'v25.04.1', 'v25.04.2', 'v25.10.0', 'v25.10.1'),
     )
 )
 
@@ -263,7 +263,7 @@ _add(
         extent_dataset_fields=True,
         global_mode_fields=True,
         auth_scram=True,
-        pinned_versions=PROFILES["25.10"].pinned_versions + ("v25.10.3", "v25.10.4", "v26.0.0"),
+        pinned_versions=PROFILES["25.10"].pinned_versions + ("v25.10.2", "v25.10.3", "v25.10.4", "v26.0.0"),
     )
 )
 

@@ -908,7 +908,8 @@ class Simulator:
         path = request.path.split("?", 1)[0]
         p = self.profile
         if path == "/api/versions" and p.jsonrpc:
-            body = json.dumps(list(p.pinned_versions) + ["current"]).encode()
+            # mw: main.py:1270 @ TS-25.04.2.4 | if version.version != "v24.10"
+            body = json.dumps([v for v in p.pinned_versions if v != "v24.10"]).encode()
             headers = Headers(
                 [
                     ("Content-Type", "application/json"),
