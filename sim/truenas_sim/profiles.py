@@ -95,7 +95,7 @@ class Profile:
     # mw: main.py:1302 @ TS-25.10.1 | if version.version != "v24.10"
     pinned_versions: tuple = ()
     # mw: main.py:186 @ TS-24.10.2.2 | 'errname': get_errname(errno),
-    errname: bool = True  # legacy error dicts carry errname (SCALE)
+    errname: bool = True  # legacy error dicts carry errname (SCALE); CORE 13's send_error has no such key
     # FreeNAS 11.3 (TN-11.3-U5, plugins/iscsi.py): extents have no "locked" field, initiator groups carry a
     # "tag", deleting a CHAP credential is not checked against targets, the serial is a schema max_length 16
     # ("Value greater than 16 not allowed"), and a missing zvol is "ZVOL zvol/X does not exist".
@@ -166,6 +166,7 @@ _add(
         core_start_restarts=True,
         service_control=False,
         legacy_jobs_option=False,
+        errname=False,
     )
 )
 
@@ -196,6 +197,7 @@ _add(
         volblocksize_check_only_if_given=False,
         dataset_name_max=200,
         core_start_restarts=False,
+        errname=True,
     )
 )
 

@@ -32,3 +32,14 @@ def test_25_10_has_no_v25_10_2_route(sim_factory, connect_factory):
     connect_factory(sim, path="/api/v25.10.1", login=False).close()
     with pytest.raises(Exception):
         connect_factory(sim, path="/api/v25.10.2", login=False)
+
+
+@pytest.mark.parametrize("profile,has_errname", [("11.3", False), ("13", False), ("24.10", True), ("25.04", True)])
+def test_legacy_error_errname_only_on_scale(sim_factory, connect_factory, profile, has_errname):
+    """CORE's send_error (TN-13.0-U6.1 main.py:118) builds {error, type, reason, trace, extra};
+    SCALE's get_error_dict (TS-24.10.2.2 main.py:186) adds errname."""
+    s = sim_factory(profile)
+    c = connect_factory(s, kind="legacy", login=False)
+    err = c.request("iscsi.extent.query")["error"]
+    keys = {"error", "type", "reason", "trace", "extra"}
+    assert set(err) == (keys | {"errname"} if has_errname else keys)
