@@ -118,6 +118,8 @@ class Profile:
     global_mode_fields: bool = False
     # mw: utils/auth.py:20 @ TS-26.0.0-BETA.3 | SCRAM = 'SCRAM'
     auth_scram: bool = False
+    # dependent clones on snapshot delete: options.defer validation error on SCALE 24.10..25.10 (zfs_snapshot.py cites it)
+    snapshot_clones_defer_error: bool = False
 
 
 PROFILES: dict[str, Profile] = {}
@@ -198,6 +200,7 @@ _add(
         dataset_name_max=200,
         core_start_restarts=False,
         errname=True,
+        snapshot_clones_defer_error=True,
     )
 )
 
@@ -265,6 +268,7 @@ _add(
         extent_dataset_fields=True,
         global_mode_fields=True,
         auth_scram=True,
+        snapshot_clones_defer_error=False,
         pinned_versions=PROFILES["25.10"].pinned_versions + ("v25.10.2", "v25.10.3", "v25.10.4", "v26.0.0"),
     )
 )

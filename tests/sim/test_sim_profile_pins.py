@@ -43,3 +43,24 @@ def test_legacy_error_errname_only_on_scale(sim_factory, connect_factory, profil
     err = c.request("iscsi.extent.query")["error"]
     keys = {"error", "type", "reason", "trace", "extra"}
     assert set(err) == (keys | {"errname"} if has_errname else keys)
+
+
+@pytest.mark.parametrize("profile,defer_error", [("13", False), ("24.10", True), ("25.04", True), ("25.10", True)])
+def test_snapshot_with_clones_delete_is_an_options_defer_error(sim_factory, connect_factory, profile, defer_error):
+    """TS-25.04.2.4 plugins/zfs_/snapshot.py:282: libzfs's 'snapshot has dependent clones' becomes a
+    validation error on options.defer naming the clones; CORE 13 has no such check (CallError)."""
+    from simhelpers import RpcFailure, mk_zvol
+
+    s = sim_factory(profile)
+    api = connect_factory(s)
+    mk_zvol(api, "tank/vols/s1")
+    api.call("zfs.snapshot.create", {"dataset": "tank/vols/s1", "name": "a"})
+    api.call("zfs.snapshot.clone", {"snapshot": "tank/vols/s1@a", "dataset_dst": "tank/vols/c1"})
+    with pytest.raises(RpcFailure) as ei:
+        api.call("zfs.snapshot.delete", "tank/vols/s1@a")
+    text = str(ei.value)
+    if defer_error:
+        assert "options.defer" in text
+        assert "Please set this attribute as 'tank/vols/s1@a' snapshot has dependent clones: tank/vols/c1" in text
+    else:
+        assert "snapshot has dependent clones" in text and "options.defer" not in text
