@@ -10,6 +10,7 @@ will set, so the same value never travels twice unchecked.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,15 +107,16 @@ class TargetGroup:
 
 # -- payloads ------------------------------------------------------------------------------------------
 
-class _Create(Payload):
-    """A create's payload: what the plan shows after it is derived from the payload alone."""
+class _Create(Payload, ABC):
+    """A create's payload: what the plan shows after it is derived from the payload alone (each create
+    class says how, in ``shown``; a class without it can't be instantiated)."""
 
     def sides(self, action: Action) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
         return (None, self.shown()) if action is Action.CREATE else None
 
+    @abstractmethod
     def shown(self) -> dict[str, Any]:
         """The ``after`` a plan shows for this create, derived from the payload alone."""
-        raise NotImplementedError
 
 
 class _Update(Payload):
