@@ -311,7 +311,7 @@ def test_missing_flock_is_a_plan_time_error(no_flock_sshd, tmp_path):
         with pytest.raises(PushError) as ei:
             plan_on(h, [script("a.ipxe")])
         assert "missing command(s): flock" in str(ei.value) and "nothing was changed" in str(ei.value)
-        assert h.preflight
+        assert h._last is not None and h._last.preflight
     assert not Path(settings.roots[Root.TFTP], "a.ipxe").exists()
 
 

@@ -66,6 +66,7 @@ from netprov.core.fileplan import (
     FilePayload,
     RemoteManifest,
     activation_of,
+    check_ready,
     confine,
     text_wanted,
 )
@@ -83,7 +84,6 @@ class PxeHost:
     def __init__(self, settings: PxeSettings, *, connection: SshConnection | None = None) -> None:
         self.settings = settings
         self._conn = connection
-        self.preflight: list[str] = []     # what the last read found missing for apply (see read_manifest)
         self._last: RemoteManifest | None = None   # what the last read saw (apply's view of unchanged files)
         for r, d in settings.roots.items():
             if not isinstance(d, str) or not d.startswith("/"):
@@ -155,14 +155,13 @@ class PxeHost:
         if "END|" not in res.out or res.rc != 0:
             raise PushError(f"reading files on {server} failed (exit {res.rc}; the answer was incomplete): "
                             f"{one_line(mask_secrets(res.err), 500)} (nothing was changed)")
-        self.preflight = (walk.preflight(server, rootmap, res.out)
-                          + walk.pihole_problems(self.settings, res.out))
+        preflight = walk.preflight(server, rootmap, res.out) + walk.pihole_problems(self.settings, res.out)
         try:
             manifest = walk.parse_manifest(server, rootmap, res.out)
         except (ValueError, KeyError, IndexError) as exc:
             raise PushError(f"reading files on {server}: the answer was garbled ({exc}); nothing was "
                             "changed, try again") from None
-        self._last = replace(manifest, preflight=tuple(self.preflight))
+        self._last = replace(manifest, preflight=tuple(preflight))
         return self._last
 
     def fetch_text(self, paths: Iterable[tuple[Root, str]], roots: Mapping[Root, str] | None = None
@@ -205,12 +204,6 @@ class PxeHost:
             self._last = manifest
         return manifest
 
-    def check_ready(self) -> None:
-        """Raise the problems the last read found with what apply needs on the server."""
-        if self.preflight:
-            raise PushError(f"PXE server {self.settings.server_name} is not ready for netprov: "
-                            + "; ".join(self.preflight) + " (nothing was changed)")
-
     # -- apply ----------------------------------------------------------------------------
     def apply(self, changes: Iterable[Change], progress: Progress | None = None, *,
               allow_conflicts: bool = False) -> PushReport:
@@ -238,7 +231,7 @@ class PxeHost:
         if not ops.changes and activation == Activation.NONE:
             return PushReport(s.server_name, seconds=time.monotonic() - t0)
 
-        self.check_ready()
+        check_ready(manifest, changes)        # the same refusal the plan made, should the server have changed
         secrets = tuple({x for c in files if c.payload.file is not None for x in c.payload.file.secrets})
         push = Push(s, lambda: self.conn)
         lock = push.lock(list(roots.values()), ops.token)
